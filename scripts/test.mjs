@@ -1,0 +1,39 @@
+#!/usr/bin/env node
+// The README's test command (`npm test`): type-check, lint, then every *.test.ts under
+// test/ with Node's own test runner (through tsx, so tests run the TypeScript sources).
+// Extra arguments are passed as file filters: `npm test -- routing` runs matching files.
+import { spawnSync } from 'node:child_process'
+import { readdirSync, statSync } from 'node:fs'
+import { join, relative } from 'node:path'
+
+const root = new URL('..', import.meta.url).pathname
+const filters = process.argv.slice(2)
+
+function find(dir) {
+  const out = []
+  for (const name of readdirSync(dir)) {
+    const p = join(dir, name)
+    if (statSync(p).isDirectory()) out.push(...find(p))
+    else if (name.endsWith('.test.ts')) out.push(relative(root, p))
+  }
+  return out
+}
+
+function run(cmd, args) {
+  const r = spawnSync(cmd, args, { cwd: root, stdio: 'inherit' })
+  if (r.status !== 0) process.exit(r.status ?? 1)
+}
+
+if (filters.length === 0) {
+  run(join(root, 'node_modules/.bin/tsc'), ['--noEmit', '-p', '.'])
+  run(join(root, 'node_modules/.bin/biome'), ['check', '.'])
+}
+const files = find(join(root, 'test'))
+  .filter((f) => filters.length === 0 || filters.some((x) => f.includes(x)))
+  .sort()
+if (files.length === 0) {
+  console.error('no test files matched')
+  process.exit(1)
+}
+const concurrency = process.env.TEST_CONCURRENCY ?? '2'
+run(process.execPath, ['--import', 'tsx', '--test', `--test-concurrency=${concurrency}`, '--test-timeout=120000', ...files])
