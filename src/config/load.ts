@@ -1,0 +1,70 @@
+import { readFileSync } from 'node:fs'
+import { dirname, resolve } from 'node:path'
+import type { z } from 'zod'
+import { BridgeError } from '../errors.js'
+import { type BridgeConfig, configSchema } from './schema.js'
+
+export type { BridgeConfig } from './schema.js'
+
+/** A validated config, its relative paths resolved against the config file's folder. */
+export type LoadedConfig = Readonly<BridgeConfig> & { readonly configPath: string }
+
+export function loadConfig(path: string): LoadedConfig {
+  let text: string
+  try {
+    text = readFileSync(path, 'utf8')
+  } catch (err) {
+    throw new BridgeError('CONFIG_UNREADABLE', `${path}: cannot read: ${(err as Error).message}`, {
+      cause: err,
+    })
+  }
+  let json: unknown
+  try {
+    json = JSON.parse(text)
+  } catch (err) {
+    throw new BridgeError('CONFIG_INVALID', `${path}: not valid JSON: ${(err as Error).message}`, {
+      cause: err,
+    })
+  }
+  return parseConfig(json, path)
+}
+
+/** Validates a parsed config object; `path` is the config file (for relative paths and messages). */
+export function parseConfig(json: unknown, path: string): LoadedConfig {
+  const result = configSchema.safeParse(json)
+  if (!result.success) {
+    const lines = result.error.issues.map(formatIssue)
+    const err = BridgeError.config('', `${path}: ${lines[0]}`)
+    ;(err as BridgeError & { problems: string[] }).problems = lines
+    throw err
+  }
+  const base = dirname(resolve(path))
+  const c = result.data
+  return Object.freeze({
+    ...c,
+    keyFile: resolve(base, c.keyFile),
+    stateDir: resolve(base, c.stateDir),
+    configPath: resolve(path),
+  })
+}
+
+/** `peers[1].publicKey: must be 64 lowercase hex chars` */
+export function formatIssue(issue: z.core.$ZodIssue): string {
+  const path = formatPath(issue.path)
+  let message = issue.message
+  if (issue.code === 'unrecognized_keys') {
+    message = `unknown field${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')}`
+  } else if (issue.code === 'invalid_type' && /received undefined/.test(message)) {
+    message = `required (${issue.expected})`
+  }
+  return path ? `${path}: ${message}` : message
+}
+
+function formatPath(path: readonly PropertyKey[]): string {
+  let out = ''
+  for (const p of path) {
+    if (typeof p === 'number') out += `[${p}]`
+    else out += out ? `.${String(p)}` : String(p)
+  }
+  return out
+}

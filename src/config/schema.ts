@@ -1,0 +1,149 @@
+import { isIP } from 'node:net'
+import { z } from 'zod'
+import { validateTopicFilter, validateTopicName } from '../routing/topic.js'
+
+/**
+ * The config file contract (DESIGN.md "Config file"). Every field is validated here, with
+ * zod; errors are reported with their field path (`peers[1].publicKey: must be 64 hex
+ * chars`). Unknown fields are errors: a typo must not silently fall back to a default.
+ */
+
+const port = z
+  .number()
+  .int('must be a whole number')
+  .min(0, 'must be 0..65535')
+  .max(65535, 'must be 0..65535')
+
+const host = z
+  .string()
+  .min(1, 'must not be empty')
+  .refine((h) => isIP(h) !== 0 || /^[A-Za-z0-9.-]+$/.test(h), 'must be an IP address or a host name')
+
+/** `host:port` for DHT bootstrap nodes and advertised link endpoints (IPv4 or host name). */
+export const hostPort = z
+  .string()
+  .refine((s) => parseHostPort(s) !== null, 'must be "host:port" with port 1..65535')
+
+export function parseHostPort(s: string): { host: string; port: number } | null {
+  const m = /^([A-Za-z0-9.-]+):(\d{1,5})$/.exec(s)
+  if (!m) return null
+  const p = Number(m[2])
+  if (p < 1 || p > 65535) return null
+  return { host: m[1] as string, port: p }
+}
+
+const publicKeyHex = z
+  .string()
+  .regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex chars (an ed25519 public key; see `bridge id`)')
+
+const topicFilter = z.string().superRefine((f, ctx) => {
+  const problem = validateTopicFilter(f)
+  if (problem !== null) ctx.addIssue({ code: 'custom', message: `invalid topic filter "${f}": ${problem}` })
+})
+
+const topicName = z.string().superRefine((t, ctx) => {
+  const problem = validateTopicName(t)
+  if (problem !== null) ctx.addIssue({ code: 'custom', message: `invalid topic "${t}": ${problem}` })
+})
+
+const qos = z.union([z.literal(0), z.literal(1)], { error: 'must be 0 or 1' })
+
+const brokerSchema = z
+  .strictObject({
+    url: z
+      .string()
+      .regex(/^(mqtts?|wss?):\/\/[^\s]+$/, 'must be an mqtt://, mqtts://, ws:// or wss:// URL')
+      .optional(),
+    username: z.string().optional(),
+    password: z.string().optional(),
+    clientId: z.string().min(1).max(64).optional(),
+    embedded: z.strictObject({ port, host: host.default('0.0.0.0') }).optional(),
+  })
+  .superRefine((b, ctx) => {
+    if ((b.url === undefined) === (b.embedded === undefined)) {
+      ctx.addIssue({ code: 'custom', message: 'set exactly one of "url" (an external broker) or "embedded"' })
+    }
+  })
+
+const peerSchema = z.strictObject({
+  name: z.string().min(1, 'must not be empty').max(64),
+  publicKey: publicKeyHex,
+  export: z.array(topicFilter).optional(),
+  import: z.array(topicFilter).optional(),
+})
+
+const treeSchema = z.strictObject({
+  topic: topicName,
+  /** Updates inside this window merge into one partial tree publish. 0 = publish each update. */
+  windowMs: z.number().int().min(0).max(60_000).default(50),
+})
+
+const subscriptionSchema = z.strictObject({
+  filter: topicFilter,
+  qos: qos.default(1),
+  tree: treeSchema.optional(),
+})
+
+export const configSchema = z
+  .strictObject({
+    name: z
+      .string()
+      .min(1, 'must not be empty')
+      .max(64, 'at most 64 chars')
+      .regex(/^[A-Za-z0-9._-]+$/, 'letters, digits, ".", "_" and "-" only'),
+    keyFile: z.string().min(1, 'must not be empty'),
+    stateDir: z.string().min(1, 'must not be empty'),
+    broker: brokerSchema.default({ embedded: { port: 1883, host: '0.0.0.0' } }),
+    dht: z
+      .strictObject({
+        port: port.default(6881),
+        host: host.default('0.0.0.0'),
+        /** Absent: the public Mainline routers. Empty list: this node is the first one. */
+        bootstrap: z.array(hostPort).optional(),
+      })
+      .default({ port: 6881, host: '0.0.0.0' }),
+    swarm: z.string().min(1, 'must not be empty').max(200, 'at most 200 chars'),
+    listen: z
+      .strictObject({
+        /** 0 = any free port; the real port goes into the DHT record and the announce. */
+        port: port.default(0),
+        host: host.default('0.0.0.0'),
+        /** Endpoints to publish in the record; default: derived from host and interfaces. */
+        advertise: z.array(hostPort).max(4, 'at most 4 endpoints fit the record').optional(),
+      })
+      .default({ port: 0, host: '0.0.0.0' }),
+    peers: z.array(peerSchema).default([]),
+    subscriptions: z.array(subscriptionSchema).default([]),
+  })
+  .superRefine((c, ctx) => {
+    const seenKeys = new Map<string, number>()
+    const seenNames = new Map<string, number>()
+    c.peers.forEach((p, i) => {
+      const k = seenKeys.get(p.publicKey)
+      if (k !== undefined) {
+        ctx.addIssue({ code: 'custom', path: ['peers', i, 'publicKey'], message: `same key as peers[${k}]` })
+      }
+      seenKeys.set(p.publicKey, i)
+      const n = seenNames.get(p.name)
+      if (n !== undefined) {
+        ctx.addIssue({ code: 'custom', path: ['peers', i, 'name'], message: `same name as peers[${n}]` })
+      }
+      seenNames.set(p.name, i)
+    })
+    const filters = new Map<string, number>()
+    c.subscriptions.forEach((s, i) => {
+      const prev = filters.get(s.filter)
+      if (prev !== undefined) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['subscriptions', i, 'filter'],
+          message: `duplicate of subscriptions[${prev}]`,
+        })
+      }
+      filters.set(s.filter, i)
+    })
+  })
+
+export type BridgeConfig = z.infer<typeof configSchema>
+export type PeerConfig = BridgeConfig['peers'][number]
+export type SubscriptionConfig = BridgeConfig['subscriptions'][number]
