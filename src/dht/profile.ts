@@ -1,0 +1,179 @@
+/**
+ * Publishes this site's profile record: validate, take a fresh seq (persisted, never reused),
+ * sign, put every item (extras before the main record, so a reader that sees the new main
+ * record finds its extras), then read the main record back. Republished on a timer (Mainline
+ * nodes drop items after ~2 h), each time with a fresh seq; a failed put or read-back is
+ * retried sooner, with backoff.
+ */
+import { type Logger, silentLogger } from '../log.js'
+import { Counters } from '../metrics.js'
+import type { SeqCounter } from '../state/seq.js'
+import type { DhtNodeLike } from './node.js'
+import {
+  encodeProfile,
+  PROFILE_SALT,
+  type ProfileContent,
+  type ProfileSubscription,
+  type RecordSigner,
+  type SignedItem,
+  validateProfileContent,
+} from './records.js'
+
+export interface ProfilePublisherDeps {
+  node: DhtNodeLike
+  identity: RecordSigner
+  seq: SeqCounter
+  log?: Logger
+  counters?: Counters
+}
+
+export interface ProfilePublisherOptions {
+  name: string
+  endpoints: readonly string[]
+  /** Re-put period (default 30 min; Mainline drops items after ~2 h). */
+  republishMs?: number
+  /** First retry after a failed put or read-back (default 5 s), doubling up to maxRetryMs. */
+  retryMs?: number
+  /** Longest wait between retries (default 60 s): a late bootstrap must not cost long. */
+  maxRetryMs?: number
+}
+
+/**
+ * `older`: the DHT still serves a lower seq after the put; `missing`: it serves nothing;
+ * `newer`: it serves a higher seq than ours (this site's state dir was lost or copied).
+ */
+export type ReadBack = 'ok' | 'older' | 'missing' | 'newer'
+
+export interface PublishResult {
+  readonly seq: number
+  /** Items put (main + extras). */
+  readonly items: number
+  /** Nodes that accepted the main record (0 if the put failed everywhere). */
+  readonly nodes: number
+  readonly readBack: ReadBack
+}
+
+const DEFAULT_REPUBLISH_MS = 30 * 60_000
+const DEFAULT_RETRY_MS = 5000
+const DEFAULT_MAX_RETRY_MS = 60_000
+
+export class ProfilePublisher {
+  private readonly node: DhtNodeLike
+  private readonly identity: RecordSigner
+  private readonly seq: SeqCounter
+  private readonly log: Logger
+  private readonly counters: Counters
+  private readonly republishMs: number
+  private readonly retryMs: number
+  private readonly maxRetryMs: number
+  private subscriptions: readonly ProfileSubscription[] = []
+  private items: readonly SignedItem[] = []
+  private timer: NodeJS.Timeout | undefined
+  private failures = 0
+  private chain: Promise<unknown> = Promise.resolve()
+  private stopped = false
+
+  constructor(
+    deps: ProfilePublisherDeps,
+    private readonly options: ProfilePublisherOptions,
+  ) {
+    this.node = deps.node
+    this.identity = deps.identity
+    this.seq = deps.seq
+    this.log = deps.log ?? silentLogger
+    this.counters = deps.counters ?? new Counters()
+    this.republishMs = options.republishMs ?? DEFAULT_REPUBLISH_MS
+    this.retryMs = options.retryMs ?? DEFAULT_RETRY_MS
+    this.maxRetryMs = Math.min(options.maxRetryMs ?? DEFAULT_MAX_RETRY_MS, this.republishMs)
+  }
+
+  /**
+   * Validates (throws TOPIC_INVALID / RECORD_INVALID / RECORD_TOO_LARGE, nothing published),
+   * then signs with a fresh seq and puts. DHT failures do not throw: they are logged, counted
+   * and retried; the result says what the read-back saw.
+   */
+  async publish(subscriptions: readonly ProfileSubscription[]): Promise<PublishResult> {
+    const content = this.content(subscriptions)
+    validateProfileContent(content)
+    const run = this.chain.then(() => this.putNow(content))
+    this.chain = run.catch(() => {})
+    return run
+  }
+
+  /** The last signed items (main first), e.g. to push over a peer link. */
+  currentItems(): readonly SignedItem[] {
+    return this.items
+  }
+
+  stop(): void {
+    this.stopped = true
+    clearTimeout(this.timer)
+  }
+
+  private content(subscriptions: readonly ProfileSubscription[]): ProfileContent {
+    return { name: this.options.name, endpoints: this.options.endpoints, subscriptions }
+  }
+
+  private async putNow(content: ProfileContent): Promise<PublishResult> {
+    clearTimeout(this.timer)
+    const seq = this.seq.next()
+    const items = encodeProfile(content, seq, this.identity)
+    this.subscriptions = content.subscriptions
+    this.items = items
+    const [main, ...extras] = items as [SignedItem, ...SignedItem[]]
+    let nodes = 0
+    try {
+      for (const extra of extras) await this.node.putMutable(extra)
+      nodes = await this.node.putMutable(main)
+    } catch (err) {
+      this.counters.inc('dht.put.failed')
+      this.log.warn({ seq, err: (err as Error).message }, 'profile put failed')
+    }
+    const readBack = await this.readBack(seq)
+    const ok = nodes > 0 && readBack === 'ok'
+    this.failures = ok ? 0 : this.failures + 1
+    const backoff = Math.min(this.retryMs * 2 ** Math.min(this.failures - 1, 20), this.maxRetryMs)
+    this.schedule(ok ? this.republishMs : backoff)
+    if (ok) {
+      this.log.info(
+        { seq, items: items.length, nodes, subscriptions: content.subscriptions.length },
+        'profile published',
+      )
+    }
+    return { seq, items: items.length, nodes, readBack }
+  }
+
+  private async readBack(seq: number): Promise<ReadBack> {
+    const got = await this.node.getMutable(this.identity.publicKey, PROFILE_SALT)
+    if (got === null) {
+      this.counters.inc('dht.put.readback_missing')
+      this.log.warn({ seq }, 'profile read-back: the DHT serves no record for this site')
+      return 'missing'
+    }
+    if (got.seq < seq) {
+      this.counters.inc('dht.put.readback_stale')
+      this.log.warn({ seq, served: got.seq }, 'profile read-back: the DHT still serves an older record')
+      return 'older'
+    }
+    if (got.seq > seq) {
+      this.counters.inc('dht.put.readback_newer')
+      this.log.warn(
+        { seq, served: got.seq },
+        'profile read-back: the DHT serves a NEWER record (state dir lost?)',
+      )
+      return 'newer'
+    }
+    return 'ok'
+  }
+
+  private schedule(ms: number): void {
+    if (this.stopped) return
+    clearTimeout(this.timer)
+    this.timer = setTimeout(() => {
+      this.chain = this.chain
+        .then(() => (this.stopped ? undefined : this.putNow(this.content(this.subscriptions))))
+        .catch((err: unknown) => this.log.error({ err: (err as Error).message }, 'profile republish failed'))
+    }, ms)
+    this.timer.unref()
+  }
+}

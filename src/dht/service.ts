@@ -1,0 +1,173 @@
+/**
+ * The DHT side of one site: a Mainline node, this site's profile publisher and the swarm
+ * discovery, started and stopped together. Events of the discovery are forwarded.
+ */
+import { EventEmitter } from 'node:events'
+import type { Identity } from '../identity/identity.js'
+import { componentLogger, type Logger, silentLogger } from '../log.js'
+import { Counters } from '../metrics.js'
+import { SeqCounter } from '../state/seq.js'
+import {
+  type AcceptResult,
+  type DiscoveredPeer,
+  Discovery,
+  type DiscoveryEvents,
+  type PeerSource,
+} from './discovery.js'
+import { DhtNode, type PeerAddress } from './node.js'
+import { ProfilePublisher, type PublishResult } from './profile.js'
+import type { ProfileSubscription, SignedItem } from './records.js'
+
+export interface DhtServiceDeps {
+  identity: Identity
+  stateDir: string
+  log?: Logger
+  counters?: Counters
+}
+
+export interface DhtServiceOptions {
+  /** Label in the profile record and the logs. */
+  name: string
+  /** DHT UDP bind address and port (defaults 0.0.0.0, 0). */
+  host?: string
+  port?: number
+  /** `host:port` list; absent = public Mainline routers; empty = first node. */
+  bootstrap?: readonly string[]
+  swarm: string
+  /** The peer link's port (announced on the swarm hash). */
+  linkPort: number
+  /** Link endpoints published in the profile (`host:port`). */
+  endpoints: readonly string[]
+  /** Public keys (64 lowercase hex) of the allowed peers. */
+  allowList: readonly string[]
+  /** What this site subscribes to (published in its record). */
+  subscriptions?: readonly ProfileSubscription[]
+  republishMs?: number
+  retryMs?: number
+  maxRetryMs?: number
+  lookupMs?: number
+  announceMs?: number
+  refreshMs?: number
+  /** Announced peers expire after about this long (on this node and in discovery). */
+  maxAgeMs?: number
+  rebootstrapMs?: number
+  queryTimeoutMs?: number
+}
+
+export class DhtService extends EventEmitter<DiscoveryEvents> {
+  readonly node: DhtNode
+  readonly counters: Counters
+  private readonly publisher: ProfilePublisher
+  private readonly discovery: Discovery
+  private subscriptions: readonly ProfileSubscription[]
+  private stopping: Promise<void> | undefined
+
+  constructor(deps: DhtServiceDeps, options: DhtServiceOptions) {
+    super()
+    const root = deps.log ?? silentLogger
+    const key = deps.identity.publicKeyHex
+    this.counters = deps.counters ?? new Counters()
+    this.subscriptions = options.subscriptions ?? []
+    this.node = new DhtNode(
+      { log: componentLogger(root, 'dht', key), counters: this.counters },
+      {
+        host: options.host,
+        port: options.port,
+        bootstrap: options.bootstrap,
+        maxAgeMs: options.maxAgeMs,
+        rebootstrapMs: options.rebootstrapMs,
+        queryTimeoutMs: options.queryTimeoutMs,
+      },
+    )
+    this.publisher = new ProfilePublisher(
+      {
+        node: this.node,
+        identity: deps.identity,
+        seq: new SeqCounter(deps.stateDir, 'dht-seq.json'),
+        log: componentLogger(root, 'profile', key),
+        counters: this.counters,
+      },
+      {
+        name: options.name,
+        endpoints: options.endpoints,
+        republishMs: options.republishMs,
+        retryMs: options.retryMs,
+        maxRetryMs: options.maxRetryMs,
+      },
+    )
+    this.discovery = new Discovery(
+      {
+        node: this.node,
+        stateDir: deps.stateDir,
+        log: componentLogger(root, 'discovery', key),
+        counters: this.counters,
+      },
+      {
+        swarm: options.swarm,
+        linkPort: options.linkPort,
+        allowList: options.allowList,
+        selfPublicKeyHex: key,
+        lookupMs: options.lookupMs,
+        announceMs: options.announceMs,
+        refreshMs: options.refreshMs,
+        maxAgeMs: options.maxAgeMs,
+      },
+    )
+    this.discovery.on('peer', (peer) => this.emit('peer', peer))
+  }
+
+  /**
+   * Binds the DHT socket (rejects DHT_ERROR if it cannot), starts discovery (cached peers are
+   * emitted now), and publishes the profile once (invalid filters reject; DHT failures are
+   * retried in the background and reported in the result).
+   */
+  async start(): Promise<PublishResult> {
+    await this.node.whenListening()
+    this.discovery.start()
+    return this.publisher.publish(this.subscriptions)
+  }
+
+  /** Re-publishes the profile with new subscriptions (fresh seq). */
+  async setSubscriptions(subscriptions: readonly ProfileSubscription[]): Promise<PublishResult> {
+    const result = await this.publisher.publish(subscriptions)
+    this.subscriptions = subscriptions
+    return result
+  }
+
+  /** This site's last signed profile items, to push over peer links. */
+  currentItems(): readonly SignedItem[] {
+    return this.publisher.currentItems()
+  }
+
+  /** Verifies and accepts a peer's profile items received over a link. */
+  acceptItems(publicKeyHex: string, items: readonly SignedItem[], source: PeerSource = 'link'): AcceptResult {
+    return this.discovery.acceptItems(publicKeyHex, items, source)
+  }
+
+  peers(): DiscoveredPeer[] {
+    return this.discovery.peers()
+  }
+
+  /** One swarm lookup now (also runs on its timer). */
+  lookupNow(): Promise<string[]> {
+    return this.discovery.lookupRound()
+  }
+
+  /** Fetches every allow-listed peer's profile now (also runs on its timer). */
+  refreshNow(): Promise<void> {
+    return this.discovery.refresh()
+  }
+
+  address(): PeerAddress {
+    return this.node.address()
+  }
+
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      this.publisher.stop()
+      this.discovery.stop()
+      await this.node.close()
+    })()
+    return this.stopping
+  }
+}

@@ -1,0 +1,178 @@
+import assert from 'node:assert/strict'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { describe, type TestContext, test } from 'node:test'
+import bencode from 'bencode'
+import { type DiscoveredPeer, Discovery, swarmInfoHash } from '../../../src/dht/discovery.js'
+import {
+  encodeProfile,
+  PROFILE_SALT,
+  type ProfileSubscription,
+  type SignedItem,
+  signItem,
+} from '../../../src/dht/records.js'
+import { identityFromSeed } from '../../../src/identity/identity.js'
+import { Counters } from '../../../src/metrics.js'
+import { FakeDhtNode } from './fake-node.js'
+
+const ALICE = identityFromSeed(Buffer.alloc(32, 0xa1))
+const BOB = identityFromSeed(Buffer.alloc(32, 0xb2))
+const MALLORY = identityFromSeed(Buffer.alloc(32, 0x66))
+
+function items(seq: number, subscriptions: ProfileSubscription[], who = ALICE): SignedItem[] {
+  return encodeProfile({ name: 'alice', endpoints: ['127.0.0.1:7001'], subscriptions }, seq, who)
+}
+
+function setup(t: TestContext, dir?: string) {
+  const stateDir = dir ?? mkdtempSync(join(tmpdir(), 'discovery-'))
+  if (dir === undefined) t.after(() => rmSync(stateDir, { recursive: true, force: true }))
+  const node = new FakeDhtNode()
+  const counters = new Counters()
+  const discovery = new Discovery(
+    { node, stateDir, counters },
+    {
+      swarm: 's',
+      linkPort: 7002,
+      allowList: [ALICE.publicKeyHex, BOB.publicKeyHex],
+      selfPublicKeyHex: BOB.publicKeyHex,
+    },
+  )
+  t.after(() => discovery.stop())
+  const events: DiscoveredPeer[] = []
+  discovery.on('peer', (p) => events.push(p))
+  return { node, counters, discovery, events, stateDir }
+}
+
+describe('Discovery', () => {
+  test('the rendezvous hash is sha1 of the fixed prefix and the swarm name', () => {
+    // printf 'mqtt-dht-bridge/swarm/v1/demo' | sha1sum
+    assert.equal(swarmInfoHash('demo').toString('hex'), '1f38b3b02e2b7f378a0790993d2471f83e602bda')
+    assert.notDeepEqual(swarmInfoHash('a'), swarmInfoHash('b'))
+  })
+
+  test('accepts a verified record, ignores the same one again, takes a newer one', async (t) => {
+    const { node, counters, discovery, events } = setup(t)
+    for (const it of items(10, [{ filter: 'a/#', qos: 1 }])) await node.putMutable(it)
+    assert.equal((await discovery.fetchPeer(ALICE.publicKeyHex))?.status, 'accepted')
+    assert.equal((await discovery.fetchPeer(ALICE.publicKeyHex))?.status, 'unchanged')
+    for (const it of items(11, [{ filter: 'b/+', qos: 0 }])) await node.putMutable(it)
+    assert.equal((await discovery.fetchPeer(ALICE.publicKeyHex))?.status, 'accepted')
+    assert.deepEqual(
+      events.map((e) => [e.seq, e.source, e.profile.subscriptions[0]?.filter]),
+      [
+        [10, 'dht', 'a/#'],
+        [11, 'dht', 'b/+'],
+      ],
+    )
+    assert.equal(counters.get('dht.record.accepted'), 2)
+    assert.equal(counters.sum('dht.record.') - counters.get('dht.record.accepted'), 0)
+  })
+
+  test('a node serving an old record cannot roll the peer back, even after a restart', async (t) => {
+    const { node, counters, discovery, events, stateDir } = setup(t)
+    const old = items(10, [{ filter: 'old', qos: 0 }])
+    for (const it of old) await node.putMutable(it)
+    await discovery.fetchPeer(ALICE.publicKeyHex)
+    for (const it of items(11, [{ filter: 'new', qos: 1 }])) await node.putMutable(it)
+    await discovery.fetchPeer(ALICE.publicKeyHex)
+    node.serve(old[0] as SignedItem)
+    const r = await discovery.fetchPeer(ALICE.publicKeyHex)
+    assert.equal(r?.status === 'rejected' && r.reason, 'stale')
+    assert.equal(counters.get('dht.record.stale'), 1)
+    assert.equal(events.length, 2)
+    assert.equal(discovery.peers()[0]?.seq, 11)
+    discovery.stop()
+
+    // Restart on the same state dir: the cached newer record comes back, the old one is stale.
+    const again = setup(t, stateDir)
+    again.node.serve(old[0] as SignedItem)
+    again.discovery.start()
+    assert.deepEqual(
+      again.events.map((e) => [e.source, e.seq, e.profile.subscriptions[0]?.filter]),
+      [['cache', 11, 'new']],
+    )
+    const r2 = await again.discovery.fetchPeer(ALICE.publicKeyHex)
+    assert.equal(r2?.status === 'rejected' && r2.reason, 'stale')
+    assert.equal(again.events.length, 1)
+  })
+
+  test('forged, foreign, oversize, incomplete and not allow-listed records are rejected and counted', async (t) => {
+    const { node, counters, discovery, events } = setup(t)
+    const good = items(10, [{ filter: 'a', qos: 0 }])[0] as SignedItem
+    const sig = Buffer.from(good.sig)
+    sig[7] = (sig[7] ?? 0) ^ 0x80
+    const cases: { name: string; serve?: SignedItem; push?: SignedItem[]; key?: string; reason: string }[] = [
+      { name: 'forged signature', serve: { ...good, sig }, reason: 'bad_signature' },
+      {
+        name: "mallory's record under alice's target",
+        push: [signItem(MALLORY, PROFILE_SALT, 12, good.v)],
+        reason: 'bad_signature',
+      },
+      {
+        name: 'oversize v',
+        serve: signItem(
+          ALICE,
+          PROFILE_SALT,
+          13,
+          Buffer.from(bencode.encode({ ver: 1, pad: Buffer.alloc(1000) })),
+        ),
+        reason: 'too_large',
+      },
+      {
+        name: 'a named extra record missing',
+        serve: items(
+          14,
+          Array.from({ length: 80 }, (_, i) => ({ filter: `f/${i}/xxxxxxxxxxxxxxxx`, qos: 0 as const })),
+        )[0],
+        reason: 'incomplete',
+      },
+      {
+        name: 'not allow-listed',
+        push: items(15, [], MALLORY),
+        key: MALLORY.publicKeyHex,
+        reason: 'not_allowed',
+      },
+      {
+        name: 'no main item',
+        push: items(16, []).map((it) => ({ ...it, salt: Buffer.from('x') })),
+        reason: 'invalid',
+      },
+    ]
+    for (const c of cases) {
+      const before = counters.get(`dht.record.${c.reason}`)
+      let r: Awaited<ReturnType<typeof discovery.fetchPeer>>
+      if (c.serve) {
+        node.serve(c.serve)
+        r = await discovery.fetchPeer(ALICE.publicKeyHex)
+      } else {
+        r = discovery.acceptItems(c.key ?? ALICE.publicKeyHex, c.push ?? [])
+      }
+      assert.equal(r?.status === 'rejected' && r.reason, c.reason, c.name)
+      assert.equal(counters.get(`dht.record.${c.reason}`), before + 1, c.name)
+    }
+    assert.equal(events.length, 0)
+    assert.equal(counters.get('dht.record.accepted'), 0)
+  })
+
+  test('records pushed over a link go through the same path', (t) => {
+    const { discovery, events } = setup(t)
+    const pushed = items(20, [{ filter: 'x/#', qos: 1 }])
+    assert.equal(discovery.acceptItems(ALICE.publicKeyHex, pushed).status, 'accepted')
+    assert.equal(discovery.acceptItems(ALICE.publicKeyHex, pushed).status, 'unchanged')
+    assert.equal(events[0]?.source, 'link')
+  })
+
+  test('start announces the link port, and new swarm addresses trigger a profile fetch', async (t) => {
+    const { node, discovery, events } = setup(t)
+    for (const it of items(30, [{ filter: 'a', qos: 0 }])) await node.putMutable(it)
+    await node.announce(discovery.infoHash, 7001)
+    assert.deepEqual(await discovery.lookupRound(), ['127.0.0.1:7001', '127.0.0.1:7002'])
+    assert.deepEqual(
+      (await node.lookup(discovery.infoHash)).map((a) => a.port),
+      [7001, 7002],
+    )
+    assert.equal(events.length, 1)
+    assert.deepEqual(events[0]?.announcedAddresses, ['127.0.0.1:7001'])
+  })
+})
