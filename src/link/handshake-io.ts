@@ -1,0 +1,162 @@
+import type { Socket } from 'node:net'
+import type { Identity } from '../identity/identity.js'
+import { ByteQueue } from './byte-queue.js'
+import {
+  CONFIRM_PLAINTEXT,
+  checkHeader,
+  FINISH_BYTES,
+  type HandshakeFailure,
+  HEADER_BYTES,
+  HELLO_BYTES,
+  InitiatorHandshake,
+  type LinkSession,
+  MSG_FINISH,
+  MSG_HELLO,
+  MSG_REPLY,
+  REPLY_BYTES,
+  ResponderHandshake,
+} from './handshake.js'
+import { LENGTH_BYTES, SEAL_OVERHEAD, SealedChannel } from './sealed-channel.js'
+
+/**
+ * Runs the handshake of handshake.ts over a socket, under one deadline (a slowloris that
+ * never completes is dropped when it passes). On success the socket is paused with its
+ * 'data' listener removed, and the bytes already read past the handshake are returned as
+ * `leftover` for the link to consume first. On failure the socket is destroyed.
+ * The caller keeps an 'error' listener on the socket for its whole life.
+ */
+
+export interface HandshakeIoOptions {
+  readonly timeoutMs: number
+  readonly maxFrameBytes: number
+  /** Test vectors only. */
+  readonly ephemeralSecretKey?: Uint8Array
+}
+
+export type HandshakeOutcome =
+  | { ok: true; session: LinkSession; channel: SealedChannel; leftover: Buffer }
+  | { ok: false; reason: HandshakeFailure; peerKeyHex?: string }
+
+type StepResult =
+  | { ok: true; session: LinkSession; channel: SealedChannel }
+  | { ok: false; reason: HandshakeFailure; peerKeyHex?: string }
+
+function drive(
+  socket: Socket,
+  timeoutMs: number,
+  step: (q: ByteQueue) => StepResult | undefined,
+): Promise<HandshakeOutcome> {
+  return new Promise((resolve) => {
+    const queue = new ByteQueue()
+    let connected = !socket.connecting
+    let settled = false
+    const finish = (result: StepResult): void => {
+      if (settled) return
+      settled = true
+      clearTimeout(timer)
+      socket.off('data', onData)
+      socket.off('close', onClose)
+      socket.off('connect', onConnect)
+      if (result.ok) {
+        socket.pause()
+        resolve({ ...result, leftover: queue.takeAll() })
+      } else {
+        queue.clear()
+        socket.destroy()
+        resolve(result)
+      }
+    }
+    const onData = (chunk: Buffer): void => {
+      queue.push(chunk)
+      const result = step(queue)
+      if (result) finish(result)
+    }
+    const onClose = (): void => finish({ ok: false, reason: connected ? 'closed' : 'unreachable' })
+    const onConnect = (): void => {
+      connected = true
+    }
+    const timer = setTimeout(() => finish({ ok: false, reason: 'timeout' }), timeoutMs)
+    socket.on('data', onData)
+    socket.once('close', onClose)
+    socket.once('connect', onConnect)
+    if (socket.destroyed) finish({ ok: false, reason: connected ? 'closed' : 'unreachable' })
+  })
+}
+
+/** Header check as soon as 6 bytes are in: random bytes are refused without waiting for more. */
+function earlyCheck(q: ByteQueue, type: number): HandshakeFailure | undefined {
+  return q.length >= HEADER_BYTES ? checkHeader(q.peek(HEADER_BYTES), type) : undefined
+}
+
+/** Dials as initiator: the peer must prove `expectedPeerKey` and confirm with a sealed frame. */
+export function runInitiator(
+  socket: Socket,
+  identity: Identity,
+  expectedPeerKey: Uint8Array,
+  options: HandshakeIoOptions,
+): Promise<HandshakeOutcome> {
+  const hs = new InitiatorHandshake(identity, expectedPeerKey, options.ephemeralSecretKey)
+  let pending: { session: LinkSession; channel: SealedChannel } | undefined
+  const confirmLength = SEAL_OVERHEAD + CONFIRM_PLAINTEXT.length
+  const outcome = drive(socket, options.timeoutMs, (q) => {
+    if (!pending) {
+      const bad = earlyCheck(q, MSG_REPLY)
+      if (bad) return { ok: false, reason: bad }
+      if (q.length < REPLY_BYTES) return undefined
+      const r = hs.onReply(q.take(REPLY_BYTES))
+      if (!r.ok) return r
+      socket.write(r.finish)
+      pending = {
+        session: r.session,
+        channel: new SealedChannel(r.session, { maxFrameBytes: options.maxFrameBytes }),
+      }
+    }
+    if (q.length < LENGTH_BYTES) return undefined
+    if (q.peekUInt32BE() !== confirmLength) return { ok: false, reason: 'bad_confirm' }
+    if (q.length < LENGTH_BYTES + confirmLength) return undefined
+    let confirmed = false
+    const err = pending.channel.receive(q.take(LENGTH_BYTES + confirmLength), (plaintext) => {
+      confirmed = plaintext.equals(CONFIRM_PLAINTEXT)
+    })
+    if (err || !confirmed) return { ok: false, reason: 'bad_confirm' }
+    return { ok: true, ...pending }
+  })
+  socket.write(hs.hello)
+  return outcome
+}
+
+/**
+ * Accepts as responder. The allow-list and the expected key are checked on HELLO before
+ * anything else; success means FINISH verified. The caller sends the confirmation (by
+ * constructing the PeerLink) or drops the socket (e.g. a duplicate link).
+ */
+export function runResponder(
+  socket: Socket,
+  identity: Identity,
+  isAllowed: (peerKeyHex: string) => boolean,
+  options: HandshakeIoOptions,
+): Promise<HandshakeOutcome> {
+  const hs = new ResponderHandshake(identity, isAllowed, options.ephemeralSecretKey)
+  let initiatorKeyHex: string | undefined
+  return drive(socket, options.timeoutMs, (q) => {
+    if (initiatorKeyHex === undefined) {
+      const bad = earlyCheck(q, MSG_HELLO)
+      if (bad) return { ok: false, reason: bad }
+      if (q.length < HELLO_BYTES) return undefined
+      const r = hs.onHello(q.take(HELLO_BYTES))
+      if (!r.ok) return r
+      initiatorKeyHex = r.initiatorKeyHex
+      socket.write(r.reply)
+    }
+    const bad = earlyCheck(q, MSG_FINISH)
+    if (bad) return { ok: false, reason: bad, peerKeyHex: initiatorKeyHex }
+    if (q.length < FINISH_BYTES) return undefined
+    const r = hs.onFinish(q.take(FINISH_BYTES))
+    if (!r.ok) return { ...r, peerKeyHex: initiatorKeyHex }
+    return {
+      ok: true,
+      session: r.session,
+      channel: new SealedChannel(r.session, { maxFrameBytes: options.maxFrameBytes }),
+    }
+  })
+}

@@ -1,0 +1,282 @@
+import { randomBytes } from 'node:crypto'
+import nacl from 'tweetnacl'
+import type { Identity } from '../identity/identity.js'
+import { verifySignature } from '../identity/sign.js'
+
+/**
+ * The link handshake, as pure message builders/parsers and two small state machines
+ * (no sockets here, so the bytes can be pinned by test vectors; docs/PROTOCOL-link.md).
+ *
+ *   I → R  HELLO   header ‖ I static ed25519 pk ‖ R static pk I expects ‖ I ephemeral X25519 pk
+ *   R → I  REPLY   header ‖ R ephemeral pk ‖ sig_R(DOMAIN_R ‖ sha512(HELLO ‖ REPLY[0..38]))
+ *   I → R  FINISH  header ‖ sig_I(DOMAIN_I ‖ TH)            TH = sha512(HELLO ‖ REPLY)
+ *   R → I  CONFIRM first sealed frame R→I (counter 0), plaintext = CONFIRM header
+ *
+ * Keys: sha512(KEY_DOMAIN ‖ X25519(eph_I, eph_R) ‖ TH) = k(I→R)[0..32] ‖ k(R→I)[32..64].
+ * Both static identities sign a transcript holding both static keys and both ephemeral
+ * keys (no identity misbinding, no replay of an old REPLY/FINISH into a new session).
+ * The responder refuses a HELLO from a key that is not allow-listed, or naming another
+ * responder key, before it computes or decrypts anything and without answering.
+ */
+
+/** "mdbl": mqtt-dht-bridge link. */
+export const LINK_MAGIC: Buffer = Buffer.from('mdbl', 'ascii')
+export const LINK_VERSION = 1
+export const MSG_HELLO = 1
+export const MSG_REPLY = 2
+export const MSG_FINISH = 3
+export const MSG_CONFIRM = 4
+
+/** magic(4) ‖ version(1) ‖ type(1). */
+export const HEADER_BYTES = 6
+export const HELLO_BYTES = HEADER_BYTES + 32 + 32 + 32
+export const REPLY_BYTES = HEADER_BYTES + 32 + 64
+export const FINISH_BYTES = HEADER_BYTES + 64
+
+const DOMAIN_RESPONDER = Buffer.from('mqtt-dht-bridge/link/v1/responder-signature', 'ascii')
+const DOMAIN_INITIATOR = Buffer.from('mqtt-dht-bridge/link/v1/initiator-signature', 'ascii')
+const KEY_DOMAIN = Buffer.from('mqtt-dht-bridge/link/v1/session-keys', 'ascii')
+
+/** Why a handshake did not complete; each becomes a counter `link.handshake.<reason>` (or `link.refused.<reason>`). */
+export type HandshakeFailure =
+  | 'bad_magic'
+  | 'bad_version'
+  | 'bad_type'
+  | 'bad_length'
+  | 'not_allowed'
+  | 'wrong_key'
+  | 'self'
+  | 'bad_ephemeral'
+  | 'bad_signature'
+  | 'bad_confirm'
+  | 'timeout'
+  | 'closed'
+  | 'unreachable'
+
+export type Step<T> = ({ ok: true } & T) | { ok: false; reason: HandshakeFailure; peerKeyHex?: string }
+
+export type LinkRole = 'initiator' | 'responder'
+
+/** What a completed handshake yields: who the peer is and the two direction keys. */
+export interface LinkSession {
+  readonly role: LinkRole
+  readonly peerPublicKey: Buffer
+  readonly peerKeyHex: string
+  readonly initiatorKeyHex: string
+  /** Key for frames this side sends (I→R for the initiator, R→I for the responder). */
+  readonly sendKey: Uint8Array
+  readonly receiveKey: Uint8Array
+  /** sha512(HELLO ‖ REPLY): identical on both ends; its first 16 bytes hex are the session id. */
+  readonly transcriptHash: Buffer
+  readonly sessionId: string
+}
+
+export function header(type: number): Buffer {
+  return Buffer.concat([LINK_MAGIC, Buffer.from([LINK_VERSION, type])])
+}
+
+/** The plaintext of the responder's first sealed frame. */
+export const CONFIRM_PLAINTEXT: Buffer = header(MSG_CONFIRM)
+
+/**
+ * Checks the 6-byte header as soon as it arrives, so random bytes are refused without
+ * waiting for a whole message. `buf` may be longer than the header.
+ */
+export function checkHeader(buf: Uint8Array, expectedType: number): HandshakeFailure | undefined {
+  if (buf.length < HEADER_BYTES) return 'bad_length'
+  for (let i = 0; i < LINK_MAGIC.length; i++) if (buf[i] !== LINK_MAGIC[i]) return 'bad_magic'
+  // Versions are not negotiated yet: a future version will answer a v1 HELLO in v1, or close.
+  if (buf[4] !== LINK_VERSION) return 'bad_version'
+  if (buf[5] !== expectedType) return 'bad_type'
+  return undefined
+}
+
+function checkMessage(buf: Uint8Array, type: number, size: number): HandshakeFailure | undefined {
+  if (buf.length !== size) return 'bad_length'
+  return checkHeader(buf, type)
+}
+
+function sha512(...parts: Uint8Array[]): Buffer {
+  const h = nacl.hash(Buffer.concat(parts))
+  return Buffer.from(h.buffer, h.byteOffset, h.byteLength)
+}
+
+function ephemeralKeyPair(secretKey?: Uint8Array): nacl.BoxKeyPair {
+  const sk = secretKey ?? new Uint8Array(randomBytes(32))
+  if (sk.length !== 32) throw new RangeError('ephemeral secret key must be 32 bytes')
+  return nacl.box.keyPair.fromSecretKey(Uint8Array.from(sk))
+}
+
+/** X25519; undefined when the peer sent a low-order point (an all-zero shared secret). */
+export function sharedSecret(
+  ephemeralSecretKey: Uint8Array,
+  peerEphemeralPublicKey: Uint8Array,
+): Uint8Array | undefined {
+  const dh = nacl.scalarMult(ephemeralSecretKey, peerEphemeralPublicKey)
+  return dh.every((b) => b === 0) ? undefined : dh
+}
+
+/** The key schedule: sha512(KEY_DOMAIN ‖ X25519 ‖ TH) split into one key per direction. Wipes `dh`. */
+export function deriveSessionKeys(
+  dh: Uint8Array,
+  transcriptHash: Uint8Array,
+): { initiatorToResponder: Uint8Array; responderToInitiator: Uint8Array } {
+  const okm = sha512(KEY_DOMAIN, dh, transcriptHash)
+  dh.fill(0)
+  return { initiatorToResponder: okm.subarray(0, 32), responderToInitiator: okm.subarray(32, 64) }
+}
+
+export function buildHello(
+  initiatorKey: Uint8Array,
+  responderKey: Uint8Array,
+  ephemeralPublicKey: Uint8Array,
+): Buffer {
+  return Buffer.concat([header(MSG_HELLO), initiatorKey, responderKey, ephemeralPublicKey])
+}
+
+export function parseHello(
+  buf: Buffer,
+): Step<{ initiatorKey: Buffer; responderKey: Buffer; ephemeralPublicKey: Buffer }> {
+  const bad = checkMessage(buf, MSG_HELLO, HELLO_BYTES)
+  if (bad) return { ok: false, reason: bad }
+  return {
+    ok: true,
+    initiatorKey: buf.subarray(6, 38),
+    responderKey: buf.subarray(38, 70),
+    ephemeralPublicKey: buf.subarray(70, 102),
+  }
+}
+
+export function parseReply(buf: Buffer): Step<{ ephemeralPublicKey: Buffer; signature: Buffer }> {
+  const bad = checkMessage(buf, MSG_REPLY, REPLY_BYTES)
+  if (bad) return { ok: false, reason: bad }
+  return { ok: true, ephemeralPublicKey: buf.subarray(6, 38), signature: buf.subarray(38, 102) }
+}
+
+export function parseFinish(buf: Buffer): Step<{ signature: Buffer }> {
+  const bad = checkMessage(buf, MSG_FINISH, FINISH_BYTES)
+  if (bad) return { ok: false, reason: bad }
+  return { ok: true, signature: buf.subarray(6, 70) }
+}
+
+function session(
+  role: LinkRole,
+  peerPublicKey: Buffer,
+  initiatorKeyHex: string,
+  keys: { initiatorToResponder: Uint8Array; responderToInitiator: Uint8Array },
+  transcriptHash: Buffer,
+): LinkSession {
+  const initiator = role === 'initiator'
+  return {
+    role,
+    peerPublicKey,
+    peerKeyHex: peerPublicKey.toString('hex'),
+    initiatorKeyHex,
+    sendKey: initiator ? keys.initiatorToResponder : keys.responderToInitiator,
+    receiveKey: initiator ? keys.responderToInitiator : keys.initiatorToResponder,
+    transcriptHash,
+    sessionId: transcriptHash.subarray(0, 16).toString('hex'),
+  }
+}
+
+/** The dialing side. `ephemeralSecretKey` is injected only by test vectors. */
+export class InitiatorHandshake {
+  readonly hello: Buffer
+  private readonly ephemeral: nacl.BoxKeyPair
+  private readonly responderKey: Buffer
+  private done = false
+
+  constructor(
+    private readonly identity: Identity,
+    expectedResponderKey: Uint8Array,
+    ephemeralSecretKey?: Uint8Array,
+  ) {
+    if (expectedResponderKey.length !== 32) throw new RangeError('responder key must be 32 bytes')
+    this.responderKey = Buffer.from(expectedResponderKey)
+    this.ephemeral = ephemeralKeyPair(ephemeralSecretKey)
+    this.hello = buildHello(identity.publicKey, this.responderKey, this.ephemeral.publicKey)
+  }
+
+  /** Verifies REPLY against the expected responder key; returns FINISH and the session. */
+  onReply(reply: Buffer): Step<{ finish: Buffer; session: LinkSession }> {
+    if (this.done) throw new Error('handshake already used')
+    this.done = true
+    const parsed = parseReply(reply)
+    if (!parsed.ok) return parsed
+    const signedPart = reply.subarray(0, HEADER_BYTES + 32)
+    const responderSigned = Buffer.concat([DOMAIN_RESPONDER, sha512(this.hello, signedPart)])
+    if (!verifySignature(parsed.signature, responderSigned, this.responderKey))
+      return { ok: false, reason: 'bad_signature' }
+    const dh = sharedSecret(this.ephemeral.secretKey, parsed.ephemeralPublicKey)
+    this.ephemeral.secretKey.fill(0)
+    if (!dh) return { ok: false, reason: 'bad_ephemeral' }
+    const th = sha512(this.hello, reply)
+    const keys = deriveSessionKeys(dh, th)
+    const finish = Buffer.concat([
+      header(MSG_FINISH),
+      this.identity.sign(Buffer.concat([DOMAIN_INITIATOR, th])),
+    ])
+    return {
+      ok: true,
+      finish,
+      session: session('initiator', this.responderKey, this.identity.publicKeyHex, keys, th),
+    }
+  }
+}
+
+/** The accepting side. `isAllowed` is the live allow-list (lowercase hex keys). */
+export class ResponderHandshake {
+  private readonly ephemeralSecretKey: Uint8Array | undefined
+  private state:
+    | { at: 'hello' }
+    | { at: 'finish'; initiatorKey: Buffer; th: Buffer; keys: ReturnType<typeof deriveSessionKeys> }
+    | { at: 'done' } = { at: 'hello' }
+
+  constructor(
+    private readonly identity: Identity,
+    private readonly isAllowed: (peerKeyHex: string) => boolean,
+    ephemeralSecretKey?: Uint8Array,
+  ) {
+    this.ephemeralSecretKey = ephemeralSecretKey
+  }
+
+  /**
+   * Checks the allow-list and the expected key first: a refused HELLO costs no key
+   * generation, no Diffie-Hellman and no signature. Only then builds REPLY.
+   */
+  onHello(hello: Buffer): Step<{ reply: Buffer; initiatorKeyHex: string }> {
+    if (this.state.at !== 'hello') throw new Error('HELLO already handled')
+    this.state = { at: 'done' }
+    const parsed = parseHello(hello)
+    if (!parsed.ok) return parsed
+    const initiatorKeyHex = parsed.initiatorKey.toString('hex')
+    const refuse = (reason: HandshakeFailure) => ({ ok: false as const, reason, peerKeyHex: initiatorKeyHex })
+    if (initiatorKeyHex === this.identity.publicKeyHex) return refuse('self')
+    if (!this.isAllowed(initiatorKeyHex)) return refuse('not_allowed')
+    if (parsed.responderKey.compare(this.identity.publicKey) !== 0) return refuse('wrong_key')
+    const ephemeral = ephemeralKeyPair(this.ephemeralSecretKey)
+    const dh = sharedSecret(ephemeral.secretKey, parsed.ephemeralPublicKey)
+    ephemeral.secretKey.fill(0)
+    if (!dh) return refuse('bad_ephemeral')
+    const replyHead = Buffer.concat([header(MSG_REPLY), ephemeral.publicKey])
+    const signature = this.identity.sign(Buffer.concat([DOMAIN_RESPONDER, sha512(hello, replyHead)]))
+    const reply = Buffer.concat([replyHead, signature])
+    const th = sha512(hello, reply)
+    const keys = deriveSessionKeys(dh, th)
+    this.state = { at: 'finish', initiatorKey: Buffer.from(parsed.initiatorKey), th, keys }
+    return { ok: true, reply, initiatorKeyHex }
+  }
+
+  /** Verifies the initiator's signature over the transcript; returns the session. */
+  onFinish(finish: Buffer): Step<{ session: LinkSession }> {
+    const st = this.state
+    if (st.at !== 'finish') throw new Error('FINISH before a successful HELLO')
+    this.state = { at: 'done' }
+    const parsed = parseFinish(finish)
+    if (!parsed.ok) return parsed
+    if (!verifySignature(parsed.signature, Buffer.concat([DOMAIN_INITIATOR, st.th]), st.initiatorKey))
+      return { ok: false, reason: 'bad_signature' }
+    const initiatorKeyHex = st.initiatorKey.toString('hex')
+    return { ok: true, session: session('responder', st.initiatorKey, initiatorKeyHex, st.keys, st.th) }
+  }
+}
