@@ -2,7 +2,7 @@ import { BridgeError } from '../errors.js'
 
 /**
  * Application frames carried inside sealed frames: a versioned binary codec (no JSON on
- * the hot path). Layout, all integers big-endian (docs/PROTOCOL-link.md):
+ * the hot path). Layout, all integers big-endian (docs/PROTOCOL.md):
  *
  *   version u8 (=1) ‖ type u8 ‖ body
  *   PUBLISH_BATCH 0x01  count u32, then per message:

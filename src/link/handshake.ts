@@ -5,7 +5,7 @@ import { verifySignature } from '../identity/sign.js'
 
 /**
  * The link handshake, as pure message builders/parsers and two small state machines
- * (no sockets here, so the bytes can be pinned by test vectors; docs/PROTOCOL-link.md).
+ * (no sockets here, so the bytes can be pinned by test vectors; docs/PROTOCOL.md).
  *
  *   I → R  HELLO   header ‖ I static ed25519 pk ‖ R static pk I expects ‖ I ephemeral X25519 pk
  *   R → I  REPLY   header ‖ R ephemeral pk ‖ sig_R(DOMAIN_R ‖ sha512(HELLO ‖ REPLY[0..38]))

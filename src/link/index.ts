@@ -1,4 +1,4 @@
-/** The peer link module's public surface (docs/PROTOCOL-link.md). */
+/** The peer link module's public surface (docs/PROTOCOL.md). */
 export { type Endpoint, formatEndpoint, parseEndpoint } from './endpoint.js'
 export {
   decodeFrame,

@@ -3,7 +3,7 @@ import { BridgeError } from '../errors.js'
 import { ByteQueue } from './byte-queue.js'
 
 /**
- * Sealed frames after the handshake (docs/PROTOCOL-link.md):
+ * Sealed frames after the handshake (docs/PROTOCOL.md):
  *
  *   length u32 BE ‖ counter u64 BE ‖ secretbox(plaintext, nonce = 16 zero bytes ‖ counter, direction key)
  *

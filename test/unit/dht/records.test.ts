@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import { createPublicKey, verify as cryptoVerify } from 'node:crypto'
+import { readFileSync } from 'node:fs'
 import { describe, test } from 'node:test'
 import bencode from 'bencode'
 import { parseItems, serializeItems } from '../../../src/dht/item-wire.js'
@@ -68,7 +69,7 @@ describe('BEP44 spec vectors', () => {
   }
 })
 
-describe('profile record vector (docs/PROTOCOL-record.md)', () => {
+describe('profile record vector (docs/PROTOCOL.md)', () => {
   const items = encodeProfile(PROFILE_VECTOR.profile, PROFILE_VECTOR.seq, alice)
   const main = items[0] as SignedItem
 
@@ -372,5 +373,28 @@ describe('wire form', () => {
       { ...item, v: Buffer.alloc(1001) },
     ]
     for (const it of odd) assert.equal(verifyItem(it), false)
+  })
+})
+
+describe('docs/PROTOCOL.md carries the same profile vector', () => {
+  test('seed, keys, target, v and signature in the doc equal the checked vector', () => {
+    const doc = readFileSync(new URL('../../../docs/PROTOCOL.md', import.meta.url), 'utf8').replace(
+      /\s+/g,
+      '',
+    )
+    for (const field of [
+      'seedHex',
+      'publicKeyHex',
+      'boxPublicKeyHex',
+      'targetHex',
+      'vHex',
+      'signatureHex',
+    ] as const) {
+      const value = PROFILE_VECTOR[field]
+      assert.ok(
+        doc.includes(value.replace(/\s+/g, '')),
+        `docs/PROTOCOL.md lacks ${field} ${value.slice(0, 16)}…`,
+      )
+    }
   })
 })

@@ -20,9 +20,9 @@ const carol = identityFromSeed(Buffer.alloc(32, 3))
 const allowAlice = (k: string) => k === alice.publicKeyHex
 
 function docVectors(): Record<string, string> {
-  const doc = readFileSync(new URL('../../../docs/PROTOCOL-link.md', import.meta.url), 'utf8')
+  const doc = readFileSync(new URL('../../../docs/PROTOCOL.md', import.meta.url), 'utf8')
   const m = /<!-- vectors:begin -->\s*```json\n([\s\S]*?)```\s*<!-- vectors:end -->/.exec(doc)
-  assert.ok(m?.[1], 'docs/PROTOCOL-link.md has a vectors block')
+  assert.ok(m?.[1], 'docs/PROTOCOL.md has a vectors block')
   return JSON.parse(m[1]) as Record<string, string>
 }
 
@@ -45,7 +45,7 @@ function flip(buf: Buffer, index: number): Buffer {
   return out
 }
 
-describe('handshake vectors (docs/PROTOCOL-link.md)', () => {
+describe('handshake vectors (docs/PROTOCOL.md)', () => {
   test('the documented vectors match the implementation, field by field', () => {
     const documented = docVectors()
     const computed = computeVectors()

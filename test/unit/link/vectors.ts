@@ -3,7 +3,7 @@ import { encodeFrame, type Frame } from '../../../src/link/frames.js'
 import { CONFIRM_PLAINTEXT, InitiatorHandshake, ResponderHandshake } from '../../../src/link/handshake.js'
 import { SealedChannel } from '../../../src/link/sealed-channel.js'
 
-/** Fixed inputs of the protocol test vectors (docs/PROTOCOL-link.md). */
+/** Fixed inputs of the protocol test vectors (docs/PROTOCOL.md). */
 export const VECTOR_INPUTS = {
   initiatorSeed: bytes(0x00),
   responderSeed: bytes(0x20),
