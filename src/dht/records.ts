@@ -1,6 +1,6 @@
 /**
  * The site's DHT profile as BEP44 mutable items (pure: no I/O). The exact encoding, with a
- * test vector, is in docs/PROTOCOL-record.md; change both together.
+ * test vector, is in docs/PROTOCOL.md; change both together.
  *
  * - `k` = the site's ed25519 public key, `salt` = `mqtt-dht-bridge/profile/v1`,
  *   `v` = a bencoded dict: `ver` (format version), `box` (X25519 key), `ep` (link endpoints

@@ -2,7 +2,7 @@
  * Spec vectors as data (STYLE habit 3).
  * - BEP44_VECTORS: the BEP's own test vectors (also libtorrent's signing_test1/2). The private
  *   key is the 64-byte expanded (ref10/supercop) form the BEP prints.
- * - PROFILE_VECTOR: this bridge's profile record, as documented in docs/PROTOCOL-record.md.
+ * - PROFILE_VECTOR: this bridge's profile record, as documented in docs/PROTOCOL.md.
  */
 export interface Bep44Vector {
   name: string
