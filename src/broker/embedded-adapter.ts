@@ -1,0 +1,239 @@
+import { randomUUID } from 'node:crypto'
+import type { Readable } from 'node:stream'
+import type { Aedes, AedesPublishPacket } from 'aedes'
+import { BridgeError } from '../errors.js'
+import { type Logger, silentLogger } from '../log.js'
+import { Counters } from '../metrics.js'
+import { AdapterEvents } from './adapter-events.js'
+import { checkFilters, checkPublish } from './checks.js'
+import { EmbeddedBroker, type EmbeddedBrokerOptions } from './embedded.js'
+import { diffSubscriptions, SubscriptionIds, SubscriptionSet } from './subscription-set.js'
+import type { BrokerAdapter, LocalMessage } from './types.js'
+
+/**
+ * The bridge attached in-process to the embedded aedes broker, with the same semantics
+ * as the MQTT 5 adapter against Mosquitto (see types.ts):
+ * - no-local: our publishes carry an internal clientId, and handlers skip it;
+ * - retain-as-published: aedes hands internal subscribers the packet as published;
+ * - one copy per publish: every matching filter's handler gets the same packet object;
+ *   the first one delivers it, at the QoS of the canonical filter (subscription-set.ts);
+ * - `$` topics: aedes only shields its TCP clients from them, the canonical match does it here;
+ * - retained messages are read from aedes' store when a filter is (re)subscribed.
+ * A publish resolves when aedes has stored it (retained) and handed it to every subscriber.
+ */
+export interface EmbeddedAdapterDeps {
+  log?: Logger
+  counters?: Counters
+  /** Attach to this broker (not closed by stop()); absent: start() starts one from options. */
+  broker?: EmbeddedBroker
+}
+
+export type EmbeddedAdapterOptions = EmbeddedBrokerOptions
+
+type Handler = (packet: AedesPublishPacket, cb: () => void) => void
+
+/** The part of aedes' persistence we read; aedes does not declare it on its type. */
+interface RetainedStore {
+  createRetainedStreamCombi(patterns: string[]): Readable
+}
+
+function retainedStore(aedes: Aedes): RetainedStore | undefined {
+  const p: unknown = Reflect.get(aedes, 'persistence')
+  if (typeof p === 'object' && p !== null && 'createRetainedStreamCombi' in p) {
+    if (typeof p.createRetainedStreamCombi === 'function') return p as RetainedStore
+  }
+  return undefined
+}
+
+function toBuffer(payload: unknown): Buffer {
+  if (Buffer.isBuffer(payload)) return payload
+  if (payload instanceof Uint8Array) return Buffer.from(payload)
+  return Buffer.from(typeof payload === 'string' ? payload : '')
+}
+
+export class EmbeddedAdapter extends AdapterEvents implements BrokerAdapter {
+  private readonly deps: EmbeddedAdapterDeps
+  private readonly options: EmbeddedAdapterOptions | undefined
+  private brokerRef: EmbeddedBroker | undefined
+  private attached: Aedes | undefined
+  private unlisten: (() => void) | undefined
+  private desired = new Map<string, 0 | 1>()
+  private readonly applied = new SubscriptionSet()
+  private readonly ids = new SubscriptionIds()
+  private readonly handlers = new Map<string, Handler>()
+  private readonly delivered = new WeakSet<object>()
+  private readonly pending = new Set<(err: Error) => void>()
+  private syncChain: Promise<void> = Promise.resolve()
+  /** Marks our own publishes; never a real client's id (aedes ids are what clients send). */
+  private readonly selfId = `$bridge/${randomUUID()}`
+
+  constructor(deps: EmbeddedAdapterDeps, options?: EmbeddedAdapterOptions) {
+    super(deps.log ?? silentLogger, deps.counters ?? new Counters())
+    this.deps = deps
+    this.options = options
+  }
+
+  /** The broker in use (after start()), e.g. to learn the bound port. */
+  get broker(): EmbeddedBroker | undefined {
+    return this.brokerRef
+  }
+
+  async start(): Promise<void> {
+    if (this.brokerRef !== undefined) throw new BridgeError('BROKER_ERROR', 'broker adapter already started')
+    let broker = this.deps.broker
+    if (broker === undefined) {
+      if (this.options === undefined)
+        throw new BridgeError('USAGE', 'embedded adapter needs a broker or { port }')
+      this.setStatus({ state: 'connecting' })
+      try {
+        broker = await EmbeddedBroker.start(this.options, { log: this.log })
+      } catch (err) {
+        this.setStatus({ state: 'down', error: err instanceof Error ? err.message : String(err) })
+        throw err
+      }
+    }
+    this.brokerRef = broker
+    this.unlisten = broker.onInstance((instance) => {
+      void this.attach(instance)
+    })
+    await this.attach(broker.instance)
+  }
+
+  async stop(): Promise<void> {
+    const broker = this.brokerRef
+    if (broker === undefined) return
+    this.brokerRef = undefined
+    this.unlisten?.()
+    this.unlisten = undefined
+    for (const fail of [...this.pending]) fail(new BridgeError('BROKER_ERROR', 'broker adapter stopped'))
+    await this.attach(undefined)
+    if (this.deps.broker === undefined) await broker.close()
+    this.setStatus({ state: 'down' })
+  }
+
+  async setSubscriptions(filters: ReadonlyMap<string, 0 | 1>): Promise<void> {
+    checkFilters(filters)
+    this.desired = new Map(filters)
+    await this.scheduleSync()
+  }
+
+  async publish(msg: LocalMessage): Promise<void> {
+    checkPublish(msg)
+    const aedes = this.attached
+    if (aedes === undefined) throw new BridgeError('BROKER_ERROR', 'embedded broker not running')
+    // What aedes refuses from its TCP clients (authorizePublish), and Mosquitto drops.
+    if (msg.topic === '$SYS' || msg.topic.startsWith('$SYS/'))
+      throw new BridgeError('BROKER_ERROR', `${msg.topic}: $SYS is reserved`)
+    const packet = {
+      cmd: 'publish' as const,
+      topic: msg.topic,
+      payload: msg.payload,
+      qos: msg.qos,
+      retain: msg.retain,
+      dup: false,
+      clientId: this.selfId,
+    }
+    await new Promise<void>((resolve, reject) => {
+      const fail = (err: Error) => {
+        this.pending.delete(fail)
+        reject(err)
+      }
+      this.pending.add(fail)
+      aedes.publish(packet, (err) => {
+        if (!this.pending.delete(fail)) return
+        if (err)
+          reject(new BridgeError('BROKER_ERROR', `publish to ${msg.topic}: ${err.message}`, { cause: err }))
+        else resolve()
+      })
+    })
+  }
+
+  /** Switches to a new aedes instance (or none); resolves once its subscriptions are applied. */
+  private attach(instance: Aedes | undefined): Promise<void> {
+    if (instance === this.attached) return this.syncChain
+    const old = this.attached
+    if (old !== undefined) {
+      for (const [filter, handler] of this.handlers) old.unsubscribe(filter, handler, () => {})
+    }
+    this.handlers.clear()
+    this.applied.clear()
+    this.attached = instance
+    if (instance === undefined) {
+      if (this.brokerRef !== undefined) this.setStatus({ state: 'down', error: 'embedded broker restarting' })
+      return Promise.resolve()
+    }
+    this.setStatus({ state: 'connecting' })
+    // 'up' means attached with the subscription set applied (retained ones delivered).
+    return this.scheduleSync()
+      .catch((err: unknown) => this.log.warn({ err }, 'subscriptions not applied'))
+      .finally(() => {
+        if (this.attached === instance) this.setStatus({ state: 'up' })
+      })
+  }
+
+  private onPacket(packet: AedesPublishPacket): void {
+    if (this.delivered.has(packet)) return // another of our filters already took it
+    this.delivered.add(packet)
+    if ((packet as { clientId?: unknown }).clientId === this.selfId) return // no-local
+    const canonical = this.applied.canonical(packet.topic)
+    if (canonical === undefined) return // `$` topic under a wildcard filter, or in flight across unsubscribe
+    const qos = packet.qos === 0 || canonical.qos === 0 ? 0 : 1
+    this.emitMessage({ topic: packet.topic, payload: toBuffer(packet.payload), qos, retain: packet.retain })
+  }
+
+  private scheduleSync(): Promise<void> {
+    const run = this.syncChain.then(() => this.syncOnce())
+    this.syncChain = run.catch(() => {})
+    return run
+  }
+
+  private async syncOnce(): Promise<void> {
+    const aedes = this.attached
+    if (aedes === undefined) return // applied when the broker is back
+    const { subscribe, unsubscribe } = diffSubscriptions(this.desired, this.applied.qosMap())
+    // After every await: if the broker restarted meanwhile, attach() reset our state and
+    // queued a sync for the new instance; this one must not touch that state.
+    for (const filter of unsubscribe) {
+      if (this.attached !== aedes) return
+      const handler = this.handlers.get(filter)
+      this.handlers.delete(filter)
+      this.applied.delete(filter)
+      if (handler !== undefined)
+        await new Promise<void>((resolve) => aedes.unsubscribe(filter, handler, resolve))
+    }
+    for (const [filter, qos] of subscribe) {
+      if (this.attached !== aedes) return
+      if (!this.handlers.has(filter)) {
+        const handler: Handler = (packet, cb) => {
+          this.onPacket(packet)
+          cb()
+        }
+        this.handlers.set(filter, handler)
+        await new Promise<void>((resolve) => aedes.subscribe(filter, handler, resolve))
+        if (this.attached !== aedes) return
+      }
+      this.applied.set(filter, qos, this.ids.idFor(filter))
+    }
+    if (subscribe.length > 0) await this.deliverRetained(aedes, new Set(subscribe.map(([f]) => f)))
+  }
+
+  /** Retain handling 0: what a broker sends on SUBSCRIBE, for the topics the new filters now own. */
+  private async deliverRetained(aedes: Aedes, fresh: ReadonlySet<string>): Promise<void> {
+    const store = retainedStore(aedes)
+    if (store === undefined) {
+      this.log.warn('embedded broker exposes no retained store; retained messages not delivered on subscribe')
+      return
+    }
+    const seenTopics = new Set<string>()
+    for await (const item of store.createRetainedStreamCombi([...fresh])) {
+      const packet = item as AedesPublishPacket
+      if (this.attached !== aedes) return
+      if (seenTopics.has(packet.topic)) continue
+      seenTopics.add(packet.topic)
+      const canonical = this.applied.canonical(packet.topic)
+      if (canonical === undefined || !fresh.has(canonical.filter)) continue
+      const qos = packet.qos === 0 || canonical.qos === 0 ? 0 : 1
+      this.emitMessage({ topic: packet.topic, payload: toBuffer(packet.payload), qos, retain: true })
+    }
+  }
+}

@@ -1,0 +1,151 @@
+import type { EventEmitter } from 'node:events'
+import net from 'node:net'
+import { Aedes } from 'aedes'
+import { BridgeError } from '../errors.js'
+import { type Logger, silentLogger } from '../log.js'
+
+/**
+ * The embedded broker: aedes on a TCP port, so local MQTT clients use it exactly as they
+ * would use Mosquitto. The bridge itself does not connect over TCP: aedes 1.2 refuses
+ * MQTT 5 CONNECTs (no no-local, no retain-as-published), and MQTT.js 5 cannot send the
+ * Bridge Protocol flag aedes supports (mqtt-packet rejects protocolVersion 0x84) — both
+ * measured. So the EmbeddedAdapter attaches in-process to `instance` (embedded-adapter.ts).
+ *
+ * `restart()` closes the broker (every client is disconnected, retained messages are lost,
+ * as with a Mosquitto without persistence) and opens a new one on the same port; an
+ * attached adapter follows through `onInstance`. Tests use it; the bridge does not need to.
+ */
+export interface EmbeddedBrokerOptions {
+  /** 0 picks a free port; `port` then tells which. */
+  port: number
+  /** Default `0.0.0.0`, as the config's default: local devices reach it on the LAN. */
+  host?: string
+}
+
+export interface EmbeddedBrokerDeps {
+  log?: Logger
+}
+
+type InstanceListener = (instance: Aedes | undefined) => void
+
+export class EmbeddedBroker {
+  readonly host: string
+  private boundPort: number
+  private current: Aedes | undefined
+  private server: net.Server | undefined
+  private readonly sockets = new Set<net.Socket>()
+  private readonly listeners = new Set<InstanceListener>()
+  private readonly log: Logger
+  private closed = false
+
+  private constructor(options: EmbeddedBrokerOptions, deps: EmbeddedBrokerDeps) {
+    this.host = options.host ?? '0.0.0.0'
+    this.boundPort = options.port
+    this.log = deps.log ?? silentLogger
+  }
+
+  static async start(options: EmbeddedBrokerOptions, deps: EmbeddedBrokerDeps = {}): Promise<EmbeddedBroker> {
+    const broker = new EmbeddedBroker(options, deps)
+    await broker.open()
+    return broker
+  }
+
+  /** The bound port (the real one when started with port 0). */
+  get port(): number {
+    return this.boundPort
+  }
+
+  /** Where a local client on this machine connects. */
+  get url(): string {
+    const h = this.host === '0.0.0.0' ? '127.0.0.1' : this.host === '::' ? '::1' : this.host
+    return `mqtt://${net.isIPv6(h) ? `[${h}]` : h}:${this.boundPort}`
+  }
+
+  /** The live aedes instance; undefined while restarting or after close(). */
+  get instance(): Aedes | undefined {
+    return this.current
+  }
+
+  /** Called with the new instance after each (re)open and with undefined before each close. */
+  onInstance(listener: InstanceListener): () => void {
+    this.listeners.add(listener)
+    return () => this.listeners.delete(listener)
+  }
+
+  async restart(): Promise<void> {
+    if (this.closed) throw new BridgeError('BROKER_ERROR', 'embedded broker is closed')
+    await this.shut()
+    await this.open()
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    await this.shut()
+    this.listeners.clear()
+  }
+
+  private async open(): Promise<void> {
+    const aedes = await Aedes.createBroker()
+    // Aedes is an EventEmitter whose typed `on` omits 'error' (emitted on persistence failure).
+    const emitter: EventEmitter = aedes
+    emitter.on('error', (err: Error) => this.log.error({ err }, 'embedded broker error'))
+    aedes.on('clientError', (client, err) =>
+      this.log.debug({ client: client.id, err: err.message }, 'client error'),
+    )
+    // Nagle off on every accepted socket (NOTES-deps: 30+ ms per message otherwise).
+    const server = net.createServer({ noDelay: true }, (socket) => {
+      this.sockets.add(socket)
+      socket.once('close', () => this.sockets.delete(socket))
+      aedes.handle(socket)
+    })
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject)
+        server.listen(this.boundPort, this.host, () => {
+          server.off('error', reject)
+          resolve()
+        })
+      })
+    } catch (err) {
+      await new Promise<void>((resolve) => aedes.close(() => resolve()))
+      const where = `${this.host}:${this.boundPort}`
+      throw new BridgeError('BROKER_ERROR', `embedded broker cannot listen on ${where}: ${String(err)}`, {
+        cause: err,
+      })
+    }
+    server.on('error', (err) => this.log.error({ err }, 'embedded broker listener error'))
+    const address = server.address()
+    if (address !== null && typeof address === 'object') this.boundPort = address.port
+    this.server = server
+    this.current = aedes
+    this.log.info({ host: this.host, port: this.boundPort }, 'embedded broker listening')
+    this.notify(aedes)
+  }
+
+  private async shut(): Promise<void> {
+    const aedes = this.current
+    const server = this.server
+    this.current = undefined
+    this.server = undefined
+    if (aedes === undefined || server === undefined) return
+    this.notify(undefined)
+    const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()))
+    await new Promise<void>((resolve) => aedes.close(() => resolve()))
+    // aedes closes the clients it knows; a socket still in its CONNECT handshake is not one.
+    for (const socket of this.sockets) socket.destroy()
+    await serverClosed
+  }
+
+  private notify(instance: Aedes | undefined): void {
+    for (const listener of [...this.listeners]) listener(instance)
+  }
+}
+
+/** Starts aedes on `{ port, host }` (port 0 allowed); `port` on the result is the bound one. */
+export function startEmbeddedBroker(
+  options: EmbeddedBrokerOptions,
+  deps: EmbeddedBrokerDeps = {},
+): Promise<EmbeddedBroker> {
+  return EmbeddedBroker.start(options, deps)
+}
