@@ -1,0 +1,111 @@
+import assert from 'node:assert/strict'
+import { describe, test } from 'node:test'
+import { brokerVariants } from '../../helpers/brokers.js'
+import { collect, startTestnet, waitFor } from '../../helpers/testnet.js'
+
+for (const variant of brokerVariants()) {
+  describe(`relay between sites (${variant.name})`, { skip: variant.skip }, () => {
+    test('a publish crosses only to the site that subscribed; unsubscribed topics never cross', async (t) => {
+      const net = await startTestnet(t, {
+        broker: variant.name,
+        sites: [{ name: 'alice' }, { name: 'bob', subscriptions: [{ filter: 'doors/#', qos: 1 }] }],
+      })
+      await net.waitMeshed()
+      const alice = await net.site('alice').client()
+      const bob = await net.site('bob').client()
+      const got = await collect(bob, '#')
+      // first delivery: bob's profile reached alice, alice subscribed locally to doors/#
+      await waitFor(
+        async () => {
+          await alice.publishAsync('doors/probe', 'p', { qos: 1 })
+          return got.some((m) => m.topic === 'doors/probe')
+        },
+        { what: 'first relayed publish' },
+      )
+      await alice.publishAsync('secret/1', 'no', { qos: 1 })
+      await alice.publishAsync('doors/1', 'empty', { qos: 1 })
+      await alice.publishAsync('doors10', 'no', { qos: 1 })
+      await waitFor(() => got.some((m) => m.topic === 'doors/1'), { what: 'doors/1 at bob' })
+      assert.deepEqual(
+        got.filter((m) => m.topic !== 'doors/probe').map((m) => `${m.topic}=${m.payload}`),
+        ['doors/1=empty'],
+      )
+      assert.equal(net.site('bob').counters.sum('relay.in.dropped'), 0)
+    })
+
+    test('triangle: each publish arrives exactly once at every other site, never echoes', async (t) => {
+      const subs = [{ filter: 'tri/#', qos: 1 as const }]
+      const net = await startTestnet(t, {
+        broker: variant.name,
+        sites: [
+          { name: 'a', subscriptions: subs },
+          { name: 'b', subscriptions: subs },
+          { name: 'c', subscriptions: subs },
+        ],
+      })
+      await net.waitMeshed()
+      const clients = await Promise.all(net.sites.map((s) => s.client()))
+      const got = await Promise.all(clients.map((c) => collect(c, 'tri/#')))
+      // wait until every site's interests reached every other site
+      await waitFor(() => net.sites.every((s) => s.bridge.knownPeers().length === 2), { what: 'profiles' })
+      for (const [i, s] of net.sites.entries()) {
+        await waitFor(
+          async () => {
+            await clients[i]?.publishAsync(`tri/probe/${s.name}`, 'x', { qos: 1 })
+            return got.every((g, j) => j === i || g.some((m) => m.topic === `tri/probe/${s.name}`))
+          },
+          { what: `probe from ${s.name}` },
+        )
+      }
+      const N = 50
+      for (let k = 0; k < N; k++) {
+        for (const [i, s] of net.sites.entries())
+          await clients[i]?.publishAsync(`tri/${s.name}/${k}`, `${k}`, { qos: 1 })
+      }
+      // each site sees its own N locally (from its own client) + N from each of the 2 others
+      const data = () => got.map((g) => g.filter((m) => !m.topic.startsWith('tri/probe/')))
+      await waitFor(() => data().every((g) => g.length >= 3 * N), { what: 'all messages' })
+      // let any echo or duplicate show up
+      await new Promise((r) => setTimeout(r, 300))
+      for (const [i, g] of data().entries()) {
+        const counts = new Map<string, number>()
+        for (const m of g) counts.set(m.topic, (counts.get(m.topic) ?? 0) + 1)
+        assert.equal(g.length, 3 * N, `site ${net.sites[i]?.name} got ${g.length}`)
+        for (const [topic, n] of counts)
+          assert.equal(n, 1, `${topic} arrived ${n} times at ${net.sites[i]?.name}`)
+      }
+    })
+
+    test('export and import ACLs are enforced, and QoS 0 and 1 both relay', async (t) => {
+      const net = await startTestnet(t, {
+        broker: variant.name,
+        sites: [
+          { name: 'alice', acl: { bob: { export: ['pub/#'] } } },
+          {
+            name: 'bob',
+            subscriptions: [{ filter: '#', qos: 1 }],
+            acl: { alice: { import: ['pub/#', 'priv/ok'] } },
+          },
+        ],
+      })
+      await net.waitMeshed()
+      const alice = await net.site('alice').client()
+      const bob = await net.site('bob').client()
+      const got = await collect(bob, '#')
+      await waitFor(
+        async () => {
+          await alice.publishAsync('pub/probe', 'p', { qos: 0 })
+          return got.some((m) => m.topic === 'pub/probe')
+        },
+        { what: 'first relayed publish' },
+      )
+      await alice.publishAsync('priv/ok', 'blocked by export', { qos: 1 })
+      await alice.publishAsync('pub/q0', 'zero', { qos: 0 })
+      await alice.publishAsync('pub/q1', 'one', { qos: 1 })
+      await waitFor(() => got.some((m) => m.topic === 'pub/q1') && got.some((m) => m.topic === 'pub/q0'))
+      assert.ok(!got.some((m) => m.topic === 'priv/ok'))
+      assert.equal(got.find((m) => m.topic === 'pub/q1')?.qos, 1)
+      assert.equal(got.find((m) => m.topic === 'pub/q0')?.qos, 0)
+    })
+  })
+}
