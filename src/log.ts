@@ -1,4 +1,4 @@
-import { pino, type Logger } from 'pino'
+import { type Logger, pino } from 'pino'
 
 export type { Logger }
 
@@ -33,7 +33,10 @@ export const silentLogger: Logger = pino({ level: 'silent' })
  * Hostile input is logged at debug, rate-limited per reason, and always counted by the
  * caller (STYLE habit 5). Returns a function `(reason, details)`.
  */
-export function rateLimitedDebug(log: Logger, perReasonPerMinute = 10): (reason: string, details?: object) => void {
+export function rateLimitedDebug(
+  log: Logger,
+  perReasonPerMinute = 10,
+): (reason: string, details?: object) => void {
   const windows = new Map<string, { start: number; n: number }>()
   return (reason, details) => {
     const now = Date.now()
