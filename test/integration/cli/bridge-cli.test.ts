@@ -1,0 +1,158 @@
+import assert from 'node:assert/strict'
+import { type ChildProcess, spawn } from 'node:child_process'
+import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { describe, type TestContext, test } from 'node:test'
+import { reserveUdpPort } from '../../helpers/dht-testnet.js'
+import { freePort } from '../../helpers/mosquitto.js'
+
+const MAIN = new URL('../../../src/cli/main.ts', import.meta.url).pathname
+const ROOT = new URL('../../..', import.meta.url).pathname
+
+interface Run {
+  code: number | null
+  signal: NodeJS.Signals | null
+  stdout: string
+  stderr: string
+}
+
+function start(
+  t: TestContext,
+  args: string[],
+): { child: ChildProcess; done: Promise<Run>; stderr: () => string } {
+  const child = spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], {
+    cwd: ROOT,
+    env: { ...process.env, LOG_LEVEL: 'info', NODE_TEST_CONTEXT: undefined },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  let stdout = ''
+  let stderr = ''
+  child.stdout?.on('data', (d) => {
+    stdout += d
+  })
+  child.stderr?.on('data', (d) => {
+    stderr += d
+  })
+  const done = new Promise<Run>((resolve) =>
+    child.on('exit', (code, signal) => resolve({ code, signal, stdout, stderr })),
+  )
+  t.after(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+  })
+  return { child, done, stderr: () => stderr }
+}
+
+async function waitForText(get: () => string, re: RegExp, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!re.test(get())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${re}; got:\n${get().slice(-2000)}`)
+    await new Promise((r) => setTimeout(r, 25))
+  }
+}
+
+function tempDir(t: TestContext): string {
+  const dir = mkdtempSync(join(tmpdir(), 'cli-'))
+  t.after(() => rmSync(dir, { recursive: true, force: true }))
+  return dir
+}
+
+function siteConfig(dir: string, extra: Record<string, unknown> = {}): string {
+  const path = join(dir, 'site.json')
+  writeFileSync(
+    path,
+    JSON.stringify({ name: 'solo', keyFile: 'k/site.key', stateDir: 'state', swarm: 'cli-test', ...extra }),
+  )
+  return path
+}
+
+describe('bridge CLI', () => {
+  test('--help and --version', async (t) => {
+    const help = await start(t, ['--help']).done
+    assert.equal(help.code, 0)
+    assert.match(help.stdout, /bridge <config\.json>/)
+    assert.match(help.stdout, /bridge dht --port P/)
+    const version = await start(t, ['--version']).done
+    assert.equal(version.code, 0)
+    const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }
+    assert.equal(version.stdout, `${pkg.version}\n`)
+  })
+
+  test('id creates the key file 0600 and prints only the public key on stdout', async (t) => {
+    const dir = tempDir(t)
+    const config = siteConfig(dir)
+    const first = await start(t, ['id', config]).done
+    assert.equal(first.code, 0, first.stderr)
+    assert.match(first.stdout, /^[0-9a-f]{64}\n$/)
+    assert.equal(statSync(join(dir, 'k/site.key')).mode & 0o777, 0o600)
+    assert.equal(statSync(join(dir, 'k/site.key')).size, 32)
+    const again = await start(t, ['id', config]).done
+    assert.equal(again.stdout, first.stdout, 'same key on the second run')
+  })
+
+  test('a key file readable by others makes the bridge refuse to start, saying why', async (t) => {
+    const dir = tempDir(t)
+    const config = siteConfig(dir)
+    await start(t, ['id', config]).done
+    chmodSync(join(dir, 'k/site.key'), 0o644)
+    const run = await start(t, [config]).done
+    assert.equal(run.code, 1)
+    assert.match(run.stderr, /mode 0644 lets group or others read it.*chmod 600/)
+  })
+
+  const badConfigs: Array<[string, object, RegExp]> = [
+    [
+      'bad peer key',
+      { peers: [{ name: 'x', publicKey: 'nothex' }] },
+      /peers\[0\]\.publicKey: must be 64 lowercase hex/,
+    ],
+    [
+      'bad filter',
+      { subscriptions: [{ filter: 'a/#/b' }] },
+      /subscriptions\[0\]\.filter: invalid topic filter/,
+    ],
+    ['unknown field', { brokr: {} }, /unknown field "brokr"/],
+  ]
+  for (const [name, extra, re] of badConfigs) {
+    test(`a bad config exits non-zero with one line naming the field: ${name}`, async (t) => {
+      const run = await start(t, [siteConfig(tempDir(t), extra)]).done
+      assert.equal(run.code, 1)
+      assert.match(run.stderr, re)
+      assert.equal(run.stderr.trim().split('\n').length, 1, run.stderr)
+      assert.equal(run.stdout, '')
+    })
+  }
+
+  test('usage errors exit 2', async (t) => {
+    for (const args of [['id'], ['dht'], ['--bogus'], ['a.json', 'b.json']]) {
+      const run = await start(t, args).done
+      assert.equal(run.code, 2, `${args.join(' ')}: ${run.stderr}`)
+      assert.match(run.stderr, /^bridge: /)
+    }
+  })
+
+  test('dht runs a bootstrap node until SIGINT, then exits 0', async (t) => {
+    const port = await reserveUdpPort()
+    const p = start(t, ['dht', '--port', String(port), '--host', '127.0.0.1'])
+    await waitForText(p.stderr, new RegExp(`listening on 127\\.0\\.0\\.1:${port}`))
+    p.child.kill('SIGINT')
+    const run = await p.done
+    assert.equal(run.code, 0, run.stderr)
+  })
+
+  test('a site starts on an embedded broker, and SIGTERM shuts it down cleanly', async (t) => {
+    const dir = tempDir(t)
+    const brokerPort = await freePort()
+    const config = siteConfig(dir, {
+      broker: { embedded: { port: brokerPort, host: '127.0.0.1' } },
+      dht: { port: 0, host: '127.0.0.1', bootstrap: [] },
+      listen: { port: 0, host: '127.0.0.1' },
+    })
+    const p = start(t, [config])
+    await waitForText(p.stderr, /"msg":"site running"/)
+    p.child.kill('SIGTERM')
+    const run = await p.done
+    assert.equal(run.code, 0, run.stderr)
+    assert.match(run.stderr, /"msg":"site stopped"/)
+  })
+})

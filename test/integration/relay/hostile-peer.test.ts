@@ -1,0 +1,72 @@
+import assert from 'node:assert/strict'
+import { describe, test } from 'node:test'
+import { identityFromSeed } from '../../../src/identity/identity.js'
+import { LinkManager } from '../../../src/link/link-manager.js'
+import { Counters } from '../../../src/metrics.js'
+import { brokerVariants } from '../../helpers/brokers.js'
+import { collect, startTestnet, waitFor } from '../../helpers/testnet.js'
+
+/** Topics an allow-listed but misbehaving peer sends; none may reach bob's broker. */
+const HOSTILE: Array<[reason: string, topic: string]> = [
+  ['bad_topic', 'data/+'],
+  ['bad_topic', 'data/#'],
+  ['bad_topic', '$SYS/broker/x'],
+  ['bad_topic', '$data/x'],
+  ['bad_topic', 'data/\u0000nul'],
+  ['bad_topic', ''],
+  ['bad_topic', `data/${'x'.repeat(2000)}`],
+  ['bad_topic', `data${'/l'.repeat(40)}`],
+  ['not_subscribed', 'other/1'],
+  ['import_acl', 'data/secret'],
+]
+
+for (const variant of brokerVariants()) {
+  describe(`hostile peer (${variant.name})`, { skip: variant.skip }, () => {
+    test('wildcard, $, NUL, oversized, unsubscribed and not-imported topics are dropped and counted', async (t) => {
+      const net = await startTestnet(t, {
+        broker: variant.name,
+        sites: [
+          {
+            name: 'bob',
+            subscriptions: [{ filter: 'data/#', qos: 1 }],
+            acl: { mallory: { import: ['data/ok', 'data/+/+', 'other/+'] } },
+          },
+          { name: 'mallory', seedByte: 66, deferStart: true },
+        ],
+      })
+      const bob = net.site('bob')
+      const mallory = new LinkManager(
+        { identity: identityFromSeed(Buffer.alloc(32, 66)), counters: new Counters() },
+        { listenHost: '127.0.0.1', allowList: () => new Set([bob.publicKeyHex]) },
+      )
+      t.after(() => mallory.close())
+      await mallory.listen()
+      const up = new Promise<void>((resolve) => mallory.once('up', () => resolve()))
+      mallory.connect(bob.publicKeyHex, [`127.0.0.1:${bob.bridge.linkPort}`])
+      await up
+      const watcher = await bob.client()
+      const got = await collect(watcher, '#', 1)
+      const dollar = await collect(watcher, '$SYS/broker/x', 1)
+      let id = 1
+      const send = (topic: string) =>
+        mallory.send(bob.publicKeyHex, {
+          type: 'PUBLISH_BATCH',
+          messages: [{ id: id++, qos: 1, retain: false, topic, payload: Buffer.from('evil') }],
+        })
+      for (const [, topic] of HOSTILE) send(topic)
+      send('data/ok') // the one legitimate publish, sent last: once it arrives, all were processed
+      await waitFor(() => got.some((m) => m.topic === 'data/ok'), { what: 'data/ok at bob' })
+      assert.deepEqual(
+        got.map((m) => m.topic),
+        ['data/ok'],
+      )
+      assert.equal(dollar.length, 0)
+      const expected = new Map<string, number>()
+      for (const [reason] of HOSTILE) expected.set(reason, (expected.get(reason) ?? 0) + 1)
+      for (const [reason, n] of expected) {
+        assert.equal(bob.counters.get(`relay.in.dropped.${reason}`), n, `relay.in.dropped.${reason}`)
+      }
+      assert.equal(bob.bridge.status.state, 'running')
+    })
+  })
+}
