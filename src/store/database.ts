@@ -1,0 +1,160 @@
+import { chmodSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, statSync } from 'node:fs'
+import { join } from 'node:path'
+import Database from 'better-sqlite3'
+import { BridgeError } from '../errors.js'
+import { type Logger, silentLogger } from '../log.js'
+import { Counters } from '../metrics.js'
+import { GroupCommit } from './group-commit.js'
+import { migrate } from './schema.js'
+
+export interface StoreDeps {
+  log?: Logger
+  counters?: Counters
+}
+
+export interface StoreOptions {
+  /**
+   * SQLite `synchronous` in WAL mode. 'full' (default): every commit fsyncs the WAL, so an
+   * acknowledged write survives kill -9 and power loss. 'normal': survives kill -9 only
+   * (a power cut may lose the last commits); for benchmarks and throwaway sites.
+   */
+  synchronous?: 'full' | 'normal'
+  /** File name inside stateDir (default `bridge.db`). */
+  fileName?: string
+  /** Run `PRAGMA quick_check` at open (default true; O(database size), see docs/STORE.md). */
+  integrityCheck?: boolean
+}
+
+/**
+ * The bridge's embedded database (one SQLite file in stateDir) and its group commit.
+ * `db` is for the modules of src/store only; everything else uses DurableOutbox,
+ * DedupeStore and RetainedStore.
+ */
+export class BridgeStore {
+  readonly db: Database.Database
+  readonly path: string
+  readonly counters: Counters
+  private readonly log: Logger
+  private readonly group: GroupCommit
+  private isClosed = false
+
+  /** Use openStore(). */
+  constructor(db: Database.Database, path: string, deps: Required<StoreDeps>) {
+    this.db = db
+    this.path = path
+    this.log = deps.log
+    this.counters = deps.counters
+    this.group = new GroupCommit(db, (err, jobs) => {
+      this.counters.inc('store.commit_failed')
+      this.log.error({ err, jobs, path }, 'state database commit failed')
+      return stateError(`commit to ${path} failed`, err)
+    })
+  }
+
+  /** Transactions committed (a group of writes is one). Tests assert group commit with it. */
+  get commits(): number {
+    return this.group.commits
+  }
+
+  get closed(): boolean {
+    return this.isClosed
+  }
+
+  /**
+   * Runs `work` (synchronous SQL) inside the next group transaction. Resolves with its
+   * result once committed (durable per `synchronous`); rejects with work's own error if
+   * it threw (its effects rolled back), or STATE_ERROR if the commit failed or the store
+   * is closed. Reads made before it resolves do not see its effects.
+   */
+  write<T>(work: () => T): Promise<T> {
+    if (this.isClosed) return Promise.reject(stateError(`${this.path} is closed`))
+    return this.group.run(work)
+  }
+
+  /** Commits queued writes now (close() does this too). */
+  flush(): void {
+    if (!this.isClosed) this.group.flush()
+  }
+
+  /** Commits queued writes and closes the file. Idempotent. */
+  close(): void {
+    if (this.isClosed) return
+    this.group.flush()
+    this.isClosed = true
+    try {
+      this.db.close()
+    } catch (err) {
+      this.log.warn({ err, path: this.path }, 'closing the state database failed')
+    }
+  }
+}
+
+/**
+ * Opens (creating if needed, mode 0600) `<stateDir>/bridge.db`: WAL journal,
+ * `synchronous = FULL`, EXCLUSIVE locking (a second process on the same stateDir fails
+ * with STATE_ERROR instead of corrupting message ids), schema migrated to the current
+ * version. A corrupt, unreadable, locked or too-new file throws STATE_ERROR naming it.
+ */
+export function openStore(stateDir: string, deps: StoreDeps = {}, options: StoreOptions = {}): BridgeStore {
+  const log = deps.log ?? silentLogger
+  const counters = deps.counters ?? new Counters()
+  const synchronous = options.synchronous ?? 'full'
+  const path = join(stateDir, options.fileName ?? 'bridge.db')
+  let created = false
+  try {
+    mkdirSync(stateDir, { recursive: true, mode: 0o700 })
+    created = !existsSync(path)
+    if (created) closeSync(openSync(path, 'a', 0o600))
+    restrictMode(path, log)
+  } catch (err) {
+    throw stateError(`cannot create state database ${path}`, err)
+  }
+  let db: Database.Database | undefined
+  try {
+    db = new Database(path, { fileMustExist: true, timeout: 0 })
+    // EXCLUSIVE before WAL: no -shm file, and the lock taken below is held until close.
+    db.pragma('locking_mode = EXCLUSIVE')
+    const mode = db.pragma('journal_mode = WAL', { simple: true })
+    if (mode !== 'wal') throw new Error(`journal_mode is ${String(mode)}, not wal`)
+    db.pragma(`synchronous = ${synchronous === 'full' ? 'FULL' : 'NORMAL'}`)
+    // After a checkpoint, truncate a WAL that grew past 64 MiB (a long backlog drain).
+    db.pragma('journal_size_limit = 67108864')
+    if (options.integrityCheck ?? true) {
+      const check = db.pragma('quick_check', { simple: true })
+      if (check !== 'ok') throw new Error(`quick_check: ${String(check).replaceAll('\n', '; ')}`)
+    }
+    const { from, to } = migrate(db)
+    if (from !== to) log.info({ path, from, to }, 'state database schema migrated')
+  } catch (err) {
+    db?.close()
+    throw stateError(`cannot open state database ${path}`, err)
+  }
+  if (created) fsyncDir(stateDir)
+  for (const suffix of ['-wal', '-shm']) if (existsSync(path + suffix)) restrictMode(path + suffix, log)
+  return new BridgeStore(db, path, { log, counters })
+}
+
+function stateError(what: string, cause?: unknown): BridgeError {
+  const code = (cause as { code?: unknown } | undefined)?.code
+  let detail = cause instanceof Error ? `: ${cause.message}` : ''
+  if (code === 'SQLITE_BUSY') detail += ' (is another bridge process using this stateDir?)'
+  return new BridgeError('STATE_ERROR', what + detail, cause === undefined ? undefined : { cause })
+}
+
+/** The database holds message payloads: owner-only, like the key file. */
+function restrictMode(path: string, log: Logger): void {
+  const mode = statSync(path).mode & 0o777
+  if ((mode & 0o077) !== 0) {
+    chmodSync(path, mode & 0o700)
+    log.warn({ path, mode: mode.toString(8) }, 'state database was readable by others; now owner-only')
+  }
+}
+
+function fsyncDir(dir: string): void {
+  const fd = openSync(dir, 'r')
+  try {
+    fsyncSync(fd)
+  } finally {
+    closeSync(fd)
+  }
+}

@@ -1,0 +1,85 @@
+import type { Statement } from 'better-sqlite3'
+import type { BridgeStore } from './database.js'
+
+export interface DedupeStoreOptions {
+  /**
+   * Ids remembered per origin (default 65,536: far more than a sender keeps unacknowledged,
+   * so a resend after a restart is still recognised).
+   */
+  windowSize?: number
+}
+
+/**
+ * The receiver's persisted dedupe window: per origin site, the newest `windowSize` message
+ * ids whose publish the local broker accepted. "Newest" is by id value (origin ids are
+ * strictly increasing). Writes are group-committed; reads see committed state only (the
+ * in-memory window in front of it covers ids still being committed).
+ */
+export class DedupeStore {
+  private readonly store: BridgeStore
+  readonly windowSize: number
+  private readonly sql: {
+    ensureOrigin: Statement
+    originRow: Statement
+    setCount: Statement
+    insert: Statement
+    prune: Statement
+    has: Statement
+    load: Statement
+    origins: Statement
+  }
+
+  constructor(deps: { store: BridgeStore }, options: DedupeStoreOptions = {}) {
+    this.store = deps.store
+    this.windowSize = options.windowSize ?? 65_536
+    if (!(this.windowSize >= 1)) throw new RangeError('windowSize must be >= 1')
+    const db = deps.store.db
+    this.sql = {
+      ensureOrigin: db.prepare('INSERT OR IGNORE INTO dedupe_origins (origin) VALUES (?)'),
+      originRow: db.prepare('SELECT oid, count FROM dedupe_origins WHERE origin = ?'),
+      setCount: db.prepare('UPDATE dedupe_origins SET count = ? WHERE oid = ?'),
+      insert: db.prepare('INSERT OR IGNORE INTO dedupe (oid, id) VALUES (?, ?)'),
+      prune: db.prepare(
+        'DELETE FROM dedupe WHERE oid = ? AND id IN (SELECT id FROM dedupe WHERE oid = ? ORDER BY id LIMIT ?)',
+      ),
+      has: db.prepare('SELECT 1 FROM dedupe WHERE oid = ? AND id = ?').pluck(),
+      load: db.prepare('SELECT id FROM dedupe WHERE oid = ? ORDER BY id').pluck(),
+      origins: db.prepare('SELECT origin FROM dedupe_origins WHERE count > 0 ORDER BY origin').pluck(),
+    }
+  }
+
+  /** The window for `origin`; iteration order is ascending id. */
+  load(origin: string): Set<number> {
+    const row = this.originRow(origin)
+    return new Set(row ? (this.sql.load.all(row.oid) as number[]) : [])
+  }
+
+  has(origin: string, id: number): boolean {
+    const row = this.originRow(origin)
+    return row !== undefined && this.sql.has.get(row.oid, id) !== undefined
+  }
+
+  /** Records delivered ids and prunes the window (group-committed; durable on resolve). */
+  add(origin: string, ids: readonly number[]): Promise<void> {
+    if (ids.length === 0) return Promise.resolve()
+    return this.store.write(() => {
+      this.sql.ensureOrigin.run(origin)
+      const row = this.originRow(origin) as { oid: number; count: number }
+      let count = row.count
+      for (const id of ids) count += this.sql.insert.run(row.oid, id).changes
+      if (count > this.windowSize) {
+        count -= this.sql.prune.run(row.oid, row.oid, count - this.windowSize).changes
+      }
+      this.sql.setCount.run(count, row.oid)
+    })
+  }
+
+  /** Origins with a non-empty window, sorted. */
+  origins(): string[] {
+    return this.sql.origins.all() as string[]
+  }
+
+  private originRow(origin: string): { oid: number; count: number } | undefined {
+    return this.sql.originRow.get(origin) as { oid: number; count: number } | undefined
+  }
+}
