@@ -39,11 +39,38 @@ export abstract class AdapterEvents {
     if (changed) this.safeEmit('status', s)
   }
 
-  protected emitMessage(msg: LocalMessage): void {
-    this.safeEmit('message', msg)
+  /**
+   * Hands `msg` to every 'message' listener; `done` runs once all of them called theirs
+   * (at once when there is none). A listener that throws counts as done.
+   */
+  protected emitMessage(msg: LocalMessage, done: () => void = noop): void {
+    const listeners = this.emitter.listeners('message') as BrokerAdapterEvents['message'][]
+    let waiting = listeners.length
+    if (waiting === 0) {
+      done()
+      return
+    }
+    const one = () => {
+      if (--waiting === 0) done()
+    }
+    for (const listener of listeners) {
+      let called = false
+      const once = () => {
+        if (called) return
+        called = true
+        one()
+      }
+      try {
+        listener(msg, once)
+      } catch (err) {
+        this.counters.inc('broker.listener_error')
+        this.log.error({ err, event: 'message' }, 'broker adapter listener threw')
+        once()
+      }
+    }
   }
 
-  private safeEmit(event: keyof BrokerAdapterEvents, arg: LocalMessage | BrokerStatus): void {
+  private safeEmit(event: 'status', arg: BrokerStatus): void {
     for (const listener of this.emitter.listeners(event)) {
       try {
         ;(listener as (a: typeof arg) => void)(arg)
@@ -54,3 +81,5 @@ export abstract class AdapterEvents {
     }
   }
 }
+
+function noop(): void {}

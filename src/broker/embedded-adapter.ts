@@ -62,8 +62,17 @@ export class EmbeddedAdapter extends AdapterEvents implements BrokerAdapter {
   private readonly ids = new SubscriptionIds()
   private readonly handlers = new Map<string, Handler>()
   private readonly delivered = new WeakSet<object>()
+  /** Payloads of client QoS 1 publishes already taken in authorizePublish (aedes keeps the Buffer). */
+  private readonly takenEarly = new WeakSet<object>()
+  private restoreAuthorize: (() => void) | undefined
   private readonly pending = new Set<(err: Error) => void>()
   private syncChain: Promise<void> = Promise.resolve()
+  /**
+   * Publishes go to aedes one at a time: aedes drops a QoS 1 (or retained) publish for live
+   * subscribers when a QoS 0 one is handed to it before the first completed
+   * (moscajs/aedes#994, reproduced here with two back-to-back publishes).
+   */
+  private publishChain: Promise<void> = Promise.resolve()
   /** Marks our own publishes; never a real client's id (aedes ids are what clients send). */
   private readonly selfId = `$bridge/${randomUUID()}`
 
@@ -133,7 +142,21 @@ export class EmbeddedAdapter extends AdapterEvents implements BrokerAdapter {
       dup: false,
       clientId: this.selfId,
     }
-    await new Promise<void>((resolve, reject) => {
+    const previous = this.publishChain
+    let release: () => void = () => {}
+    this.publishChain = new Promise<void>((r) => {
+      release = r
+    })
+    await previous
+    try {
+      await this.publishNow(aedes, packet, msg.topic)
+    } finally {
+      release()
+    }
+  }
+
+  private publishNow(aedes: Aedes, packet: Parameters<Aedes['publish']>[0], topic: string): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
       const fail = (err: Error) => {
         this.pending.delete(fail)
         reject(err)
@@ -142,7 +165,7 @@ export class EmbeddedAdapter extends AdapterEvents implements BrokerAdapter {
       aedes.publish(packet, (err) => {
         if (!this.pending.delete(fail)) return
         if (err)
-          reject(new BridgeError('BROKER_ERROR', `publish to ${msg.topic}: ${err.message}`, { cause: err }))
+          reject(new BridgeError('BROKER_ERROR', `publish to ${topic}: ${err.message}`, { cause: err }))
         else resolve()
       })
     })
@@ -157,7 +180,10 @@ export class EmbeddedAdapter extends AdapterEvents implements BrokerAdapter {
     }
     this.handlers.clear()
     this.applied.clear()
+    this.restoreAuthorize?.()
+    this.restoreAuthorize = undefined
     this.attached = instance
+    if (instance !== undefined) this.hookAuthorizePublish(instance)
     if (instance === undefined) {
       if (this.brokerRef !== undefined) this.setStatus({ state: 'down', error: 'embedded broker restarting' })
       return Promise.resolve()
@@ -171,14 +197,53 @@ export class EmbeddedAdapter extends AdapterEvents implements BrokerAdapter {
       })
   }
 
-  private onPacket(packet: AedesPublishPacket): void {
-    if (this.delivered.has(packet)) return // another of our filters already took it
-    this.delivered.add(packet)
-    if ((packet as { clientId?: unknown }).clientId === this.selfId) return // no-local
+  /**
+   * aedes writes a client's PUBACK before it hands the publish to subscribers, so the
+   * bridge takes client QoS 1 publishes earlier, in `authorizePublish` (which runs before
+   * the PUBACK): the publishing client is acknowledged only once the bridge called `done`
+   * (the message is durable). The subscription handler then skips those packets.
+   */
+  private hookAuthorizePublish(aedes: Aedes): void {
+    const original = aedes.authorizePublish
+    type Authorize = NonNullable<typeof original>
+    const hooked: Authorize = (client, packet, callback) => {
+      const next = (err?: Error | null) => {
+        if (err || client === null || packet.qos !== 1 || this.attached !== aedes)
+          return callback(err ?? null)
+        this.takeEarly(packet as unknown as AedesPublishPacket, () => callback(null))
+      }
+      if (original) original.call(aedes, client, packet, next)
+      else next(null)
+    }
+    aedes.authorizePublish = hooked
+    this.restoreAuthorize = () => {
+      if (aedes.authorizePublish === hooked) aedes.authorizePublish = original
+    }
+  }
+
+  private takeEarly(packet: AedesPublishPacket, done: () => void): void {
     const canonical = this.applied.canonical(packet.topic)
-    if (canonical === undefined) return // `$` topic under a wildcard filter, or in flight across unsubscribe
+    if (canonical === undefined) return done() // nobody wants it; aedes delivers it normally
+    this.takenEarly.add(packet.payload as object)
+    const qos = canonical.qos === 0 ? 0 : 1
+    this.emitMessage(
+      { topic: packet.topic, payload: toBuffer(packet.payload), qos, retain: packet.retain },
+      done,
+    )
+  }
+
+  private onPacket(packet: AedesPublishPacket, done: () => void): void {
+    if (this.delivered.has(packet)) return done() // another of our filters already took it
+    if (this.takenEarly.has(packet.payload as object)) return done() // taken in authorizePublish
+    this.delivered.add(packet)
+    if ((packet as { clientId?: unknown }).clientId === this.selfId) return done() // no-local
+    const canonical = this.applied.canonical(packet.topic)
+    if (canonical === undefined) return done() // `$` topic under a wildcard filter, or in flight across unsubscribe
     const qos = packet.qos === 0 || canonical.qos === 0 ? 0 : 1
-    this.emitMessage({ topic: packet.topic, payload: toBuffer(packet.payload), qos, retain: packet.retain })
+    this.emitMessage(
+      { topic: packet.topic, payload: toBuffer(packet.payload), qos, retain: packet.retain },
+      done,
+    )
   }
 
   private scheduleSync(): Promise<void> {
@@ -204,10 +269,9 @@ export class EmbeddedAdapter extends AdapterEvents implements BrokerAdapter {
     for (const [filter, qos] of subscribe) {
       if (this.attached !== aedes) return
       if (!this.handlers.has(filter)) {
-        const handler: Handler = (packet, cb) => {
-          this.onPacket(packet)
-          cb()
-        }
+        // aedes acknowledges a QoS 1 publish to its client once every subscriber called
+        // back: the bridge calls back once the message is durable (or dropped).
+        const handler: Handler = (packet, cb) => this.onPacket(packet, cb)
         this.handlers.set(filter, handler)
         await new Promise<void>((resolve) => aedes.subscribe(filter, handler, resolve))
         if (this.attached !== aedes) return

@@ -6,6 +6,7 @@ import { Counters } from '../metrics.js'
 import { AdapterEvents } from './adapter-events.js'
 import { type BackoffOptions, backoffDelay } from './backoff.js'
 import { checkFilters, checkPublish } from './checks.js'
+import { HeldAcks } from './held-acks.js'
 import { diffSubscriptions, SubscriptionIds, SubscriptionSet } from './subscription-set.js'
 import type { BrokerAdapter, BrokerStatus, LocalMessage } from './types.js'
 
@@ -100,6 +101,7 @@ export class MqttAdapter extends AdapterEvents implements BrokerAdapter {
   private readonly sentSubscribes = new Map<number, SentSubscribe[]>()
   private readonly sentUnsubscribes = new Map<number, string[]>()
   private readonly pending = new Set<(err: Error) => void>()
+  private readonly heldAcks = new HeldAcks()
   private syncChain: Promise<void> = Promise.resolve()
   private useIds = true
   private attempt = 0
@@ -216,6 +218,7 @@ export class MqttAdapter extends AdapterEvents implements BrokerAdapter {
   }
 
   private wire(client: MqttClient): void {
+    this.heldAcks.attach(client)
     client.on('packetsend', (p) => this.onPacketSend(client, p))
     client.on('packetreceive', (p) => this.onPacketReceive(p))
     client.on('connect', () => {
@@ -240,6 +243,7 @@ export class MqttAdapter extends AdapterEvents implements BrokerAdapter {
       this.setStatus({ state: 'connecting' })
     })
     client.on('close', () => {
+      this.heldAcks.reset()
       this.sentSubscribes.clear()
       this.sentUnsubscribes.clear()
       if (this.client !== client) return
@@ -298,19 +302,22 @@ export class MqttAdapter extends AdapterEvents implements BrokerAdapter {
   }
 
   private onMessage(topic: string, payload: Buffer, packet: IPublishPacket): void {
+    // Every QoS 1 PUBLISH gets a slot, so PUBACKs leave in arrival order.
+    const done =
+      packet.qos > 0 && packet.messageId !== undefined ? this.heldAcks.hold(packet.messageId) : noop
     const canonical = this.applied.canonical(topic)
     if (canonical === undefined) {
       // A copy for a filter we no longer hold (queued in a resumed session, or in flight
       // across an UNSUBSCRIBE).
       this.counters.inc('broker.message_unmatched')
-      return
+      return done()
     }
     const ids = packet.properties?.subscriptionIdentifier
     if (this.useIds && ids !== undefined) {
       const mine = Array.isArray(ids) ? ids.includes(canonical.id) : ids === canonical.id
-      if (!mine) return // another matching subscription's copy of the same publish
+      if (!mine) return done() // another matching subscription's copy of the same publish
     }
-    this.emitMessage({ topic, payload, qos: packet.qos === 0 ? 0 : 1, retain: packet.retain })
+    this.emitMessage({ topic, payload, qos: packet.qos === 0 ? 0 : 1, retain: packet.retain }, done)
   }
 
   private scheduleSync(): Promise<void> {
@@ -338,3 +345,5 @@ export class MqttAdapter extends AdapterEvents implements BrokerAdapter {
     throw new BridgeError('BROKER_ERROR', `broker refused subscription changes: ${failed.join('; ')}`)
   }
 }
+
+function noop(): void {}

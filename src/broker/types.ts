@@ -28,7 +28,13 @@ export interface LocalMessage {
 export type BrokerStatus = { state: 'connecting' } | { state: 'up' } | { state: 'down'; error?: string }
 
 export interface BrokerAdapterEvents {
-  message: (msg: LocalMessage) => void
+  /**
+   * A message from the local broker. `done` MUST be called exactly once per message, when
+   * the bridge has taken responsibility for it (stored durably, or decided to drop it):
+   * for QoS 1 the broker's acknowledgement (the PUBACK to the bridge's session, or to the
+   * publishing client of the embedded broker) waits for it. Calling it for QoS 0 is harmless.
+   */
+  message: (msg: LocalMessage, done: () => void) => void
   status: (s: BrokerStatus) => void
 }
 

@@ -28,6 +28,37 @@ for (const variant of brokerVariants()) {
       assert.deepEqual(seen.slice(-2), ['up', 'down'])
     })
 
+    test('back-to-back publishes of mixed QoS and retain all arrive (aedes#994)', async (t) => {
+      const broker = await variant.start(t)
+      const sub = await plainClient(t, broker.url)
+      const inbox = Inbox.ofClient(sub)
+      await sub.subscribeAsync('mix/#', { qos: 1 })
+      const adapter = broker.createAdapter(t)
+      await adapter.start()
+      const sent: Promise<void>[] = []
+      for (let i = 0; i < 20; i++) {
+        sent.push(
+          adapter.publish({
+            topic: `mix/${i}`,
+            payload: payload(`${i}`),
+            qos: i % 2 === 0 ? 1 : 0,
+            retain: i % 4 === 0,
+          }),
+        )
+      }
+      await Promise.all(sent)
+      await inbox.waitFor('mix/19')
+      await adapter.publish({ topic: 'mix/end', payload: payload('end'), qos: 1, retain: false })
+      await inbox.waitFor('mix/end')
+      const topics = inbox.messages.map((m) => m.topic).filter((x) => x !== 'mix/end')
+      assert.deepEqual(
+        topics,
+        Array.from({ length: 20 }, (_, i) => `mix/${i}`),
+      )
+      await adapter.publish({ topic: 'mix/0', payload: Buffer.alloc(0), qos: 1, retain: true })
+      await adapter.publish({ topic: 'mix/4', payload: Buffer.alloc(0), qos: 1, retain: true })
+    })
+
     test('QoS 0 and QoS 1 publishes reach a plain subscriber', async (t) => {
       const broker = await variant.start(t)
       const sub = await plainClient(t, broker.url)

@@ -23,7 +23,10 @@ export class Inbox {
 
   static ofAdapter(adapter: BrokerAdapter): Inbox {
     const inbox = new Inbox()
-    adapter.on('message', (m) => inbox.push(m))
+    adapter.on('message', (m, done) => {
+      inbox.push(m)
+      done()
+    })
     return inbox
   }
 
