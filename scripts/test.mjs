@@ -2,6 +2,8 @@
 // The README's test command (`npm test`): type-check, lint, then every *.test.ts under
 // test/ with Node's own test runner (through tsx, so tests run the TypeScript sources).
 // Extra arguments are passed as file filters: `npm test -- routing` runs matching files.
+// test/faults/ (kill -9, partitions in network namespaces) runs separately:
+// `npm run test:faults` (scripts/test-faults.mjs); CI runs both.
 import { spawnSync } from 'node:child_process'
 import { readdirSync, statSync } from 'node:fs'
 import { join, relative } from 'node:path'
@@ -13,8 +15,9 @@ function find(dir) {
   const out = []
   for (const name of readdirSync(dir)) {
     const p = join(dir, name)
-    if (statSync(p).isDirectory()) out.push(...find(p))
-    else if (name.endsWith('.test.ts')) out.push(relative(root, p))
+    if (statSync(p).isDirectory()) {
+      if (relative(root, p) !== join('test', 'faults')) out.push(...find(p))
+    } else if (name.endsWith('.test.ts')) out.push(relative(root, p))
   }
   return out
 }

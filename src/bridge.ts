@@ -5,17 +5,24 @@ import type { LoadedConfig } from './config/load.js'
 import { InboundDelivery } from './delivery/inbound.js'
 import { MessageIds } from './delivery/message-ids.js'
 import { PeerOutbound, type PeerOutboundOptions } from './delivery/outbound.js'
+import { TreeDelivery } from './delivery/tree-delivery.js'
+import { TreeInput } from './delivery/tree-input.js'
 import type { DiscoveredPeer } from './dht/discovery.js'
 import { parseItems, serializeItems } from './dht/item-wire.js'
 import { DhtService, type DhtServiceOptions } from './dht/service.js'
 import { advertisedEndpoints } from './endpoints.js'
 import { BridgeError } from './errors.js'
 import { type Identity, loadIdentity } from './identity/identity.js'
-import type { Frame } from './link/frames.js'
+import type { Frame, PublishMessage } from './link/frames.js'
 import { LinkManager, type LinkManagerOptions } from './link/link-manager.js'
 import { componentLogger, createRootLogger, type Logger } from './log.js'
 import { Counters } from './metrics.js'
-import { Router } from './routing/router.js'
+import { allowed, Router } from './routing/router.js'
+import { JsonStateFile } from './state/json-file.js'
+import { type BridgeStore, openStore } from './store/database.js'
+import { DedupeStore } from './store/dedupe.js'
+import { DurableOutbox } from './store/outbox.js'
+import { payloadDigest, RetainedStore } from './store/retained.js'
 
 /** Knobs that are not part of the config file (tests shorten timers; the bench sizes windows). */
 export interface BridgeTuning {
@@ -72,7 +79,20 @@ export class Bridge extends EventEmitter<BridgeEvents> {
   private links: LinkManager | undefined
   private dht: DhtService | undefined
   private inbound: InboundDelivery | undefined
+  private trees: TreeDelivery | undefined
+  private treeInput: TreeInput | undefined
+  private store:
+    | { db: BridgeStore; outbox: DurableOutbox; dedupe: DedupeStore; retained: RetainedStore }
+    | undefined
+  private localFiltersFile: JsonStateFile<Array<[string, 0 | 1]>> | undefined
   private statusValue: BridgeStatus = { state: 'new' }
+  /**
+   * Until the peers' interests are restored (cached profiles, at DHT start), messages from
+   * the local broker wait here unacknowledged: a resumed broker session delivers what it
+   * queued for us the moment we connect, and routing it before we know who wants it would
+   * drop it. Bounded by the broker's own in-flight window (its PUBACKs are held).
+   */
+  private heldLocal: Array<[LocalMessage, () => void]> | undefined = []
   private subscriptionUpdate: Promise<void> = Promise.resolve()
   private subscriptionUpdatePending = false
   private stopping: Promise<void> | undefined
@@ -143,12 +163,48 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     )
 
     try {
+      const db = openStore(c.stateDir, { log: log('store'), counters: this.counters })
+      const store = {
+        db,
+        outbox: new DurableOutbox({ store: db, counters: this.counters }, c.outbox),
+        dedupe: new DedupeStore({ store: db }),
+        retained: new RetainedStore({ store: db }),
+      }
+      this.store = store
       this.broker = createBrokerAdapter(
         c.broker,
         { log: log('broker'), counters: this.counters, clientIdSeed: key },
-        { reconnect: this.tuning.brokerReconnect },
+        {
+          reconnect: this.tuning.brokerReconnect,
+          // QoS 1 published while the bridge is down waits in the broker for its session.
+          persistentSession: { expirySeconds: c.broker.sessionExpirySeconds },
+        },
       )
+      const broker = this.broker
+      this.trees = new TreeDelivery({
+        publish: (m) => broker.publish(m),
+        // A retained tree is derived from swarm values: a broker replay of it is never exported.
+        beforeRetained: (m) =>
+          void store.retained
+            .setRemote(m.topic, payloadDigest(m.payload), key)
+            .catch(() => this.counters.inc('retained.store_failed')),
+        counters: this.counters,
+        log: log('trees'),
+      })
+      this.trees.setSubscriptions(c.subscriptions)
+      if (c.treeInput) {
+        const deps = { counters: this.counters, log: log('tree-input') }
+        const route = (m: LocalMessage, done: () => void) => this.onLocalMessage(m, done)
+        this.treeInput = new TreeInput({ ...deps, publish: (m) => broker.publish(m), route }, c.treeInput)
+      }
       this.inbound = new InboundDelivery({
+        trees: this.trees,
+        dedupe: store.dedupe,
+        retained: {
+          setRemote: (topic, payload, origin) =>
+            store.retained.setRemote(topic, payloadDigest(payload), origin),
+          delete: (topic) => store.retained.delete(topic),
+        },
         broker: this.broker,
         counters: this.counters,
         log: log('delivery'),
@@ -156,8 +212,14 @@ export class Bridge extends EventEmitter<BridgeEvents> {
         importAcl: (peer) => (this.allowSet.has(peer) ? this.importAcls.get(peer) : null),
       })
       this.inbound.setSubscriptions(c.subscriptions)
-      this.broker.on('message', (m) => this.onLocalMessage(m))
+      this.broker.on('message', (m, done) => this.onLocalMessage(m, done))
+      // The filters subscribed before the last stop: a resumed broker session delivers what
+      // it queued for them the moment we connect, before any peer is rediscovered.
+      this.localFiltersFile = new JsonStateFile(c.stateDir, 'local-subscriptions.json')
+      const saved = this.localFiltersFile.read()
+      if (saved) await this.broker.setSubscriptions(new Map(saved))
       await this.broker.start()
+      if (this.treeInput) this.updateLocalSubscriptions()
 
       this.links = new LinkManager(
         { identity, log: log('link'), counters: this.counters },
@@ -191,6 +253,10 @@ export class Bridge extends EventEmitter<BridgeEvents> {
       )
       this.dht.on('peer', (p) => this.onPeerProfile(p))
       const published = await this.dht.start()
+      // Cached peers were emitted by start(): route what the broker delivered meanwhile.
+      const held = this.heldLocal ?? []
+      this.heldLocal = undefined
+      for (const [m, done] of held) this.onLocalMessage(m, done)
       this.statusValue = { state: 'running' }
       this.log.info(
         {
@@ -211,9 +277,11 @@ export class Bridge extends EventEmitter<BridgeEvents> {
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       // Stop intake first, then links, then the DHT.
+      await this.trees?.close() // pending trees go out before the broker stops (bounded)
       await this.broker?.stop().catch(() => undefined)
       await this.links?.close().catch(() => undefined)
       await this.dht?.stop().catch(() => undefined)
+      await this.store?.db.close()
       this.statusValue = { state: 'stopped' }
       this.log.info({ counters: this.counters.snapshot() }, 'site stopped')
     })()
@@ -221,29 +289,99 @@ export class Bridge extends EventEmitter<BridgeEvents> {
   }
 
   /** Changes this site's subscriptions at run time: re-puts the record and pushes it over live links. */
-  async setSubscriptions(subs: readonly { filter: string; qos: 0 | 1 }[]): Promise<void> {
+  async setSubscriptions(
+    subs: readonly { filter: string; qos: 0 | 1; tree?: { topic: string; windowMs?: number } }[],
+  ): Promise<void> {
     if (!this.dht || !this.inbound) throw new BridgeError('USAGE', 'bridge not started')
     this.inbound.setSubscriptions(subs)
+    this.trees?.setSubscriptions(subs)
     await this.dht.setSubscriptions(subs)
     this.pushProfile()
   }
 
-  private onLocalMessage(m: LocalMessage): void {
+  /**
+   * A message from the local broker. QoS 1 copies for peers are committed to each peer's
+   * durable outbox before `done` releases the broker's PUBACK: nothing acknowledged locally
+   * is lost by a crash. QoS 0 (or a peer that asked for QoS 0) goes out from memory.
+   */
+  private onLocalMessage(m: LocalMessage, done: () => void): void {
+    if (this.heldLocal) {
+      this.heldLocal.push([m, done])
+      return
+    }
+    if (this.treeInput?.take(m, done)) return // a JSON tree to spread (docs/TREES.md)
+    const store = this.store
+    if (!store) return done()
+    if (m.retain) {
+      if (store.retained.isRemoteEcho(m.topic, m.payload)) {
+        // A retained value this bridge republished from the swarm, replayed by the broker.
+        this.counters.inc('relay.out.skipped.remote_retained')
+        return done()
+      }
+      const write =
+        m.payload.length === 0
+          ? store.retained.delete(m.topic)
+          : store.retained.setLocal(m.topic, m.payload, m.qos)
+      write.catch((err: Error) => {
+        this.counters.inc('retained.store_failed')
+        this.log.warn({ err: err.message, topic: m.topic }, 'retained value not stored')
+      })
+    }
     const targets = this.router.route(m.topic)
     if (targets.length === 0) {
       this.counters.inc('relay.out.no_interest')
-      return
+      return done()
     }
     const id = this.ids.next()
+    const durable: Promise<unknown>[] = []
     for (const t of targets) {
-      this.outboundFor(t.peer).enqueue({
-        id,
-        qos: m.qos === 1 && t.qos === 1 ? 1 : 0,
-        retain: m.retain,
-        topic: m.topic,
-        payload: m.payload,
-      })
+      const qos: 0 | 1 = m.qos === 1 && t.qos === 1 ? 1 : 0
+      const message: PublishMessage = { id, qos, retain: m.retain, topic: m.topic, payload: m.payload }
+      if (qos === 0) {
+        this.outboundFor(t.peer).enqueueLive(message)
+        continue
+      }
+      durable.push(
+        store.outbox.append(t.peer, [{ ...message, qos: 1, payload: m.payload }]).then(
+          ({ dropped }: { dropped: ReadonlyArray<{ reason: string }> }) => {
+            for (const d of dropped) this.counters.inc(`outbox.${this.peerLabel(t.peer)}.dropped.${d.reason}`)
+            this.outboundFor(t.peer).kick()
+          },
+          (err: Error) => {
+            this.counters.inc(`outbox.${this.peerLabel(t.peer)}.dropped.append_failed`)
+            this.log.error(
+              { err: err.message, peer: this.peerLabel(t.peer) },
+              'outbox append failed: message lost',
+            )
+          },
+        ),
+      )
     }
+    if (durable.length === 0) done()
+    else Promise.all(durable).then(done, done)
+  }
+
+  /** The retained values a peer gets on link-up: its filters, this site's export ACL. */
+  private snapshotFor(peer: string): { filters: string[]; messages: PublishMessage[] } {
+    const store = this.store
+    const interests = this.router.interestsOf(peer)
+    const filters = interests.map((s) => s.filter)
+    if (!store) return { filters, messages: [] }
+    const exportAcl = this.config.peers.find((p) => p.publicKey === peer)?.export
+    const seen = new Set<string>()
+    const messages: PublishMessage[] = []
+    for (const sub of interests) {
+      for (const r of store.retained.matching(sub.filter)) {
+        if (seen.has(r.topic) || !allowed(exportAcl, r.topic)) continue
+        seen.add(r.topic)
+        messages.push({ id: this.ids.next(), qos: 0, retain: true, topic: r.topic, payload: r.payload })
+      }
+    }
+    return { filters, messages }
+  }
+
+  private peerLabel(peer: string): string {
+    return this.peerNames.get(peer) ?? peer.slice(0, 7)
   }
 
   private onPeerProfile(p: DiscoveredPeer): void {
@@ -273,9 +411,11 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     this.subscriptionUpdatePending = true
     this.subscriptionUpdate = this.subscriptionUpdate.then(async () => {
       this.subscriptionUpdatePending = false
-      const filters = this.router.localFilters()
+      const filters = new Map(this.router.localFilters())
+      if (this.treeInput) filters.set(this.treeInput.filter, 1)
       try {
         await this.broker?.setSubscriptions(filters)
+        this.localFiltersFile?.write([...filters.entries()])
         this.log.debug({ filters: [...filters.keys()] }, 'local subscriptions updated')
       } catch (err) {
         this.counters.inc('broker.subscribe_failed')
@@ -347,8 +487,18 @@ export class Bridge extends EventEmitter<BridgeEvents> {
   private outboundFor(peer: string): PeerOutbound {
     let o = this.outbound.get(peer)
     if (!o) {
+      const store = this.store
+      if (!store) throw new BridgeError('USAGE', 'bridge not started')
       o = new PeerOutbound(
-        { counters: this.counters, peerName: this.peerNames.get(peer) ?? peer.slice(0, 7) },
+        {
+          peerKeyHex: peer,
+          outbox: store.outbox,
+          counters: this.counters,
+          log: componentLogger(this.log, 'outbound', this.identityValue?.publicKeyHex).child({
+            peer: this.peerLabel(peer),
+          }),
+          snapshot: () => this.snapshotFor(peer),
+        },
         this.tuning.outbound,
       )
       this.outbound.set(peer, o)

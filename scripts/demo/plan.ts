@@ -76,7 +76,7 @@ export async function planDemo(options: PlanOptions): Promise<DemoPlan> {
       ...base,
       broker:
         options.brokers === 'mosquitto'
-          ? { url: brokerUrl }
+          ? { url: brokerUrl, sessionExpirySeconds: c.broker.sessionExpirySeconds }
           : { ...c.broker, embedded: { ...embedded, port: brokerPort } },
       dht: {
         ...c.dht,

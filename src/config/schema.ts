@@ -57,6 +57,12 @@ const brokerSchema = z
     username: z.string().optional(),
     password: z.string().optional(),
     clientId: z.string().min(1).max(64).optional(),
+    /**
+     * The bridge's MQTT 5 session on an external broker outlives a disconnect by this long,
+     * so QoS 1 messages published while the bridge is down or restarting are kept for it
+     * (within the broker's own queue limits, e.g. Mosquitto's max_queued_messages).
+     */
+    sessionExpirySeconds: z.number().int().min(0).max(0xffffffff).default(86_400),
     embedded: z.strictObject({ port, host: host.default('0.0.0.0') }).optional(),
   })
   .superRefine((b, ctx) => {
@@ -84,6 +90,14 @@ const subscriptionSchema = z.strictObject({
   tree: treeSchema.optional(),
 })
 
+/** Tree publishes from local clients (docs/TREES.md "Tree input"); absent = off. */
+const treeInputSchema = z.strictObject({
+  /** JSON trees published to `<prefix><base>` are spread into one publish per leaf. */
+  prefix: topicName
+    .refine((p) => p.endsWith('/') && !p.startsWith('$'), 'must end with "/" and not start with "$"')
+    .default('tree-in/'),
+})
+
 export const configSchema = z
   .strictObject({
     name: z
@@ -93,7 +107,7 @@ export const configSchema = z
       .regex(/^[A-Za-z0-9._-]+$/, 'letters, digits, ".", "_" and "-" only'),
     keyFile: z.string().min(1, 'must not be empty'),
     stateDir: z.string().min(1, 'must not be empty'),
-    broker: brokerSchema.default({ embedded: { port: 1883, host: '0.0.0.0' } }),
+    broker: brokerSchema.default({ embedded: { port: 1883, host: '0.0.0.0' }, sessionExpirySeconds: 86_400 }),
     dht: z
       .strictObject({
         port: port.default(6881),
@@ -112,8 +126,24 @@ export const configSchema = z
         advertise: z.array(hostPort).max(4, 'at most 4 endpoints fit the record').optional(),
       })
       .default({ port: 0, host: '0.0.0.0' }),
+    /** The durable per-peer outbox for QoS 1 (SQLite in stateDir): bounds per peer. */
+    outbox: z
+      .strictObject({
+        maxMessages: z.number().int().min(1).default(100_000),
+        maxBytes: z
+          .number()
+          .int()
+          .min(1024)
+          .default(64 * 1024 * 1024),
+        /** What gives when a peer's outbox is full: the oldest messages, or the new ones. */
+        policy: z
+          .enum(['drop-oldest', 'drop-newest'], { error: 'must be "drop-oldest" or "drop-newest"' })
+          .default('drop-oldest'),
+      })
+      .default({ maxMessages: 100_000, maxBytes: 64 * 1024 * 1024, policy: 'drop-oldest' }),
     peers: z.array(peerSchema).default([]),
     subscriptions: z.array(subscriptionSchema).default([]),
+    treeInput: treeInputSchema.optional(),
   })
   .superRefine((c, ctx) => {
     const seenKeys = new Map<string, number>()

@@ -6,10 +6,23 @@ import { InterestTrie } from '../routing/interest-trie.js'
 import { allowed } from '../routing/router.js'
 import { validateRemoteTopic } from '../routing/topic.js'
 import { DedupeWindow } from './dedupe.js'
+import type { TreeDelivery } from './tree-delivery.js'
 
 export interface LocalSubscription {
   readonly filter: string
   readonly qos: 0 | 1
+}
+
+/** Persistence of the dedupe window (src/store/dedupe.ts). */
+export interface DedupePersistence {
+  load(origin: string): Iterable<number>
+  add(origin: string, ids: readonly number[]): Promise<unknown>
+}
+
+/** Retained bookkeeping (src/store/retained.ts): values this bridge republished from the swarm. */
+export interface RetainedBookkeeping {
+  setRemote(topic: string, payload: Buffer, originKeyHex: string): unknown
+  delete(topic: string): unknown
 }
 
 export interface InboundDeps {
@@ -20,6 +33,11 @@ export interface InboundDeps {
   readonly sendAck: (peerKeyHex: string, ids: number[]) => void
   /** The peer's `import` ACL from the config (undefined = `#`), or null if not allow-listed. */
   readonly importAcl: (peerKeyHex: string) => readonly string[] | undefined | null
+  /** Without it the dedupe window lives in memory only (lost on restart). */
+  readonly dedupe?: DedupePersistence
+  readonly retained?: RetainedBookkeeping
+  /** Tree subscriptions (docs/TREES.md): they take the messages they match. */
+  readonly trees?: Pick<TreeDelivery, 'offer'>
 }
 
 /**
@@ -37,6 +55,9 @@ export class InboundDelivery {
   private readonly windows = new Map<string, DedupeWindow>()
   private readonly pendingAcks = new Map<string, number[]>()
   private ackScheduled = false
+  /** Publishes into the local broker (and dedupe commits) not finished yet. */
+  private inFlight = 0
+  private idle: Array<() => void> = []
 
   constructor(private readonly deps: InboundDeps) {
     this.log = deps.log ?? silentLogger
@@ -75,8 +96,9 @@ export class InboundDelivery {
     }
     const qos: 0 | 1 = m.qos === 1 && subQos === 1 ? 1 : 0
     const local: LocalMessage = { topic: m.topic, payload: Buffer.from(m.payload), qos, retain: m.retain }
+    if (m.retain) this.noteRemoteRetained(peer, local)
     if (m.qos === 0) {
-      this.deps.broker.publish(local).then(
+      this.publishLocal(local).then(
         () => this.deps.counters.inc('relay.in.delivered'),
         (err: Error) => this.drop('broker_refused', peer, 1, { err: err.message }),
       )
@@ -93,11 +115,21 @@ export class InboundDelivery {
       this.deps.counters.inc('relay.in.duplicate')
       return
     }
-    this.deps.broker.publish(local).then(
+    this.publishLocal(local).then(
       () => {
         window.complete(m.id)
         this.deps.counters.inc('relay.in.delivered')
-        this.ack(peer, m.id)
+        if (!this.deps.dedupe) return this.ack(peer, m.id)
+        // Ack only once the id is durable in the window: a resend after a crash is then
+        // recognised. (Crash between PUBACK and this commit: delivered twice, never lost.)
+        this.track(this.deps.dedupe.add(peer, [m.id])).then(
+          () => this.ack(peer, m.id),
+          (err: Error) => {
+            this.deps.counters.inc('dedupe.persist_failed')
+            this.log.warn({ err: err.message }, 'dedupe window not persisted; acking anyway')
+            this.ack(peer, m.id)
+          },
+        )
       },
       (err: Error) => {
         // Not acknowledged: the sender keeps it and resends after the next reconnect.
@@ -123,9 +155,70 @@ export class InboundDelivery {
     let w = this.windows.get(peer)
     if (!w) {
       w = new DedupeWindow()
+      for (const id of this.deps.dedupe?.load(peer) ?? []) w.complete(id)
       this.windows.set(peer, w)
     }
     return w
+  }
+
+  /**
+   * Before republishing a peer's retained value: remember it came from the swarm, so that
+   * when the local broker replays it (on a later subscribe; Mosquitto ignores no-local
+   * for those) the bridge does not take it for a local value and echo it.
+   */
+  private noteRemoteRetained(peer: string, m: LocalMessage): void {
+    const retained = this.deps.retained
+    if (!retained) return
+    const fail = (err: unknown) => {
+      this.deps.counters.inc('retained.store_failed')
+      this.log.warn({ err: (err as Error).message }, 'retained bookkeeping failed')
+    }
+    try {
+      const write =
+        m.payload.length === 0 ? retained.delete(m.topic) : retained.setRemote(m.topic, m.payload, peer)
+      Promise.resolve(write).catch(fail)
+    } catch (err) {
+      fail(err)
+    }
+  }
+
+  /** Into the local broker, or into the trees that match it (resolves once all of it was accepted). */
+  private publishLocal(local: LocalMessage): Promise<void> {
+    const trees = this.deps.trees
+    if (trees === undefined) return this.track(this.deps.broker.publish(local))
+    return this.track(
+      new Promise((resolve, reject) => {
+        if (!trees.offer(local, resolve, reject)) this.deps.broker.publish(local).then(resolve, reject)
+      }),
+    )
+  }
+
+  /**
+   * Resolves once every publish into the local broker (and its dedupe commit) has settled,
+   * or after `timeoutMs`. For a graceful stop: after the links closed, before the broker.
+   */
+  drain(timeoutMs: number): Promise<void> {
+    if (this.inFlight === 0) return Promise.resolve()
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, timeoutMs)
+      timer.unref()
+      this.idle.push(() => {
+        clearTimeout(timer)
+        resolve()
+      })
+    })
+  }
+
+  private track<T>(p: Promise<T>): Promise<T> {
+    this.inFlight++
+    const settle = () => {
+      if (--this.inFlight > 0) return
+      const waiters = this.idle
+      this.idle = []
+      for (const w of waiters) w()
+    }
+    p.then(settle, settle)
+    return p
   }
 
   private ack(peer: string, id: number): void {

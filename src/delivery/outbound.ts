@@ -1,8 +1,9 @@
 import type { Frame, PublishMessage } from '../link/frames.js'
 import { PUBLISH_BATCH_OVERHEAD, publishEncodedSize } from '../link/frames.js'
+import type { Logger } from '../log.js'
 import type { Counters } from '../metrics.js'
 
-/** What the outbound queue needs of a link: `send` answers false when the socket is full. */
+/** What the outbound side needs of a link: `send` answers false when the socket is full. */
 export interface OutboundLink {
   send(frame: Frame): boolean
   readonly maxFrameBytes: number
@@ -10,105 +11,126 @@ export interface OutboundLink {
   readonly closed: boolean
 }
 
+/** The durable per-peer outbox (src/store/outbox.ts): QoS 1 messages until the peer ACKs them. */
+export interface OutboxReader {
+  peek(peerKeyHex: string, afterId: number, limit: number): readonly PublishMessage[]
+  remove(peerKeyHex: string, ids: readonly number[]): Promise<unknown>
+}
+
+export interface PeerOutboundDeps {
+  readonly peerKeyHex: string
+  readonly outbox: OutboxReader
+  readonly counters: Counters
+  readonly log: Logger
+  /** The retained messages this peer should get on link-up (read when it is sent). */
+  readonly snapshot: () => { filters: string[]; messages: PublishMessage[] }
+}
+
 export interface PeerOutboundOptions {
   /** Publishes per PUBLISH_BATCH frame (default 512). */
   readonly maxBatchMessages?: number
   /** Unacknowledged QoS 1 messages on the wire at once (default 4,096): backpressure, not memory growth. */
   readonly maxInflight?: number
-  /** Messages held for this peer while it is unreachable or slow (default 100,000; oldest dropped past it). */
-  readonly maxQueued?: number
+  /** QoS 0 messages waiting for a slow socket (default 10,000; oldest dropped past it). */
+  readonly maxQueuedQos0?: number
 }
 
 /**
- * The send side towards one peer: batches publishes into frames (flushed once per event
- * loop turn, so a burst becomes a few large frames), keeps QoS 1 messages until the peer
- * acknowledges them and resends them, in order, when the link comes back. QoS 0 messages
- * are at most once: while the peer has no link they are dropped and counted.
- *
- * Bounded: at most `maxInflight` unacknowledged messages on the wire and `maxQueued`
- * waiting; a full socket (no 'drain' yet) stops sending instead of buffering in memory.
+ * The send side towards one peer.
+ * - QoS 1: the messages live in the durable outbox (written before the local broker got
+ *   its PUBACK); this reads them in id order, a page at a time, keeps at most
+ *   `maxInflight` unacknowledged on the wire, deletes them on ACK, and after a reconnect
+ *   starts again from the oldest unacknowledged one. So a backlog drains in order, and a
+ *   slow or dead peer only grows its own outbox on disk, never memory.
+ * - QoS 0: at most once; kept in memory only while the link is up (else dropped, counted).
+ * - On link-up, once everything queued before has been sent, the retained snapshot for
+ *   the peer's filters goes out (SNAPSHOT_BEGIN, retained publishes, SNAPSHOT_END). Sent
+ *   after the backlog, the snapshot's values (the newest) are never overwritten by older
+ *   backlog messages.
+ * Publishes are batched into frames, flushed once per event-loop turn; a full socket
+ * (no 'drain' yet) stops sending instead of buffering.
  */
 export class PeerOutbound {
   private link: OutboundLink | undefined
-  private queue: PublishMessage[] = []
-  private queueHead = 0
-  private readonly inflight = new Map<number, PublishMessage>()
+  private live: PublishMessage[] = []
+  private liveHead = 0
+  private readonly inflight = new Set<number>()
+  private lastSentId = 0
+  private backlog = true
+  private snapshotDue = false
   private scheduled = false
   private waitingDrain = false
   private readonly maxBatchMessages: number
   private readonly maxInflight: number
-  private readonly maxQueued: number
+  private readonly maxQueuedQos0: number
 
   constructor(
-    private readonly deps: { readonly counters: Counters; readonly peerName: string },
+    private readonly deps: PeerOutboundDeps,
     options: PeerOutboundOptions = {},
   ) {
     this.maxBatchMessages = options.maxBatchMessages ?? 512
     this.maxInflight = options.maxInflight ?? 4096
-    this.maxQueued = options.maxQueued ?? 100_000
-  }
-
-  get queued(): number {
-    return this.queue.length - this.queueHead
+    this.maxQueuedQos0 = options.maxQueuedQos0 ?? 10_000
   }
 
   get unacknowledged(): number {
     return this.inflight.size
   }
 
-  /** A link to the peer is up: resend what it has not acknowledged, then the queue. */
+  get connected(): boolean {
+    return this.link !== undefined
+  }
+
+  /** A link to the peer is up: resend from the oldest unacknowledged message, then the snapshot. */
   attach(link: OutboundLink): void {
     this.link = link
     this.waitingDrain = false
-    if (this.inflight.size > 0) {
-      const resend = [...this.inflight.values()]
-      this.inflight.clear()
-      this.counters.inc('relay.out.resent', resend.length)
-      this.queue = [...resend, ...this.queue.slice(this.queueHead)]
-      this.queueHead = 0
-    }
+    this.inflight.clear()
+    this.lastSentId = 0
+    this.backlog = true
+    this.snapshotDue = true
     this.schedule()
   }
 
   detach(): void {
     this.link = undefined
-    // QoS 0 is at most once: what has not been written is dropped, and counted.
-    const kept: PublishMessage[] = []
-    let dropped = 0
-    for (let i = this.queueHead; i < this.queue.length; i++) {
-      const m = this.queue[i] as PublishMessage
-      if (m.qos === 1) kept.push(m)
-      else dropped++
-    }
-    if (dropped > 0) this.counters.inc('relay.out.dropped.qos0_link_down', dropped)
-    this.queue = kept
-    this.queueHead = 0
+    const dropped = this.live.length - this.liveHead
+    if (dropped > 0) this.deps.counters.inc('relay.out.dropped.qos0_link_down', dropped)
+    this.live = []
+    this.liveHead = 0
   }
 
-  enqueue(message: PublishMessage): void {
-    if (message.qos === 0 && this.link === undefined) {
-      this.counters.inc('relay.out.dropped.qos0_link_down')
+  /** A QoS 0 publish for this peer. */
+  enqueueLive(message: PublishMessage): void {
+    if (this.link === undefined) {
+      this.deps.counters.inc('relay.out.dropped.qos0_link_down')
       return
     }
-    if (this.queued >= this.maxQueued) {
-      this.queueHead++ // drop the oldest waiting message
-      this.counters.inc('relay.out.dropped.queue_full')
+    if (this.live.length - this.liveHead >= this.maxQueuedQos0) {
+      this.liveHead++
+      this.deps.counters.inc('relay.out.dropped.qos0_queue_full')
     }
-    this.queue.push(message)
+    this.live.push(message)
+    this.schedule()
+  }
+
+  /** New QoS 1 messages were committed to this peer's outbox. */
+  kick(): void {
+    this.backlog = true
     this.schedule()
   }
 
   acknowledge(ids: readonly number[]): void {
-    let acked = 0
-    for (const id of ids) if (this.inflight.delete(id)) acked++
-    if (acked > 0) {
-      this.counters.inc('relay.out.acked', acked)
-      this.schedule()
-    }
-  }
-
-  private get counters(): Counters {
-    return this.deps.counters
+    const done: number[] = []
+    for (const id of ids) if (this.inflight.delete(id)) done.push(id)
+    if (done.length === 0) return
+    this.deps.counters.inc('relay.out.acked', done.length)
+    this.deps.outbox.remove(this.deps.peerKeyHex, done).catch((err: Error) => {
+      // Still in the outbox: resent (and deduplicated by the peer) after the next reconnect.
+      this.deps.counters.inc('outbox.remove_failed')
+      this.deps.log.warn({ err: err.message }, 'could not remove acknowledged messages from the outbox')
+    })
+    this.schedule()
   }
 
   private schedule(): void {
@@ -124,49 +146,96 @@ export class PeerOutbound {
     const link = this.link
     if (link === undefined || link.closed || this.waitingDrain) return
     const budget = link.maxFrameBytes - PUBLISH_BATCH_OVERHEAD
-    while (this.queued > 0 && this.inflight.size < this.maxInflight) {
-      const batch: PublishMessage[] = []
-      let bytes = 0
-      let qos1 = 0
-      while (this.queueHead < this.queue.length && batch.length < this.maxBatchMessages) {
-        const m = this.queue[this.queueHead] as PublishMessage
-        const size = publishEncodedSize(m)
-        if (size > budget) {
-          // Cannot fit any frame: the receiving broker limits would refuse it too.
-          this.queueHead++
-          this.counters.inc('relay.out.dropped.too_large')
-          continue
-        }
-        if (batch.length > 0 && bytes + size > budget) break
-        if (m.qos === 1 && this.inflight.size + qos1 >= this.maxInflight) break
-        if (m.qos === 1) qos1++
-        batch.push(m)
-        bytes += size
-        this.queueHead++
-      }
-      if (batch.length === 0) break
-      for (const m of batch) if (m.qos === 1) this.inflight.set(m.id, m)
-      let more: boolean
-      try {
-        more = link.send({ type: 'PUBLISH_BATCH', messages: batch })
-      } catch {
-        // The link closed under us: QoS 1 stays in flight for the next link.
-        return
-      }
-      this.counters.inc('relay.out.messages', batch.length)
-      this.counters.inc('relay.out.frames')
-      if (!more) {
-        this.waitingDrain = true
-        link.once('drain', () => {
-          this.waitingDrain = false
-          this.schedule()
-        })
+    // 1. QoS 1 from the durable outbox, in id order, within the in-flight window. A page
+    //    is always written whole (bounded: <= maxBatchMessages), then a full socket stops us.
+    while (this.backlog && this.inflight.size < this.maxInflight) {
+      const room = Math.min(this.maxBatchMessages, this.maxInflight - this.inflight.size)
+      const page = this.deps.outbox.peek(this.deps.peerKeyHex, this.lastSentId, room)
+      if (page.length === 0) {
+        this.backlog = false
         break
       }
+      this.lastSentId = (page[page.length - 1] as PublishMessage).id
+      for (const m of page) this.inflight.add(m.id)
+      if (this.sendBatches(link, page, budget) !== 'ok') return
     }
-    if (this.queueHead > 1024 && this.queueHead * 2 > this.queue.length) {
-      this.queue = this.queue.slice(this.queueHead)
-      this.queueHead = 0
+    // 2. QoS 0, in memory (bounded by maxQueuedQos0).
+    if (this.liveHead < this.live.length) {
+      const batch = this.live.slice(this.liveHead)
+      this.live = []
+      this.liveHead = 0
+      if (this.sendBatches(link, batch, budget) !== 'ok') return
+    }
+    // 3. The retained snapshot, once what was queued before it has been sent.
+    if (this.snapshotDue && !this.backlog) {
+      this.snapshotDue = false
+      const { filters, messages } = this.deps.snapshot()
+      this.deps.counters.inc('relay.out.snapshot_messages', messages.length)
+      const results = [
+        this.trySend(link, { type: 'SNAPSHOT_BEGIN', filters }),
+        this.sendBatches(link, messages, budget),
+        this.trySend(link, { type: 'SNAPSHOT_END', filters }),
+      ]
+      if (results.includes('closed')) this.snapshotDue = true
     }
   }
+
+  /**
+   * Writes all of `messages` in frames under `budget` bytes (a full socket does not stop
+   * it: callers pass bounded chunks). 'full': wait for 'drain' before the next chunk.
+   */
+  private sendBatches(link: OutboundLink, messages: readonly PublishMessage[], budget: number): SendState {
+    let state: SendState = 'ok'
+    let batch: PublishMessage[] = []
+    let bytes = 0
+    for (const m of messages) {
+      const size = publishEncodedSize(m)
+      if (size > budget) {
+        // No frame can carry it (the receiving broker would refuse it too).
+        this.deps.counters.inc('relay.out.dropped.too_large')
+        this.inflight.delete(m.id)
+        if (m.qos === 1) this.deps.outbox.remove(this.deps.peerKeyHex, [m.id]).catch(() => undefined)
+        continue
+      }
+      if (batch.length >= this.maxBatchMessages || (batch.length > 0 && bytes + size > budget)) {
+        state = worse(state, this.sendFrame(link, batch))
+        if (state === 'closed') return state
+        batch = []
+        bytes = 0
+      }
+      batch.push(m)
+      bytes += size
+    }
+    return batch.length > 0 ? worse(state, this.sendFrame(link, batch)) : state
+  }
+
+  private sendFrame(link: OutboundLink, messages: PublishMessage[]): SendState {
+    this.deps.counters.inc('relay.out.messages', messages.length)
+    this.deps.counters.inc('relay.out.frames')
+    return this.trySend(link, { type: 'PUBLISH_BATCH', messages })
+  }
+
+  private trySend(link: OutboundLink, frame: Frame): SendState {
+    let more: boolean
+    try {
+      more = link.send(frame)
+    } catch {
+      return 'closed' // QoS 1 stays in the outbox for the next link
+    }
+    if (more) return 'ok'
+    if (!this.waitingDrain) {
+      this.waitingDrain = true
+      link.once('drain', () => {
+        this.waitingDrain = false
+        this.schedule()
+      })
+    }
+    return 'full'
+  }
+}
+
+type SendState = 'ok' | 'full' | 'closed'
+
+function worse(a: SendState, b: SendState): SendState {
+  return a === 'closed' || b === 'closed' ? 'closed' : a === 'full' || b === 'full' ? 'full' : 'ok'
 }

@@ -57,7 +57,7 @@ function tempDir(t: TestContext): string {
   return dir
 }
 
-function siteConfig(dir: string, extra: Record<string, unknown> = {}): string {
+function siteConfig(dir: string, extra: object = {}): string {
   const path = join(dir, 'site.json')
   writeFileSync(
     path,
