@@ -1,0 +1,220 @@
+/**
+ * Shared set-ups for the fault tests (issue 4): two sites, alice (sends) and bob
+ * (subscribes to `fault/#`), each a real persistent Mosquitto and the real bridge CLI as a
+ * child process — on loopback, or each in its own network namespace.
+ */
+import type { TestContext } from 'node:test'
+import { startDhtTestnet, waitFor } from '../helpers/dht-testnet.js'
+import { type MosquittoInstance, mosquittoAvailable, startMosquitto } from '../helpers/mosquitto.js'
+import {
+  createNetns,
+  type NetnsMosquitto,
+  type NetnsTopology,
+  netnsSupport,
+  startNetnsMosquitto,
+} from '../helpers/netns.js'
+import {
+  type ProcessSite,
+  type SiteConfigFiles,
+  startDhtProcess,
+  startProcessSite,
+  writeSiteConfig,
+} from '../helpers/process-site.js'
+import type { StreamChecker, StreamSource } from '../helpers/stream-checker.js'
+
+export const STREAM_FILTER = 'fault/#'
+export const SEED = { alice: 1, bob: 2 } as const
+
+/**
+ * Mosquitto's own queue limit for an offline persistent session is 1000 by default: past
+ * it Mosquitto itself drops QoS 1 messages (NOTES-deps.md). The tests measure the bridge,
+ * so the brokers queue more than any stream here holds.
+ */
+export const BROKER_CONF = 'max_queued_messages 100000\nlog_type subscribe'
+
+/**
+ * Runs the test only where it can mean something. Without what it needs it is skipped with
+ * the reason — except on CI (`CI=true`), where a missing prerequisite is a failure.
+ */
+export function prerequisites(t: TestContext, needs: { mosquitto?: boolean; netns?: boolean }): boolean {
+  const missing: string[] = []
+  if (needs.mosquitto && !mosquittoAvailable()) missing.push('mosquitto is not installed')
+  if (needs.netns) {
+    const s = netnsSupport()
+    if (!s.ok) missing.push(s.reason)
+  }
+  if (missing.length === 0) return true
+  const reason = missing.join('; ')
+  if (process.env.CI === 'true') throw new Error(`fault test prerequisites missing on CI: ${reason}`)
+  t.skip(reason)
+  return false
+}
+
+export interface Site {
+  readonly proc: ProcessSite
+  readonly files: SiteConfigFiles
+  /** The site's broker, as the test process reaches it. */
+  readonly brokerUrl: string
+}
+
+export interface LoopbackPair {
+  readonly alice: Site & { readonly mosquitto: MosquittoInstance }
+  readonly bob: Site & { readonly mosquitto: MosquittoInstance }
+}
+
+/** A bridge's line in a Mosquitto `log_type subscribe` log: `<client id> <qos> fault/#`. */
+const BRIDGE_SUBSCRIBED = /\S+ [01] fault\/#\s*$/
+
+export async function loopbackPair(t: TestContext): Promise<LoopbackPair> {
+  const dht = await startDhtTestnet(t, 1)
+  const mosqA = await startMosquitto(t, { persistence: true, extraConf: BROKER_CONF })
+  const mosqB = await startMosquitto(t, { persistence: true, extraConf: BROKER_CONF })
+  const common = { dht: { host: '127.0.0.1', bootstrap: dht.bootstrap }, listen: { host: '127.0.0.1' } }
+  const filesA = await writeSiteConfig(t, {
+    name: 'alice',
+    seedByte: SEED.alice,
+    brokerUrl: mosqA.url,
+    peers: [{ name: 'bob', seedByte: SEED.bob }],
+    ...common,
+  })
+  const filesB = await writeSiteConfig(t, {
+    name: 'bob',
+    seedByte: SEED.bob,
+    brokerUrl: mosqB.url,
+    peers: [{ name: 'alice', seedByte: SEED.alice }],
+    subscriptions: [{ filter: STREAM_FILTER, qos: 1 }],
+    ...common,
+  })
+  const procB = await startProcessSite(t, { configPath: filesB.configPath, label: 'bob' })
+  const procA = await startProcessSite(t, { configPath: filesA.configPath, label: 'alice' })
+  await Promise.all([procA.waitLog(/"msg":"link up"/, 60_000), procB.waitLog(/"msg":"link up"/, 60_000)])
+  await waitFor(
+    () =>
+      mosqA
+        .log()
+        .split('\n')
+        .some((l) => BRIDGE_SUBSCRIBED.test(l)),
+    {
+      timeoutMs: 30_000,
+      what: `alice's bridge subscribing ${STREAM_FILTER} on her broker`,
+    },
+  )
+  return {
+    alice: { proc: procA, files: filesA, brokerUrl: mosqA.url, mosquitto: mosqA },
+    bob: { proc: procB, files: filesB, brokerUrl: mosqB.url, mosquitto: mosqB },
+  }
+}
+
+export interface NetnsPair {
+  readonly net: NetnsTopology
+  readonly alice: Site & { readonly mosquitto: NetnsMosquitto }
+  readonly bob: Site & { readonly mosquitto: NetnsMosquitto }
+}
+
+// Fixed ports are safe here: each namespace is new and ours, nothing else binds in it.
+const NS_DHT_PORT = 6881
+const NS_LINK_PORT = 7000
+
+/**
+ * alice and bob in namespaces of their own, joined by the fabric; the DHT bootstrap in the
+ * switch namespace. alice's Mosquitto logs everything (`verbose`), so a test can count the
+ * PUBACKs her bridge gave it.
+ */
+export async function netnsPair(
+  t: TestContext,
+  extra: { alice?: Record<string, unknown> } = {},
+): Promise<NetnsPair> {
+  const net = await createNetns(t, ['alice', 'bob'])
+  const a = net.site('alice')
+  const b = net.site('bob')
+  const dht = await startDhtProcess(t, { netns: net.switchNs, host: net.switchAddr, port: NS_DHT_PORT })
+  const mosqA = await startNetnsMosquitto(t, a, { verbose: true })
+  const mosqB = await startNetnsMosquitto(t, b)
+  const filesA = await writeSiteConfig(t, {
+    name: 'alice',
+    seedByte: SEED.alice,
+    brokerUrl: mosqA.localUrl,
+    dht: { host: a.fabricAddr, port: NS_DHT_PORT, bootstrap: [dht.bootstrap] },
+    listen: { host: a.fabricAddr, port: NS_LINK_PORT },
+    peers: [{ name: 'bob', seedByte: SEED.bob }],
+    extra: extra.alice,
+  })
+  const filesB = await writeSiteConfig(t, {
+    name: 'bob',
+    seedByte: SEED.bob,
+    brokerUrl: mosqB.localUrl,
+    dht: { host: b.fabricAddr, port: NS_DHT_PORT, bootstrap: [dht.bootstrap] },
+    listen: { host: b.fabricAddr, port: NS_LINK_PORT },
+    peers: [{ name: 'alice', seedByte: SEED.alice }],
+    subscriptions: [{ filter: STREAM_FILTER, qos: 1 }],
+  })
+  const procB = await startProcessSite(t, { configPath: filesB.configPath, netns: b.ns, label: 'bob' })
+  const procA = await startProcessSite(t, { configPath: filesA.configPath, netns: a.ns, label: 'alice' })
+  await Promise.all([procA.waitLog(/"msg":"link up"/, 60_000), procB.waitLog(/"msg":"link up"/, 60_000)])
+  await waitFor(() => mosqA.lines().some((l) => BRIDGE_SUBSCRIBED.test(l)), {
+    timeoutMs: 30_000,
+    what: `alice's bridge subscribing ${STREAM_FILTER} on her broker`,
+  })
+  return {
+    net,
+    alice: { proc: procA, files: filesA, brokerUrl: mosqA.url, mosquitto: mosqA },
+    bob: { proc: procB, files: filesB, brokerUrl: mosqB.url, mosquitto: mosqB },
+  }
+}
+
+/**
+ * Drops counted for one outbox policy reason in a "site stopped" counters snapshot. The
+ * outbox counts `outbox.dropped.<reason>` (and may add per-peer counters that repeat it):
+ * the aggregate counter when present, else the sum of the keys naming the reason.
+ */
+export function droppedCount(
+  counters: Record<string, number>,
+  reason: 'drop_oldest' | 'drop_newest',
+): number {
+  const aggregate = counters[`outbox.dropped.${reason}`]
+  if (aggregate !== undefined) return aggregate
+  let n = 0
+  for (const [k, v] of Object.entries(counters))
+    if (k.startsWith('outbox.dropped') && k.includes(reason)) n += v
+  return n
+}
+
+/**
+ * Waits (with a deadline) until the checker has every message the publisher had PUBACKed.
+ * Never throws: the caller asserts on the report, so a failure names the lost count.
+ */
+/** Drops counted for `peer` (by its config name) with `reason`: counters whose dotted name has both. */
+export function droppedForPeer(
+  counters: Record<string, number>,
+  peer: string,
+  reason: 'drop_oldest' | 'drop_newest',
+): number {
+  let n = 0
+  for (const [k, v] of Object.entries(counters)) {
+    const parts = k.split('.')
+    if (parts[0] === 'outbox' && parts.includes('dropped') && parts.includes(peer) && parts.includes(reason))
+      n += v
+  }
+  return n
+}
+
+export async function drain(
+  chk: StreamChecker,
+  pub: StreamSource,
+  timeoutMs: number,
+): Promise<{ complete: boolean; ms: number }> {
+  const began = Date.now()
+  try {
+    await chk.waitForAll(pub, timeoutMs)
+    return { complete: true, ms: Date.now() - began }
+  } catch {
+    return { complete: false, ms: Date.now() - began }
+  }
+}
+
+export const TOPICS = ['fault/s/0', 'fault/s/1'] as const
+
+/** `lo..hi` inclusive. */
+export function range(lo: number, hi: number): number[] {
+  return Array.from({ length: Math.max(0, hi - lo + 1) }, (_, i) => lo + i)
+}

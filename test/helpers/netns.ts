@@ -1,0 +1,302 @@
+/**
+ * Network namespaces for partition tests (needs root and iproute2). Layout for sites a, b:
+ *
+ *   root ns (the test process) ── mgmt veth /30 ──▶ ns "<id>-a": mgmt0 10.214.R.(4i+2), fab0 10.213.0.(10+i)
+ *                                                     │ fab0
+ *   ns "<id>-sw": bridge br0 10.213.0.1 ◀── port p-a ─┘   (and p-b, …; the DHT bootstrap runs here)
+ *
+ * The fabric (10.213.0.0/24) exists only inside our namespaces, so it can never reach
+ * anything else. The management links let the test process reach each site's Mosquitto
+ * (to publish and check) while the site is cut from the fabric; namespaces have no
+ * forwarding and no default route, so sites never reach each other over them.
+ * `cut(site)` sets the site's switch port down (its fab0 loses carrier): the site loses every
+ * peer and the DHT at once. `heal(site)` brings it back.
+ * Teardown kills what still runs in our namespaces (all of it ours) and deletes them, which
+ * deletes every veth and the bridge with them.
+ */
+import { type ChildProcess, execFile, spawn, spawnSync } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import net from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createInterface } from 'node:readline'
+import { mosquittoPath } from './mosquitto.js'
+
+export interface Teardown {
+  after(fn: () => unknown): void
+}
+
+export const FABRIC_PREFIX = '10.213.0'
+const MGMT_PREFIX = '10.214'
+
+export interface NetnsSite {
+  readonly name: string
+  /** The namespace to run the site's processes in. */
+  readonly ns: string
+  /** The site's address on the fabric (its bridge listens and runs its DHT node here). */
+  readonly fabricAddr: string
+  /** The site's address on its management link, reachable from the test process. */
+  readonly mgmtAddr: string
+}
+
+export interface NetnsTopology {
+  readonly switchNs: string
+  /** The switch's own address on the fabric (for a DHT bootstrap run in `switchNs`). */
+  readonly switchAddr: string
+  readonly sites: readonly NetnsSite[]
+  site(name: string): NetnsSite
+  /** Takes the site off the fabric. */
+  cut(name: string): Promise<void>
+  heal(name: string): Promise<void>
+  destroy(): Promise<void>
+}
+
+/** Whether this process can build namespaces; the reason when not. */
+export function netnsSupport(): { ok: true } | { ok: false; reason: string } {
+  if (process.platform !== 'linux') return { ok: false, reason: 'network namespaces need Linux' }
+  if (process.getuid?.() !== 0) return { ok: false, reason: 'network namespaces need root' }
+  const r = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' })
+  if (r.error !== undefined || r.status !== 0) {
+    return {
+      ok: false,
+      reason: `"ip netns" is not usable (install iproute2): ${r.error?.message ?? r.stderr}`,
+    }
+  }
+  return { ok: true }
+}
+
+/** Runs `ip ARGS`; rejects with ip's stderr. */
+export function ip(args: readonly string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile('ip', [...args], { encoding: 'utf8' }, (err, stdout, stderr) => {
+      if (err) reject(new Error(`ip ${args.join(' ')}: ${stderr.trim() || err.message}`))
+      else resolve(stdout)
+    })
+  })
+}
+
+/** A /24 under 10.214 that no address of the root namespace uses yet. */
+async function freeMgmtNet(): Promise<string> {
+  const used = await ip(['-4', '-o', 'addr', 'show'])
+  for (let attempt = 0; attempt < 64; attempt++) {
+    const candidate = `${MGMT_PREFIX}.${randomBytes(1)[0]}`
+    if (!used.includes(`${candidate}.`)) return candidate
+  }
+  throw new Error(`no free ${MGMT_PREFIX}.x.0/24 for management links`)
+}
+
+export async function createNetns(t: Teardown, names: readonly string[]): Promise<NetnsTopology> {
+  if (names.length === 0 || names.length > 60) throw new Error('createNetns: 1..60 sites')
+  const id = `fx${randomBytes(2).toString('hex')}`
+  const switchNs = `${id}-sw`
+  const created: string[] = []
+  const rootLinks: string[] = []
+  const destroy = async () => {
+    for (const ns of [...created].reverse()) {
+      const pids = (await ip(['netns', 'pids', ns]).catch(() => '')).split(/\s+/).filter(Boolean)
+      for (const pid of pids) {
+        try {
+          process.kill(Number(pid), 'SIGKILL')
+        } catch {
+          // Already gone.
+        }
+      }
+      await ip(['netns', 'del', ns]).catch(() => undefined)
+    }
+    created.length = 0
+    // Deleting a namespace deletes the veths in it and their peers; this is belt and braces.
+    for (const link of rootLinks) await ip(['link', 'del', link]).catch(() => undefined)
+    rootLinks.length = 0
+  }
+  t.after(destroy)
+
+  const mgmt = await freeMgmtNet()
+  const switchAddr = `${FABRIC_PREFIX}.1`
+  await ip(['netns', 'add', switchNs])
+  created.push(switchNs)
+  await ip(['-n', switchNs, 'link', 'set', 'lo', 'up'])
+  await ip(['-n', switchNs, 'link', 'add', 'br0', 'type', 'bridge'])
+  await ip(['-n', switchNs, 'addr', 'add', `${switchAddr}/24`, 'dev', 'br0'])
+  await ip(['-n', switchNs, 'link', 'set', 'br0', 'up'])
+
+  const sites: NetnsSite[] = []
+  for (const [i, name] of names.entries()) {
+    if (!/^[a-z0-9]{1,8}$/.test(name)) throw new Error(`createNetns: site name "${name}": a-z0-9, at most 8`)
+    const ns = `${id}-${name}`
+    await ip(['netns', 'add', ns])
+    created.push(ns)
+    await ip(['-n', ns, 'link', 'set', 'lo', 'up'])
+    // Fabric: a port on the switch, fab0 in the site.
+    await ip([
+      '-n',
+      switchNs,
+      'link',
+      'add',
+      `p-${name}`,
+      'type',
+      'veth',
+      'peer',
+      'name',
+      'fab0',
+      'netns',
+      ns,
+    ])
+    await ip(['-n', switchNs, 'link', 'set', `p-${name}`, 'master', 'br0', 'up'])
+    const fabricAddr = `${FABRIC_PREFIX}.${10 + i}`
+    await ip(['-n', ns, 'addr', 'add', `${fabricAddr}/24`, 'dev', 'fab0'])
+    await ip(['-n', ns, 'link', 'set', 'fab0', 'up'])
+    // Management: root <-> site, a /30 of its own.
+    const rootLink = `${id}m${i}`
+    await ip(['link', 'add', rootLink, 'type', 'veth', 'peer', 'name', 'mgmt0', 'netns', ns])
+    rootLinks.push(rootLink)
+    const rootAddr = `${mgmt}.${4 * i + 1}`
+    const mgmtAddr = `${mgmt}.${4 * i + 2}`
+    await ip(['addr', 'add', `${rootAddr}/30`, 'dev', rootLink])
+    await ip(['link', 'set', rootLink, 'up'])
+    await ip(['-n', ns, 'addr', 'add', `${mgmtAddr}/30`, 'dev', 'mgmt0'])
+    await ip(['-n', ns, 'link', 'set', 'mgmt0', 'up'])
+    sites.push({ name, ns, fabricAddr, mgmtAddr })
+  }
+  const site = (name: string) => {
+    const s = sites.find((x) => x.name === name)
+    if (s === undefined) throw new Error(`no netns site ${name}`)
+    return s
+  }
+  return {
+    switchNs,
+    switchAddr,
+    sites,
+    site,
+    cut: async (name) => {
+      await ip(['-n', switchNs, 'link', 'set', `p-${site(name).name}`, 'down'])
+    },
+    heal: async (name) => {
+      await ip(['-n', switchNs, 'link', 'set', `p-${site(name).name}`, 'up'])
+    },
+    destroy,
+  }
+}
+
+export interface NetnsMosquittoOptions {
+  /** Port inside the namespace (default 1883: the namespace is ours, nothing else binds there). */
+  readonly port?: number
+  /** `log_type all`: every PUBLISH/PUBACK is logged (for counting what a client took). */
+  readonly verbose?: boolean
+  readonly extraConf?: string
+}
+
+export interface NetnsMosquitto {
+  readonly port: number
+  /** For the test process (over the management link). */
+  readonly url: string
+  /** For the site's bridge, inside the namespace. */
+  readonly localUrl: string
+  /** Log lines so far (all runs). */
+  lines(): readonly string[]
+  /** Lines matching `re` from line `from` on. */
+  count(re: RegExp, from?: number): number
+  stop(): Promise<void>
+  restart(): Promise<void>
+}
+
+const READY_DEADLINE_MS = 10_000
+
+/**
+ * A persistent Mosquitto of our own inside the site's namespace: persistence on and
+ * `max_queued_messages 100000`, so the broker itself never drops a stream message queued
+ * for a bridge that is down (Mosquitto's default 1000 would; see NOTES-deps.md).
+ */
+export async function startNetnsMosquitto(
+  t: Teardown,
+  site: NetnsSite,
+  options: NetnsMosquittoOptions = {},
+): Promise<NetnsMosquitto> {
+  const bin = mosquittoPath()
+  if (bin === undefined) throw new Error('mosquitto is not installed (apt-get install -y mosquitto)')
+  const port = options.port ?? 1883
+  const dir = mkdtempSync(join(tmpdir(), `mosquitto-${site.name}-`))
+  t.after(() => rmSync(dir, { recursive: true, force: true }))
+  const conf = [
+    `listener ${port}`,
+    'allow_anonymous true',
+    'set_tcp_nodelay true',
+    'user root',
+    'persistence true',
+    `persistence_location ${dir}/`,
+    'max_queued_messages 100000',
+    'log_dest stderr',
+    'log_timestamp false',
+    ...(options.verbose ? ['log_type all'] : ['log_type error', 'log_type warning', 'log_type subscribe']),
+    ...(options.extraConf ? [options.extraConf] : []),
+  ]
+  const confPath = join(dir, 'mosquitto.conf')
+  writeFileSync(confPath, `${conf.join('\n')}\n`)
+  const log: string[] = []
+  let child: ChildProcess | undefined
+  let exited: Promise<void> = Promise.resolve()
+
+  const spawnIt = async () => {
+    const c = spawn('ip', ['netns', 'exec', site.ns, bin, '-c', confPath], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    })
+    child = c
+    c.on('error', () => {})
+    createInterface({ input: c.stderr as NodeJS.ReadableStream, crlfDelay: Number.POSITIVE_INFINITY }).on(
+      'line',
+      (l) => log.push(l),
+    )
+    exited = new Promise((resolve) => c.once('exit', () => resolve()))
+    const deadline = Date.now() + READY_DEADLINE_MS
+    while (!(await canConnect(site.mgmtAddr, port))) {
+      if (c.exitCode !== null || c.signalCode !== null) {
+        throw new Error(`mosquitto in ${site.ns} exited: ${log.slice(-20).join('\n')}`)
+      }
+      if (Date.now() > deadline)
+        throw new Error(`mosquitto in ${site.ns} not accepting on ${site.mgmtAddr}:${port}`)
+      await new Promise((r) => setTimeout(r, 20))
+    }
+  }
+  const stop = async () => {
+    const c = child
+    child = undefined
+    if (c === undefined || c.exitCode !== null || c.signalCode !== null) return
+    c.kill('SIGTERM')
+    const timer = setTimeout(() => c.kill('SIGKILL'), 5_000)
+    await exited
+    clearTimeout(timer)
+  }
+  t.after(stop)
+  await spawnIt()
+  return {
+    port,
+    url: `mqtt://${site.mgmtAddr}:${port}`,
+    localUrl: `mqtt://127.0.0.1:${port}`,
+    lines: () => log,
+    count: (re, from = 0) => {
+      let n = 0
+      for (let i = from; i < log.length; i++) if (re.test(log[i] as string)) n++
+      return n
+    },
+    stop,
+    restart: async () => {
+      await stop()
+      await spawnIt()
+    },
+  }
+}
+
+function canConnect(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ port, host })
+    socket.setTimeout(1_000, () => {
+      socket.destroy()
+      resolve(false)
+    })
+    socket.once('connect', () => {
+      socket.destroy()
+      resolve(true)
+    })
+    socket.once('error', () => resolve(false))
+  })
+}
