@@ -204,6 +204,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
           setRemote: (topic, payload, origin) =>
             store.retained.setRemote(topic, payloadDigest(payload), origin),
           delete: (topic) => store.retained.delete(topic),
+          remoteTopicsFrom: (origin) => store.retained.remoteTopicsFrom(origin),
         },
         broker: this.broker,
         counters: this.counters,
@@ -448,8 +449,14 @@ export class Bridge extends EventEmitter<BridgeEvents> {
       case 'PROFILE':
         for (const record of frame.records) this.acceptPushedProfile(peer, record)
         return
+      case 'SNAPSHOT_BEGIN':
+        this.inbound?.snapshotBegin(peer, frame.filters)
+        return
+      case 'SNAPSHOT_END':
+        this.inbound?.snapshotEnd(peer)
+        return
       default:
-        // PING/PONG are handled by the link; snapshots arrive with the delivery-guarantees work.
+        // PING/PONG are handled inside the link.
         this.counters.inc(`relay.in.ignored.${frame.type}`)
     }
   }

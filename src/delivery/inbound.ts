@@ -4,7 +4,7 @@ import { type Logger, rateLimitedDebug, silentLogger } from '../log.js'
 import type { Counters } from '../metrics.js'
 import { InterestTrie } from '../routing/interest-trie.js'
 import { allowed } from '../routing/router.js'
-import { validateRemoteTopic } from '../routing/topic.js'
+import { topicMatches, validateRemoteTopic } from '../routing/topic.js'
 import { DedupeWindow } from './dedupe.js'
 import type { TreeDelivery } from './tree-delivery.js'
 
@@ -23,6 +23,8 @@ export interface DedupePersistence {
 export interface RetainedBookkeeping {
   setRemote(topic: string, payload: Buffer, originKeyHex: string): unknown
   delete(topic: string): unknown
+  /** Topics whose current retained value here came from that origin. */
+  remoteTopicsFrom(originKeyHex: string): readonly string[]
 }
 
 export interface InboundDeps {
@@ -55,6 +57,8 @@ export class InboundDelivery {
   private readonly windows = new Map<string, DedupeWindow>()
   private readonly pendingAcks = new Map<string, number[]>()
   private ackScheduled = false
+  /** Per peer, the retained topics seen since its SNAPSHOT_BEGIN. */
+  private readonly snapshots = new Map<string, { filters: readonly string[]; topics: Set<string> }>()
   /** Publishes into the local broker (and dedupe commits) not finished yet. */
   private inFlight = 0
   private idle: Array<() => void> = []
@@ -96,7 +100,10 @@ export class InboundDelivery {
     }
     const qos: 0 | 1 = m.qos === 1 && subQos === 1 ? 1 : 0
     const local: LocalMessage = { topic: m.topic, payload: Buffer.from(m.payload), qos, retain: m.retain }
-    if (m.retain) this.noteRemoteRetained(peer, local)
+    if (m.retain) {
+      this.noteRemoteRetained(peer, local)
+      this.snapshots.get(peer)?.topics.add(m.topic)
+    }
     if (m.qos === 0) {
       this.publishLocal(local).then(
         () => this.deps.counters.inc('relay.in.delivered'),
@@ -141,6 +148,37 @@ export class InboundDelivery {
         )
       },
     )
+  }
+
+  /** The peer starts sending its retained values for `filters` (after its backlog). */
+  snapshotBegin(peer: string, filters: readonly string[]): void {
+    this.snapshots.set(peer, { filters, topics: new Set() })
+  }
+
+  /**
+   * The snapshot is complete: it holds every current retained value of that origin under
+   * those filters. A value this site still holds from that origin under them, and that the
+   * snapshot lacks, was deleted there while the link was down: delete it here too (an empty
+   * retained publish, exactly as a live deletion would have arrived). Only when the whole
+   * snapshot arrived on one link: a link that drops mid-snapshot never reaches END.
+   */
+  snapshotEnd(peer: string): void {
+    const snap = this.snapshots.get(peer)
+    this.snapshots.delete(peer)
+    const retained = this.deps.retained
+    if (!snap || !retained) return
+    const acl = this.deps.importAcl(peer)
+    if (acl === null) return
+    for (const topic of retained.remoteTopicsFrom(peer)) {
+      if (snap.topics.has(topic) || !snap.filters.some((f) => topicMatches(f, topic))) continue
+      if (!allowed(acl, topic) || this.maxSubscriptionQos(topic) === undefined) continue
+      this.deps.counters.inc('relay.in.snapshot_stale_deleted')
+      const deletion: LocalMessage = { topic, payload: Buffer.alloc(0), qos: 0, retain: true }
+      this.noteRemoteRetained(peer, deletion)
+      this.publishLocal(deletion).catch((err: Error) =>
+        this.drop('broker_refused', peer, 1, { err: err.message }),
+      )
+    }
   }
 
   private maxSubscriptionQos(topic: string): 0 | 1 | undefined {

@@ -53,6 +53,7 @@ export class RetainedStore {
     upsert: Statement
     delete: Statement
     get: Statement
+    byOrigin: Statement
     page: Map<string, Statement>
   }
 
@@ -80,6 +81,8 @@ export class RetainedStore {
       ),
       delete: db.prepare('DELETE FROM retained WHERE topic = ?'),
       get: db.prepare('SELECT topic, source, payload, qos, digest, origin FROM retained WHERE topic = ?'),
+      // A scan: retained state per site is small; add an index on origin if that changes.
+      byOrigin: db.prepare('SELECT topic FROM retained WHERE source = 1 AND origin = ?'),
       page,
     }
   }
@@ -102,6 +105,17 @@ export class RetainedStore {
 
   delete(topic: string): Promise<void> {
     return this.put(null, () => this.sql.delete.run(topic), topic)
+  }
+
+  /** Topics whose current value is a remote one from `originKeyHex` (committed or pending). */
+  remoteTopicsFrom(originKeyHex: string): string[] {
+    const out = new Set<string>()
+    for (const r of this.sql.byOrigin.all(originKeyHex) as Array<{ topic: string }>) out.add(r.topic)
+    for (const [topic, { entry }] of this.overlay) {
+      if (entry?.source === 'remote' && entry.origin === originKeyHex) out.add(topic)
+      else out.delete(topic)
+    }
+    return [...out]
   }
 
   get(topic: string): RetainedEntry | undefined {

@@ -78,6 +78,55 @@ for (const variant of variants) {
       assert.deepEqual(await retainedAtBob(), ['state/light=on:true'])
     })
 
+    test('a retained value deleted at the origin while the link was down goes at the next snapshot', async (t) => {
+      const net = await startTestnet(t, {
+        broker: variant.name,
+        sites: [{ name: 'alice' }, { name: 'bob', subscriptions: [{ filter: 'snap/#', qos: 1 }] }],
+      })
+      await net.waitMeshed()
+      const alice = await net.site('alice').client()
+      const bobWatch = await net.site('bob').client()
+      const live = await collect(bobWatch, 'snap/#')
+      await waitFor(
+        async () => {
+          await alice.publishAsync('snap/probe', 'p', { qos: 1 })
+          return live.some((m) => m.topic === 'snap/probe')
+        },
+        { what: 'first relayed publish' },
+      )
+      await alice.publishAsync('snap/door', 'open', { qos: 1, retain: true })
+      await alice.publishAsync('snap/light', 'on', { qos: 1, retain: true })
+      await waitFor(() => live.some((m) => m.topic === 'snap/light'))
+      await net.site('bob').stop()
+      await waitFor(() => net.site('alice').bridge.connectedPeers().length === 0, {
+        what: 'alice sees the link down',
+      })
+      // QoS 0: not kept for an unreachable peer; only the snapshot can carry the deletion.
+      await alice.publishAsync('snap/door', '', { qos: 0, retain: true })
+      await waitFor(() => net.site('alice').counters.get('relay.out.dropped.qos0_link_down') > 0, {
+        what: `the deletion dropped for the unreachable peer: ${JSON.stringify(net.site('alice').counters.snapshot())}`,
+      })
+      await net.site('bob').restart()
+      await net.waitMeshed()
+      const retainedAtBob = async () => {
+        const c = await net.site('bob').client()
+        const got = await collect(c, 'snap/#')
+        await new Promise((r) => setTimeout(r, 200))
+        await c.endAsync(true)
+        return got
+          .filter((m) => m.retain)
+          .map((m) => `${m.topic}=${m.payload}`)
+          .sort()
+      }
+      await waitFor(
+        async () => {
+          const r = await retainedAtBob()
+          return r.includes('snap/light=on') && !r.some((x) => x.startsWith('snap/door'))
+        },
+        { what: 'bob holds snap/light and no longer snap/door' },
+      )
+    })
+
     test('no retained echo: a bridge restart replays retained values locally, none goes back out', async (t) => {
       const subs = [{ filter: 'ret/#', qos: 1 as const }]
       const net = await startTestnet(t, {
