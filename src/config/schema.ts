@@ -172,6 +172,26 @@ export const configSchema = z
       }
       filters.set(s.filter, i)
     })
+    const treeTopics = new Map<string, number>()
+    c.subscriptions.forEach((s, i) => {
+      if (!s.tree) return
+      const prev = treeTopics.get(s.tree.topic)
+      if (prev !== undefined) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['subscriptions', i, 'tree', 'topic'],
+          message: `same tree topic as subscriptions[${prev}]: two trees would overwrite each other`,
+        })
+      }
+      treeTopics.set(s.tree.topic, i)
+      if (c.treeInput && s.tree.topic.startsWith(c.treeInput.prefix)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['subscriptions', i, 'tree', 'topic'],
+          message: `is under treeInput.prefix "${c.treeInput.prefix}": the bridge would spread its own trees`,
+        })
+      }
+    })
   })
 
 export type BridgeConfig = z.infer<typeof configSchema>

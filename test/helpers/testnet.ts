@@ -33,6 +33,8 @@ export interface SiteSpec {
   readonly peers?: readonly string[]
   /** Seed byte for a deterministic identity (default: index + 1). */
   readonly seedByte?: number
+  /** Tree input (docs/TREES.md): JSON trees published on `<prefix>…` are spread. */
+  readonly treeInput?: { prefix?: string }
   /** Don't start it yet (late joiner): call `site.start()` yourself. */
   readonly deferStart?: boolean
 }
@@ -109,6 +111,7 @@ export async function startTestnet(
       listen: { port: 0, host: '127.0.0.1' },
       peers: peerNames.map((n) => ({ name: n, publicKey: keys.get(n), ...spec.acl?.[n] })),
       subscriptions: spec.subscriptions ?? [],
+      ...(spec.treeInput ? { treeInput: spec.treeInput } : {}),
     }
     mkdirSync(dir, { recursive: true })
     writeFileSync(join(dir, 'site.key'), Buffer.alloc(32, seedByte), { mode: 0o600 })

@@ -1,5 +1,4 @@
 /** Helpers for the tree suites (not a test file). */
-import { Bridge } from '../../../src/bridge.js'
 import {
   payloadToTreeValue,
   type TreeDoc,
@@ -7,20 +6,7 @@ import {
   treePath,
 } from '../../../src/delivery/tree-aggregate.js'
 import { spreadTree } from '../../../src/delivery/tree-spread.js'
-import { TEST_TUNING, type Testnet, type TestSite, waitFor } from '../../helpers/testnet.js'
-
-/**
- * Starts a site created with `deferStart` with tree input on. (The testnet's SiteSpec has no
- * field for it; the config is the testnet's, plus `treeInput`.)
- */
-export async function startWithTreeInput(site: TestSite, prefix = 'tree-in/'): Promise<void> {
-  site.bridge = new Bridge(
-    { ...site.bridge.config, treeInput: { prefix } },
-    { counters: site.counters },
-    TEST_TUNING,
-  )
-  await site.start()
-}
+import { type Testnet, waitFor } from '../../helpers/testnet.js'
 
 /**
  * Waits until `from` routes a probe on `probeTopic` to `to` (its interests arrived and its

@@ -7,7 +7,7 @@ import { describe, test } from 'node:test'
 import { isDeepStrictEqual } from 'node:util'
 import { brokerVariants } from '../../helpers/brokers.js'
 import { collect, startTestnet, waitFor } from '../../helpers/testnet.js'
-import { applyTrees, startWithTreeInput, waitRouted } from './helpers.js'
+import { applyTrees, waitRouted } from './helpers.js'
 
 const LIGHTS = 'light/+/is_on'
 /** A plain subscription next to each tree one: the probe that says alice routes to bob. */
@@ -255,7 +255,7 @@ for (const variant of brokerVariants()) {
       const net = await startTestnet(t, {
         broker: variant.name,
         sites: [
-          { name: 'alice', deferStart: true },
+          { name: 'alice', treeInput: { prefix: 'tree-in/' } },
           {
             name: 'bob',
             subscriptions: [
@@ -266,7 +266,6 @@ for (const variant of brokerVariants()) {
           },
         ],
       })
-      await startWithTreeInput(net.site('alice'))
       await net.waitMeshed()
       await waitRouted(net, 'alice', 'bob', 'probe/1')
       const bob = await net.site('bob').client()

@@ -73,6 +73,23 @@ const errorCases: Array<[string, (c: Record<string, unknown>) => void, RegExp]> 
     /peers\[0\]\.export\[0\]: invalid topic filter/,
   ],
   ['name chars', (c) => (c.name = 'a b'), /name: letters, digits/],
+  [
+    'shared tree topic',
+    (c) =>
+      (c.subscriptions = [
+        { filter: 'a/+', tree: { topic: 't/x' } },
+        { filter: 'b/+', tree: { topic: 't/x' } },
+      ]),
+    /subscriptions\[1\]\.tree\.topic: same tree topic as subscriptions\[0\]/,
+  ],
+  [
+    'tree topic under the tree input prefix',
+    (c) => {
+      c.treeInput = { prefix: 'tree-in/' }
+      c.subscriptions = [{ filter: 'a/+', tree: { topic: 'tree-in/x' } }]
+    },
+    /subscriptions\[0\]\.tree\.topic: is under treeInput\.prefix/,
+  ],
 ]
 
 describe('config validation', () => {
