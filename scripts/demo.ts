@@ -139,7 +139,9 @@ export async function runDemo(
       const args = ['--url', carol.brokerUrl, '--no-readings', ...trees.flatMap((t) => ['--tree-filter', t])]
       start({ name: 'trees', ...tsxCommand('scripts/demo/alarm.ts', args) })
     }
-    const sensorArgs = ['--url', alice.brokerUrl]
+    // Retained readings: each sensor's last value is state, so carol's floor tree also
+    // exists as a retained full document (Mote sync) for any client that subscribes late.
+    const sensorArgs = ['--url', alice.brokerUrl, '--retain']
     if (options.rate !== undefined) sensorArgs.push('--rate', String(options.rate))
     sensorArgs.push('--spikes', String(options.spikes ?? 0.1))
     start({ name: 'sensors', ...tsxCommand('scripts/demo/sensors.ts', sensorArgs) })

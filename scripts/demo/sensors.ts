@@ -27,6 +27,8 @@ export interface SensorsOptions {
   /** Fraction of readings over the threshold, 0..1. */
   readonly spikeRatio?: number
   readonly qos?: 0 | 1
+  /** Publish readings retained (a sensor's last reading is its state; trees get a full snapshot). */
+  readonly retain?: boolean
   /** Stop after this long (from start, connecting included). */
   readonly durationMs?: number
   /** Stop after this many readings. */
@@ -115,7 +117,7 @@ export async function runSensors(options: SensorsOptions, deps: SensorsDeps = {}
       const reading = makeReading(address.sensor, spike, random, now())
       const topic = sensorTopic(address)
       // Offline publishes are queued by MQTT.js and go out once connected.
-      client.publish(topic, JSON.stringify(reading), { qos })
+      client.publish(topic, JSON.stringify(reading), { qos, retain: options.retain ?? false })
       published++
       if (spike) {
         spikes++
@@ -136,10 +138,12 @@ export async function runSensors(options: SensorsOptions, deps: SensorsDeps = {}
 }
 
 const USAGE = `usage: sensors.ts --url mqtt://host:port [--building hq] [--floors 3] [--rooms 2]
-                  [--rate 5] [--spikes 0.05] [--qos 0|1] [--duration S] [--count N]`
+                  [--rate 5] [--spikes 0.05] [--qos 0|1] [--retain] [--duration S] [--count N]`
 
 async function main(argv: string[]): Promise<number> {
   let values: Record<string, string | undefined>
+  const retain = argv.includes('--retain')
+  argv = argv.filter((a) => a !== '--retain')
   try {
     ;({ values } = parseArgs({
       args: argv,
@@ -179,6 +183,7 @@ async function main(argv: string[]): Promise<number> {
     rate: numberOption('rate', values.rate, SENSORS_DEFAULTS.rate, { min: 0.01, max: 10_000 }),
     spikeRatio: numberOption('spikes', values.spikes, SENSORS_DEFAULTS.spikeRatio, { min: 0, max: 1 }),
     qos: numberOption('qos', values.qos, 0, { min: 0, max: 1, integer: true }) as 0 | 1,
+    retain,
     durationMs: duration === undefined ? undefined : duration * 1000,
     count: optionalNumber('count', values.count, { min: 1, max: Number.MAX_SAFE_INTEGER, integer: true }),
     clientId: values['client-id'],
