@@ -193,3 +193,22 @@ export async function collect(
   await client.subscribeAsync(filter, { qos })
   return got
 }
+
+/**
+ * Publishes `topic` from `from` until it shows up in `got` (collected at another site):
+ * the receiver's interests reached the sender and its local subscription is in place.
+ */
+export async function waitRelayed(
+  from: MqttClient,
+  got: ReadonlyArray<{ topic: string }>,
+  topic: string,
+  qos: 0 | 1 = 1,
+): Promise<void> {
+  await waitFor(
+    async () => {
+      await from.publishAsync(topic, 'probe', { qos })
+      return got.some((m) => m.topic === topic)
+    },
+    { what: `${topic} relayed` },
+  )
+}

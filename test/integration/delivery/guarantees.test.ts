@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import { brokerVariants } from '../../helpers/brokers.js'
-import { collect, startTestnet, waitFor } from '../../helpers/testnet.js'
+import { collect, startTestnet, waitFor, waitRelayed } from '../../helpers/testnet.js'
 
 const variants = brokerVariants()
 const mosquitto = variants.find((v) => v.name === 'mosquitto')
@@ -16,13 +16,7 @@ describe('store and forward (mosquitto)', { skip: mosquitto?.skip }, () => {
     const alice = await net.site('alice').client()
     const bob = await net.site('bob').client()
     const got = await collect(bob, 'sf/#')
-    await waitFor(
-      async () => {
-        await alice.publishAsync('sf/probe', 'p', { qos: 1 })
-        return got.some((m) => m.topic === 'sf/probe')
-      },
-      { what: 'first relayed publish' },
-    )
+    await waitRelayed(alice, got, 'sf/probe')
 
     await net.site('bob').stop()
     const N = 300
@@ -87,13 +81,7 @@ for (const variant of variants) {
       const alice = await net.site('alice').client()
       const bobWatch = await net.site('bob').client()
       const live = await collect(bobWatch, 'snap/#')
-      await waitFor(
-        async () => {
-          await alice.publishAsync('snap/probe', 'p', { qos: 1 })
-          return live.some((m) => m.topic === 'snap/probe')
-        },
-        { what: 'first relayed publish' },
-      )
+      await waitRelayed(alice, live, 'snap/probe', 1)
       await alice.publishAsync('snap/door', 'open', { qos: 1, retain: true })
       await alice.publishAsync('snap/light', 'on', { qos: 1, retain: true })
       await waitFor(() => live.some((m) => m.topic === 'snap/light'))

@@ -11,18 +11,8 @@ import { DEFAULT_THRESHOLDS, parseSensorTopic } from '../../../scripts/demo/buil
 import { freeTcpPort } from '../../../scripts/demo/probes.js'
 import { runSensors } from '../../../scripts/demo/sensors.js'
 import { brokerVariants } from '../../helpers/brokers.js'
+import { prng as seeded } from '../../helpers/prng.js'
 import { waitFor } from '../../helpers/testnet.js'
-
-function seeded(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 for (const v of brokerVariants()) {
   describe(`sensors and alarm on ${v.name}`, { skip: v.skip }, () => {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import { brokerVariants } from '../../helpers/brokers.js'
-import { collect, startTestnet, TEST_TUNING, waitFor } from '../../helpers/testnet.js'
+import { collect, startTestnet, TEST_TUNING, waitFor, waitRelayed } from '../../helpers/testnet.js'
 
 for (const variant of brokerVariants()) {
   describe(`interest-driven relay (${variant.name})`, { skip: variant.skip }, () => {
@@ -18,13 +18,7 @@ for (const variant of brokerVariants()) {
       const alice = await net.site('alice').client()
       const bob = await net.site('bob').client()
       const got = await collect(bob, '#')
-      await waitFor(
-        async () => {
-          await alice.publishAsync('old/probe', 'p', { qos: 1 })
-          return got.some((m) => m.topic === 'old/probe')
-        },
-        { what: 'first relayed publish' },
-      )
+      await waitRelayed(alice, got, 'old/probe', 1)
 
       const changedAt = Date.now()
       await net.site('bob').bridge.setSubscriptions([{ filter: 'new/#', qos: 1 }])
@@ -52,13 +46,7 @@ for (const variant of brokerVariants()) {
       const alice = await net.site('alice').client()
       const bob = await net.site('bob').client()
       const got = await collect(bob, 'want/#', 0)
-      await waitFor(
-        async () => {
-          await alice.publishAsync('want/probe', 'p', { qos: 0 })
-          return got.some((m) => m.topic === 'want/probe')
-        },
-        { what: 'first relayed publish' },
-      )
+      await waitRelayed(alice, got, 'want/probe', 0)
       const counters = net.site('alice').counters
       for (let i = 0; i < 50; i++) await alice.publishAsync(`other/${i}`, 'x', { qos: 1 })
       // Nothing of `other/#` ever reached alice's bridge: it is not subscribed to it locally.

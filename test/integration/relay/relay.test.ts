@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import { brokerVariants } from '../../helpers/brokers.js'
-import { collect, startTestnet, waitFor } from '../../helpers/testnet.js'
+import { collect, startTestnet, waitFor, waitRelayed } from '../../helpers/testnet.js'
 
 for (const variant of brokerVariants()) {
   describe(`relay between sites (${variant.name})`, { skip: variant.skip }, () => {
@@ -15,13 +15,7 @@ for (const variant of brokerVariants()) {
       const bob = await net.site('bob').client()
       const got = await collect(bob, '#')
       // first delivery: bob's profile reached alice, alice subscribed locally to doors/#
-      await waitFor(
-        async () => {
-          await alice.publishAsync('doors/probe', 'p', { qos: 1 })
-          return got.some((m) => m.topic === 'doors/probe')
-        },
-        { what: 'first relayed publish' },
-      )
+      await waitRelayed(alice, got, 'doors/probe', 1)
       await alice.publishAsync('secret/1', 'no', { qos: 1 })
       await alice.publishAsync('doors/1', 'empty', { qos: 1 })
       await alice.publishAsync('doors10', 'no', { qos: 1 })
@@ -92,13 +86,7 @@ for (const variant of brokerVariants()) {
       const alice = await net.site('alice').client()
       const bob = await net.site('bob').client()
       const got = await collect(bob, '#')
-      await waitFor(
-        async () => {
-          await alice.publishAsync('pub/probe', 'p', { qos: 0 })
-          return got.some((m) => m.topic === 'pub/probe')
-        },
-        { what: 'first relayed publish' },
-      )
+      await waitRelayed(alice, got, 'pub/probe', 0)
       await alice.publishAsync('priv/ok', 'blocked by export', { qos: 1 })
       await alice.publishAsync('pub/q0', 'zero', { qos: 0 })
       await alice.publishAsync('pub/q1', 'one', { qos: 1 })

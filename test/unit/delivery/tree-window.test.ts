@@ -11,6 +11,7 @@ import {
 } from '../../../src/delivery/tree-aggregate.js'
 import { spreadTree } from '../../../src/delivery/tree-spread.js'
 import { TreeWindow, type TreeWindowTimers } from '../../../src/delivery/tree-window.js'
+import { prng } from '../../helpers/prng.js'
 
 /** Timers fired by hand: the window's timing is tested without waiting. */
 class ManualTimers implements TreeWindowTimers {
@@ -290,17 +291,6 @@ describe('TreeWindow bursts (real timers)', () => {
     )
   })
 })
-
-/** mulberry32: seeded, so a failing sequence reproduces. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let x = Math.imul(a ^ (a >>> 15), 1 | a)
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 /** The consumer algorithm of docs/TREES.md: spread the partial, apply each row (empty = delete). */
 function applyPartial(state: TreeState, filter: string, partial: TreeDoc): void {

@@ -12,18 +12,7 @@ import {
   sensorTopic,
 } from '../../../scripts/demo/building.js'
 import { topicMatches, validateTopicName } from '../../../src/routing/topic.js'
-
-/** A seeded PRNG (mulberry32) so the property loops are reproducible. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+import { prng as seeded } from '../../helpers/prng.js'
 
 const TOPICS: ReadonlyArray<[string, ReturnType<typeof parseSensorTopic>]> = [
   ['building/hq/P_1/N/111/TEMP', { building: 'hq', floor: 'P_1', wing: 'N', room: '111', sensor: 'TEMP' }],

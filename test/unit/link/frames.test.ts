@@ -9,20 +9,9 @@ import {
   PUBLISH_BATCH_OVERHEAD,
   publishEncodedSize,
 } from '../../../src/link/frames.js'
+import { prng } from '../../helpers/prng.js'
 
 const isFrameInvalid = (e: unknown) => isBridgeError(e, 'FRAME_INVALID')
-
-/** Deterministic PRNG (mulberry32) so fuzz failures reproduce. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 const roundTrips: Frame[] = [
   { type: 'PUBLISH_BATCH', messages: [] },

@@ -3,17 +3,7 @@
  * written straight from the spec's recursive definition (split into levels).
  */
 
-/** mulberry32: a tiny seeded PRNG, so a failing case reproduces from its seed. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+export { prng } from '../../helpers/prng.js'
 
 /** Small alphabet so that matches are frequent; includes `$` levels and empty levels. */
 export const LITERALS: readonly string[] = ['a', 'b', 'ab', '', '$', '$a', 'é']
