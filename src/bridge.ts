@@ -70,7 +70,10 @@ export interface BridgeEvents {
  */
 export class Bridge extends EventEmitter<BridgeEvents> {
   readonly counters: Counters
-  private readonly log: Logger
+  /** The site's root logger; components derive theirs from it (with their name and key). */
+  private readonly root: Logger
+  /** This object's own lines: component `bridge` and the key prefix once it is known. */
+  private log: Logger
   private readonly router: Router<string>
   private readonly outbound = new Map<string, PeerOutbound>()
   private readonly ids = new MessageIds()
@@ -107,8 +110,12 @@ export class Bridge extends EventEmitter<BridgeEvents> {
   ) {
     super()
     this.counters = deps.counters ?? new Counters()
-    this.log = deps.log ?? createRootLogger({ name: config.name })
-    this.router = new Router<string>({ counters: this.counters, logger: this.log })
+    this.root = deps.log ?? createRootLogger({ name: config.name })
+    this.log = componentLogger(this.root, 'bridge')
+    this.router = new Router<string>({
+      counters: this.counters,
+      logger: componentLogger(this.root, 'routing'),
+    })
     this.peerNames = new Map(config.peers.map((p) => [p.publicKey, p.name]))
     this.allowSet = new Set(config.peers.map((p) => p.publicKey))
     this.importAcls = new Map(config.peers.map((p) => [p.publicKey, p.import]))
@@ -142,6 +149,12 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     return this.links?.connectedPeers() ?? []
   }
 
+  /** QoS 1 messages waiting in the durable outbox for a peer (not yet acknowledged by it). */
+  backlog(peerKeyHex: string): { messages: number; bytes: number } {
+    const s = this.store?.outbox.stats(peerKeyHex)
+    return { messages: s?.messages ?? 0, bytes: s?.bytes ?? 0 }
+  }
+
   /** Peers whose verified profile we hold. */
   knownPeers(): DiscoveredPeer[] {
     return this.dht?.peers() ?? []
@@ -156,11 +169,9 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     const self = c.peers.findIndex((p) => p.publicKey === identity.publicKeyHex)
     if (self >= 0) throw BridgeError.config(`peers[${self}].publicKey`, "is this site's own key")
     const key = identity.publicKeyHex
-    const log = (component: string) => componentLogger(this.log, component, key)
-    this.log.info(
-      { key: key.slice(0, 7), publicKey: key, created: identity.created || undefined },
-      `starting site "${c.name}"`,
-    )
+    const log = (component: string) => componentLogger(this.root, component, key)
+    this.log = log('bridge')
+    this.log.info({ publicKey: key, created: identity.created || undefined }, `starting site "${c.name}"`)
 
     try {
       const db = openStore(c.stateDir, { log: log('store'), counters: this.counters })
@@ -238,7 +249,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
       const endpoints = advertisedEndpoints(c.listen.host, bound.port, c.listen.advertise)
 
       this.dht = new DhtService(
-        { identity, stateDir: c.stateDir, log: this.log, counters: this.counters },
+        { identity, stateDir: c.stateDir, log: this.root, counters: this.counters },
         {
           name: c.name,
           host: c.dht.host,
@@ -501,7 +512,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
           peerKeyHex: peer,
           outbox: store.outbox,
           counters: this.counters,
-          log: componentLogger(this.log, 'outbound', this.identityValue?.publicKeyHex).child({
+          log: componentLogger(this.root, 'outbound', this.identityValue?.publicKeyHex).child({
             peer: this.peerLabel(peer),
           }),
           snapshot: () => this.snapshotFor(peer),

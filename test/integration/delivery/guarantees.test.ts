@@ -37,6 +37,64 @@ describe('store and forward (mosquitto)', { skip: mosquitto?.skip }, () => {
 })
 
 for (const variant of variants) {
+  describe(`a dead peer (${variant.name})`, { skip: variant.skip }, () => {
+    test('does not stall relaying to a healthy one; its backlog waits on disk and drains when it returns', async (t) => {
+      const subs = [{ filter: 'fan/#', qos: 1 as const }]
+      const net = await startTestnet(t, {
+        broker: variant.name,
+        sites: [
+          { name: 'alice' },
+          { name: 'bob', subscriptions: subs },
+          { name: 'carol', subscriptions: subs },
+        ],
+      })
+      await net.waitMeshed()
+      const alice = await net.site('alice').client()
+      const gotBob = await collect(await net.site('bob').client(), 'fan/#')
+      const gotCarol = await collect(await net.site('carol').client(), 'fan/#')
+      await waitRelayed(alice, gotBob, 'fan/probe-b')
+      await waitRelayed(alice, gotCarol, 'fan/probe-c')
+      await net.site('carol').stop()
+      await waitFor(() => !net.site('alice').bridge.connectedPeers().includes(net.site('carol').publicKeyHex))
+      const carolKey = net.site('carol').publicKeyHex
+      const before = net.site('alice').bridge.backlog(carolKey).messages // a probe may still be unacknowledged
+      const N = 1000
+      await Promise.all(
+        Array.from({ length: N }, (_, i) => alice.publishAsync('fan/seq', String(i), { qos: 1 })),
+      )
+      await waitFor(() => gotBob.filter((m) => m.topic === 'fan/seq').length >= N, { what: 'all at bob' })
+      const atBob = gotBob.filter((m) => m.topic === 'fan/seq').map((m) => Number(m.payload))
+      assert.deepEqual(
+        atBob,
+        Array.from({ length: N }, (_, i) => i),
+        'bob: all, once, in order',
+      )
+      assert.equal(net.site('alice').bridge.backlog(carolKey).messages, before + N, 'on disk for carol')
+      assert.equal(
+        net.site('alice').bridge.backlog(net.site('bob').publicKeyHex).messages,
+        0,
+        'bob acked all',
+      )
+
+      const carolWatch = variant.name === 'embedded' ? undefined : gotCarol
+      await net.site('carol').restart()
+      // (An embedded broker restarts with its bridge: a new client sees what arrives after.)
+      const got = carolWatch ?? (await collect(await net.site('carol').client(), 'fan/#'))
+      await waitFor(() => net.site('alice').bridge.backlog(net.site('carol').publicKeyHex).messages === 0, {
+        timeoutMs: 20_000,
+        what: 'carol acknowledged the backlog',
+      })
+      if (carolWatch) {
+        const atCarol = got.filter((m) => m.topic === 'fan/seq').map((m) => Number(m.payload))
+        assert.deepEqual(
+          atCarol,
+          Array.from({ length: N }, (_, i) => i),
+          'carol: all, once, in order',
+        )
+      }
+    })
+  })
+
   describe(`retained messages (${variant.name})`, { skip: variant.skip }, () => {
     test('a late joiner receives the current retained state; an empty retained payload deletes it', async (t) => {
       const net = await startTestnet(t, {
