@@ -37,6 +37,8 @@ export interface BridgeTuning {
   >
   readonly outbound?: PeerOutboundOptions
   readonly brokerReconnect?: { minMs?: number; maxMs?: number }
+  /** How often a `status` line (links, backlogs, counters) is logged; default 60 s, 0 = never. */
+  readonly statusIntervalMs?: number
 }
 
 export interface BridgeDeps {
@@ -99,6 +101,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
   private subscriptionUpdate: Promise<void> = Promise.resolve()
   private subscriptionUpdatePending = false
   private stopping: Promise<void> | undefined
+  private statusTimer: NodeJS.Timeout | undefined
   private readonly peerNames: Map<string, string>
   private readonly allowSet: Set<string>
   private readonly importAcls: Map<string, readonly string[] | undefined>
@@ -147,6 +150,18 @@ export class Bridge extends EventEmitter<BridgeEvents> {
   /** Peers with a live link. */
   connectedPeers(): string[] {
     return this.links?.connectedPeers() ?? []
+  }
+
+  /** One line an operator can watch: who is linked, what waits for whom, every counter. */
+  private logStatus(): void {
+    const connected = new Set(this.connectedPeers())
+    const peers = Object.fromEntries(
+      this.config.peers.map((p) => [
+        p.name,
+        { linked: connected.has(p.publicKey), backlog: this.backlog(p.publicKey).messages },
+      ]),
+    )
+    this.log.info({ peers, counters: this.counters.snapshot() }, 'status')
   }
 
   /** QoS 1 messages waiting in the durable outbox for a peer (not yet acknowledged by it). */
@@ -270,6 +285,11 @@ export class Bridge extends EventEmitter<BridgeEvents> {
       this.heldLocal = undefined
       for (const [m, done] of held) this.onLocalMessage(m, done)
       this.statusValue = { state: 'running' }
+      const every = this.tuning.statusIntervalMs ?? 60_000
+      if (every > 0) {
+        this.statusTimer = setInterval(() => this.logStatus(), every)
+        this.statusTimer.unref()
+      }
       this.log.info(
         {
           link: endpoints,
@@ -288,6 +308,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
 
   stop(): Promise<void> {
     this.stopping ??= (async () => {
+      clearInterval(this.statusTimer)
       // Stop intake first, then links, then the DHT.
       await this.trees?.close() // pending trees go out before the broker stops (bounded)
       await this.broker?.stop().catch(() => undefined)
