@@ -5,6 +5,7 @@ import type { LoadedConfig } from './config/load.js'
 import { InboundDelivery } from './delivery/inbound.js'
 import { MessageIds } from './delivery/message-ids.js'
 import { PeerOutbound, type PeerOutboundOptions } from './delivery/outbound.js'
+import { TickBatch } from './delivery/tick-batch.js'
 import { TreeDelivery } from './delivery/tree-delivery.js'
 import { TreeInput } from './delivery/tree-input.js'
 import type { DiscoveredPeer } from './dht/discovery.js'
@@ -21,7 +22,7 @@ import { allowed, Router } from './routing/router.js'
 import { JsonStateFile } from './state/json-file.js'
 import { type BridgeStore, openStore } from './store/database.js'
 import { DedupeStore } from './store/dedupe.js'
-import { DurableOutbox } from './store/outbox.js'
+import { DurableOutbox, type OutboxMessage } from './store/outbox.js'
 import { payloadDigest, RetainedStore } from './store/retained.js'
 
 /** Knobs that are not part of the config file (tests shorten timers; the bench sizes windows). */
@@ -102,6 +103,10 @@ export class Bridge extends EventEmitter<BridgeEvents> {
   private subscriptionUpdatePending = false
   private stopping: Promise<void> | undefined
   private statusTimer: NodeJS.Timeout | undefined
+  /** Outbox appends, one call per peer per event-loop turn. */
+  private readonly appends = new TickBatch<string, OutboxMessage>((peer, messages) =>
+    this.flushAppends(peer, messages),
+  )
   private readonly peerNames: Map<string, string>
   private readonly allowSet: Set<string>
   private readonly importAcls: Map<string, readonly string[] | undefined>
@@ -374,24 +379,31 @@ export class Bridge extends EventEmitter<BridgeEvents> {
         this.outboundFor(t.peer).enqueueLive(message)
         continue
       }
-      durable.push(
-        store.outbox.append(t.peer, [{ ...message, qos: 1, payload: m.payload }]).then(
-          ({ dropped }: { dropped: ReadonlyArray<{ reason: string }> }) => {
-            for (const d of dropped) this.counters.inc(`outbox.${this.peerLabel(t.peer)}.dropped.${d.reason}`)
-            this.outboundFor(t.peer).kick()
-          },
-          (err: Error) => {
-            this.counters.inc(`outbox.${this.peerLabel(t.peer)}.dropped.append_failed`)
-            this.log.error(
-              { err: err.message, peer: this.peerLabel(t.peer) },
-              'outbox append failed: message lost',
-            )
-          },
-        ),
-      )
+      durable.push(this.appendToOutbox(t.peer, { ...message, qos: 1, payload: m.payload }))
     }
     if (durable.length === 0) done()
     else Promise.all(durable).then(done, done)
+  }
+
+  private appendToOutbox(peer: string, message: OutboxMessage): Promise<void> {
+    return this.appends.add(peer, message)
+  }
+
+  /** Never rejects: a failed append is counted and logged (those messages are lost). */
+  private async flushAppends(peer: string, messages: OutboxMessage[]): Promise<void> {
+    const store = this.store
+    if (!store) return
+    try {
+      const { dropped } = await store.outbox.append(peer, messages)
+      for (const d of dropped) this.counters.inc(`outbox.${this.peerLabel(peer)}.dropped.${d.reason}`)
+      this.outboundFor(peer).kick()
+    } catch (err) {
+      this.counters.inc(`outbox.${this.peerLabel(peer)}.dropped.append_failed`, messages.length)
+      this.log.error(
+        { err: (err as Error).message, peer: this.peerLabel(peer) },
+        'outbox append failed: messages lost',
+      )
+    }
   }
 
   /** The retained values a peer gets on link-up: its filters, this site's export ACL. */

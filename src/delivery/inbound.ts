@@ -6,6 +6,7 @@ import { InterestTrie } from '../routing/interest-trie.js'
 import { allowed } from '../routing/router.js'
 import { topicMatches, validateRemoteTopic } from '../routing/topic.js'
 import { DedupeWindow } from './dedupe.js'
+import { TickBatch } from './tick-batch.js'
 import type { TreeDelivery } from './tree-delivery.js'
 
 export interface LocalSubscription {
@@ -57,6 +58,10 @@ export class InboundDelivery {
   private readonly windows = new Map<string, DedupeWindow>()
   private readonly pendingAcks = new Map<string, number[]>()
   private ackScheduled = false
+  /** Dedupe ids persisted once per origin per event-loop turn. */
+  private readonly dedupeAdds = new TickBatch<string, number>((origin, ids) =>
+    this.deps.dedupe ? this.deps.dedupe.add(origin, ids) : Promise.resolve(),
+  )
   /** Per peer, the retained topics seen since its SNAPSHOT_BEGIN. */
   private readonly snapshots = new Map<string, { filters: readonly string[]; topics: Set<string> }>()
   /** Publishes into the local broker (and dedupe commits) not finished yet. */
@@ -129,7 +134,7 @@ export class InboundDelivery {
         if (!this.deps.dedupe) return this.ack(peer, m.id)
         // Ack only once the id is durable in the window: a resend after a crash is then
         // recognised. (Crash between PUBACK and this commit: delivered twice, never lost.)
-        this.track(this.deps.dedupe.add(peer, [m.id])).then(
+        this.track(this.dedupeAdds.add(peer, m.id)).then(
           () => this.ack(peer, m.id),
           (err: Error) => {
             this.deps.counters.inc('dedupe.persist_failed')
