@@ -127,21 +127,22 @@ export class InboundDelivery {
       this.deps.counters.inc('relay.in.duplicate')
       return
     }
-    this.publishLocal(local).then(
-      () => {
+    // One tracked unit from the publish to the persisted id, so a graceful stop (drain)
+    // never closes the store between the two: the id would be lost and a resend duplicated.
+    const delivered = this.publishLocal(local).then(
+      async () => {
         window.complete(m.id)
         this.deps.counters.inc('relay.in.delivered')
         if (!this.deps.dedupe) return this.ack(peer, m.id)
         // Ack only once the id is durable in the window: a resend after a crash is then
         // recognised. (Crash between PUBACK and this commit: delivered twice, never lost.)
-        this.track(this.dedupeAdds.add(peer, m.id)).then(
-          () => this.ack(peer, m.id),
-          (err: Error) => {
-            this.deps.counters.inc('dedupe.persist_failed')
-            this.log.warn({ err: err.message }, 'dedupe window not persisted; acking anyway')
-            this.ack(peer, m.id)
-          },
-        )
+        try {
+          await this.dedupeAdds.add(peer, m.id)
+        } catch (err) {
+          this.deps.counters.inc('dedupe.persist_failed')
+          this.log.warn({ err: (err as Error).message }, 'dedupe window not persisted; acking anyway')
+        }
+        this.ack(peer, m.id)
       },
       (err: Error) => {
         // Not acknowledged: the sender keeps it and resends after the next reconnect.
@@ -153,6 +154,7 @@ export class InboundDelivery {
         )
       },
     )
+    this.track(delivered)
   }
 
   /** The peer starts sending its retained values for `filters` (after its backlog). */
