@@ -1,0 +1,106 @@
+/**
+ * `npm run bench -- [options]`:
+ *   --runs N        runs of the comparison matrix, medians reported (default 3)
+ *   --quick         smoke run: 1 run, ~1 s per case, a 20-site swarm
+ *   --profile       instead of the comparison: CPU-profile both bridges under flat-out
+ *                   QoS 0 and QoS 1 load (node --cpu-prof) and summarize the self time
+ *   --only LIST     sections to run, comma-separated: matrix,startup,router,swarm
+ *   --window0 N     flat-out end-to-end in-flight bound at QoS 0 (default 1000)
+ *   --window1 N     the same at QoS 1 (default 500)
+ *   --rate R        paced rate, msg/s (default 1000)
+ *   --seconds S     measurement window per flat case, s (default 4; paced 5)
+ *   --swarm N       sites in the swarm (default 100)
+ *   --broker-inflight N  max_inflight_messages in every broker's config (default: not set,
+ *                   i.e. Mosquitto's 20); the same for both set-ups
+ *   --out DIR       where results go (default bench-results/)
+ *   --no-build      skip `npm run build` (dist/ must exist)
+ */
+import { parseArgs } from 'node:util'
+import type { Timing } from './cases.js'
+
+export const SECTIONS = ['matrix', 'startup', 'router', 'swarm'] as const
+export type Section = (typeof SECTIONS)[number]
+
+export interface BenchOptions {
+  readonly runs: number
+  readonly quick: boolean
+  readonly profile: boolean
+  readonly sections: ReadonlySet<Section>
+  readonly timing: Timing
+  readonly swarmSites: number
+  /** max_inflight_messages for every broker; undefined = Mosquitto's default. */
+  readonly brokerInflight: number | undefined
+  readonly outDir: string
+  readonly build: boolean
+}
+
+export class UsageError extends Error {}
+
+function positive(name: string, raw: string | undefined, fallback: number): number {
+  if (raw === undefined) return fallback
+  const n = Number(raw)
+  if (!Number.isFinite(n) || n <= 0)
+    throw new UsageError(`--${name}: must be a positive number, got "${raw}"`)
+  return n
+}
+
+export function parseBenchArgs(argv: readonly string[]): BenchOptions {
+  let values: Record<string, string | boolean | undefined>
+  try {
+    ;({ values } = parseArgs({
+      args: [...argv],
+      options: {
+        runs: { type: 'string' },
+        quick: { type: 'boolean' },
+        profile: { type: 'boolean' },
+        only: { type: 'string' },
+        window0: { type: 'string' },
+        window1: { type: 'string' },
+        rate: { type: 'string' },
+        seconds: { type: 'string' },
+        swarm: { type: 'string' },
+        'broker-inflight': { type: 'string' },
+        out: { type: 'string' },
+        'no-build': { type: 'boolean' },
+      },
+      strict: true,
+      allowPositionals: false,
+    }))
+  } catch (err) {
+    throw new UsageError((err as Error).message)
+  }
+  const str = (k: string) => (typeof values[k] === 'string' ? (values[k] as string) : undefined)
+  const quick = values.quick === true
+  const sections = new Set<Section>()
+  for (const s of (str('only') ?? SECTIONS.join(',')).split(',').filter(Boolean)) {
+    if (!(SECTIONS as readonly string[]).includes(s))
+      throw new UsageError(`--only: unknown section "${s}" (${SECTIONS.join(', ')})`)
+    sections.add(s as Section)
+  }
+  const seconds = positive('seconds', str('seconds'), quick ? 1 : 4)
+  const runs = positive('runs', str('runs'), quick ? 1 : 3)
+  if (!Number.isInteger(runs)) throw new UsageError('--runs: must be a whole number')
+  return {
+    runs,
+    quick,
+    profile: values.profile === true,
+    sections,
+    timing: {
+      warmupMs: quick ? 300 : 1000,
+      measureMs: seconds * 1000,
+      pacedWarmupMs: quick ? 200 : 500,
+      pacedMeasureMs: (quick ? seconds : seconds + 1) * 1000,
+      drainIdleMs: quick ? 1000 : 2000,
+      windowQos0: Math.floor(positive('window0', str('window0'), 1000)),
+      windowQos1: Math.floor(positive('window1', str('window1'), 500)),
+      rate: positive('rate', str('rate'), 1000),
+    },
+    swarmSites: Math.floor(positive('swarm', str('swarm'), quick ? 20 : 100)),
+    brokerInflight:
+      str('broker-inflight') === undefined
+        ? undefined
+        : Math.floor(positive('broker-inflight', str('broker-inflight'), 20)),
+    outDir: str('out') ?? 'bench-results',
+    build: values['no-build'] !== true,
+  }
+}

@@ -1,0 +1,81 @@
+/**
+ * Our bridge as the user runs it: `node dist/cli/main.js <config.json>` (the compiled CLI),
+ * plus `bridge dht` as the private swarm's bootstrap node. Readiness comes from the JSON
+ * log lines on stderr: "site running", then "link up".
+ */
+import { mkdirSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { identityFromSeed } from '../../src/identity/identity.js'
+import { type Child, type Cleanup, startChild } from './children.js'
+
+export const REPO_ROOT = new URL('../..', import.meta.url).pathname
+export const CLI = join(REPO_ROOT, 'dist/cli/main.js')
+
+export const SITE_RUNNING = /"msg":"site running"/
+export const LINK_UP = /"msg":"link up"/
+
+export function publicKeyOf(seedByte: number): string {
+  return identityFromSeed(Buffer.alloc(32, seedByte)).publicKeyHex
+}
+
+export interface SiteSpec {
+  readonly name: string
+  /** The 32-byte seed is this byte repeated. */
+  readonly seedByte: number
+  readonly brokerUrl: string
+  readonly bootstrap: string
+  readonly peers: ReadonlyArray<{ readonly name: string; readonly seedByte: number }>
+  readonly subscriptions: ReadonlyArray<{ readonly filter: string; readonly qos: 0 | 1 }>
+}
+
+/** Writes `<dir>/<name>/{site.key, state/, config.json}`; answers the config path. */
+export function writeSite(dir: string, spec: SiteSpec): string {
+  const home = join(dir, spec.name)
+  mkdirSync(join(home, 'state'), { recursive: true })
+  const keyFile = join(home, 'site.key')
+  writeFileSync(keyFile, Buffer.alloc(32, spec.seedByte), { mode: 0o600 })
+  const config = {
+    name: spec.name,
+    keyFile,
+    stateDir: join(home, 'state'),
+    // Defaults everywhere else: sessionExpirySeconds 86,400, the default outbox bounds.
+    broker: { url: spec.brokerUrl },
+    dht: { host: '127.0.0.1', port: 0, bootstrap: [spec.bootstrap] },
+    swarm: 'bench',
+    listen: { host: '127.0.0.1', port: 0 },
+    peers: spec.peers.map((p) => ({ name: p.name, publicKey: publicKeyOf(p.seedByte) })),
+    subscriptions: spec.subscriptions,
+  }
+  const path = join(home, 'config.json')
+  writeFileSync(path, `${JSON.stringify(config, null, 2)}\n`)
+  return path
+}
+
+export interface NodeFlags {
+  /** Extra node flags, e.g. ['--cpu-prof', '--cpu-prof-dir=…']. */
+  readonly nodeArgs?: readonly string[]
+}
+
+/** `bridge dht --port 0 --host 127.0.0.1`; answers its `host:port` once it listens. */
+export async function startBootstrap(cleanup: Cleanup): Promise<{ child: Child; bootstrap: string }> {
+  const child = startChild(cleanup, {
+    name: 'dht-bootstrap',
+    command: process.execPath,
+    args: [CLI, 'dht', '--port', '0', '--host', '127.0.0.1'],
+    env: { LOG_LEVEL: 'info' },
+  })
+  const line = await child.waitLine(/listening on/, 15_000)
+  const m = /listening on (127\.0\.0\.1:\d+)/.exec(line.text)
+  if (!m?.[1]) throw new Error(`cannot read the bootstrap address from: ${line.text}`)
+  return { child, bootstrap: m[1] }
+}
+
+/** Spawns `bridge <config>` (not waiting for anything). */
+export function spawnSite(cleanup: Cleanup, name: string, configPath: string, flags: NodeFlags = {}): Child {
+  return startChild(cleanup, {
+    name,
+    command: process.execPath,
+    args: [...(flags.nodeArgs ?? []), CLI, configPath],
+    env: { LOG_LEVEL: 'info' },
+  })
+}

@@ -1,0 +1,209 @@
+/**
+ * The two set-ups under comparison, each started whole on loopback:
+ * - native: broker B, then broker A with a Mosquitto bridge `connection` to B (bench/# out 1);
+ * - ours: brokers A and B, a DHT bootstrap node (`bridge dht`), site B (subscribed to
+ *   bench/# at QoS 1), then site A (allow-lists B, exports everything by default).
+ * In both, the publisher connects to A and the subscriber to B. Starting a set-up also
+ * measures how long its sending side takes from spawn to the first relayed message.
+ */
+import { mkdirSync } from 'node:fs'
+import { join } from 'node:path'
+import { type Broker, type BrokerTuning, startBroker } from './brokers.js'
+import type { Child, Cleanup } from './children.js'
+import { LoadClients } from './load.js'
+import { decodePayload, encodePayload } from './payload.js'
+import { LINK_UP, type NodeFlags, SITE_RUNNING, spawnSite, startBootstrap, writeSite } from './sites.js'
+
+export type SetupKind = 'native' | 'ours'
+
+export interface ProcessRole {
+  readonly role: 'brokerA' | 'brokerB' | 'bridgeA' | 'bridgeB'
+  readonly pid: number
+}
+
+export interface StartupTiming {
+  /** Spawn of the sending side (broker A for native, bridge A for ours) → first relayed probe. */
+  readonly firstMessageMs: number
+  /** ours: spawn → "site running" and → "link up" at A. */
+  readonly siteRunningMs?: number
+  readonly linkUpMs?: number
+}
+
+export interface Topology {
+  readonly kind: SetupKind
+  readonly clients: LoadClients
+  readonly processes: readonly ProcessRole[]
+  readonly startup: StartupTiming
+  /** ours only: stops site A and starts it again (its state kept); answers the timings. */
+  restartA?(): Promise<StartupTiming>
+  /** ours only, after stop(): each bridge's counters from its "site stopped" log line (this run). */
+  bridgeCounters?(): Record<'bridgeA' | 'bridgeB', Record<string, number>>
+  stop(): Promise<void>
+}
+
+/** What every set-up starts with: the teardown stack, the mosquitto binary, a temp dir. */
+export interface SetupContext {
+  readonly cleanup: Cleanup
+  readonly bin: string
+  readonly dir: string
+  /** Applied to every broker of both set-ups alike. */
+  readonly broker: BrokerTuning
+}
+
+export const BENCH_FILTER = 'bench/#'
+const PROBE_TAG = 0xffffffff
+const PROBE_EVERY_MS = 5
+const STARTUP_DEADLINE_MS = 60_000
+
+/**
+ * Publishes a QoS 0 probe every 5 ms until one arrives at B; answers performance.now() of
+ * the first arrival. The resolution is the 5 ms probe period.
+ */
+export async function firstRelayed(clients: LoadClients, deadlineMs = STARTUP_DEADLINE_MS): Promise<number> {
+  let arrived: number | undefined
+  clients.onPayload((p) => {
+    if (arrived === undefined && decodePayload(p)?.tag === PROBE_TAG) arrived = performance.now()
+  })
+  const end = performance.now() + deadlineMs
+  let seq = 0
+  try {
+    while (arrived === undefined) {
+      if (performance.now() > end) throw new Error(`no message relayed within ${deadlineMs} ms`)
+      clients.pub.publish('bench/probe', encodePayload(64, PROBE_TAG, seq++, performance.now()), { qos: 0 })
+      await new Promise((r) => setTimeout(r, PROBE_EVERY_MS))
+    }
+    return arrived
+  } finally {
+    clients.onPayload(undefined)
+    // Probes still in flight arrive as strays; they are not part of any case.
+  }
+}
+
+export async function startNative(ctx: SetupContext): Promise<Topology> {
+  const { cleanup, bin } = ctx
+  const home = join(ctx.dir, 'native')
+  mkdirSync(home, { recursive: true })
+  const tuning = ctx.broker
+  const b = await startBroker(cleanup, { bin, dir: home, name: 'native-brokerB', tuning })
+  const a = await startBroker(cleanup, {
+    bin,
+    tuning,
+    dir: home,
+    name: 'native-brokerA',
+    bridge: { remotePort: b.port, qos: 1 },
+  })
+  const clients = await LoadClients.connect(a.url, b.url, BENCH_FILTER)
+  cleanup.add(() => clients.close())
+  const first = await firstRelayed(clients)
+  return {
+    kind: 'native',
+    clients,
+    processes: roles(a, b),
+    startup: { firstMessageMs: first - a.child.startedAt },
+    async stop() {
+      await clients.close()
+      await a.child.stop()
+      await b.child.stop()
+    },
+  }
+}
+
+export async function startOurs(ctx: SetupContext, flags: NodeFlags = {}): Promise<Topology> {
+  const { cleanup, bin } = ctx
+  const home = join(ctx.dir, 'ours')
+  mkdirSync(home, { recursive: true })
+  const tuning = ctx.broker
+  const brokerB = await startBroker(cleanup, { bin, dir: home, name: 'ours-brokerB', tuning })
+  const brokerA = await startBroker(cleanup, { bin, dir: home, name: 'ours-brokerA', tuning })
+  const clients = await LoadClients.connect(brokerA.url, brokerB.url, BENCH_FILTER)
+  cleanup.add(() => clients.close())
+  const dht = await startBootstrap(cleanup)
+  const siteA = { name: 'site-a', seedByte: 0xa1 }
+  const siteB = { name: 'site-b', seedByte: 0xb2 }
+  const configB = writeSite(home, {
+    ...siteB,
+    brokerUrl: brokerB.url,
+    bootstrap: dht.bootstrap,
+    peers: [siteA],
+    subscriptions: [{ filter: BENCH_FILTER, qos: 1 }],
+  })
+  const configA = writeSite(home, {
+    ...siteA,
+    brokerUrl: brokerA.url,
+    bootstrap: dht.bootstrap,
+    peers: [siteB],
+    subscriptions: [],
+  })
+  const bridgeB = spawnSite(cleanup, 'bridgeB', configB, flags)
+  await bridgeB.waitLine(SITE_RUNNING, STARTUP_DEADLINE_MS)
+  const started = await startSiteMeasured(cleanup, clients, configA, flags)
+  let bridgeA = started.child
+  await bridgeB.waitLine(LINK_UP, STARTUP_DEADLINE_MS)
+  return {
+    kind: 'ours',
+    clients,
+    get processes(): ProcessRole[] {
+      return [
+        ...roles(brokerA, brokerB),
+        { role: 'bridgeA', pid: bridgeA.pid },
+        { role: 'bridgeB', pid: bridgeB.pid },
+      ]
+    },
+    startup: started.timing,
+    async restartA() {
+      await bridgeA.stop()
+      const mark = bridgeB.mark()
+      const again = await startSiteMeasured(cleanup, clients, configA, flags)
+      bridgeA = again.child
+      await bridgeB.waitLine(LINK_UP, STARTUP_DEADLINE_MS, mark)
+      return again.timing
+    },
+    bridgeCounters() {
+      return { bridgeA: stoppedCounters(bridgeA), bridgeB: stoppedCounters(bridgeB) }
+    },
+    async stop() {
+      await clients.close()
+      await bridgeA.stop()
+      await bridgeB.stop()
+      await dht.child.stop()
+      await brokerA.child.stop()
+      await brokerB.child.stop()
+    },
+  }
+}
+
+/** Spawns site A while probes flow; answers the timings from its spawn. */
+export async function startSiteMeasured(
+  cleanup: Cleanup,
+  clients: LoadClients,
+  configPath: string,
+  flags: NodeFlags = {},
+): Promise<{ child: Child; timing: StartupTiming }> {
+  const child = spawnSite(cleanup, 'bridgeA', configPath, flags)
+  const first = await firstRelayed(clients)
+  const running = await child.waitLine(SITE_RUNNING, STARTUP_DEADLINE_MS)
+  const link = await child.waitLine(LINK_UP, STARTUP_DEADLINE_MS)
+  return {
+    child,
+    timing: {
+      firstMessageMs: first - child.startedAt,
+      siteRunningMs: running.at - child.startedAt,
+      linkUpMs: link.at - child.startedAt,
+    },
+  }
+}
+
+/** The counters of the last "site stopped" line (empty if the bridge never logged one). */
+function stoppedCounters(child: Child): Record<string, number> {
+  const last = child.lines(/"msg":"site stopped"/).at(-1)
+  if (last === undefined) return {}
+  const rec = JSON.parse(last.text) as { counters?: Record<string, number> }
+  return rec.counters ?? {}
+}
+
+function roles(a: Broker, b: Broker): ProcessRole[] {
+  return [
+    { role: 'brokerA', pid: a.child.pid },
+    { role: 'brokerB', pid: b.child.pid },
+  ]
+}
