@@ -20,6 +20,9 @@ import { decodeProfile, PROFILE_SALT, type Profile, profileExtraSalts, type Sign
 
 export const SWARM_PREFIX = 'mqtt-dht-bridge/swarm/v1/'
 
+/** Extra discovery rounds after start (ms): see Discovery.start(). */
+const EARLY_ROUNDS_MS = [1_000, 2_000, 4_000, 8_000, 16_000, 32_000]
+
 /** The rendezvous infoHash: sha1 of the fixed prefix plus the swarm name (UTF-8). */
 export function swarmInfoHash(swarm: string): Buffer {
   return createHash('sha1')
@@ -137,11 +140,25 @@ export class Discovery extends EventEmitter<DiscoveryEvents> {
     every(this.options.refreshMs ?? 5 * 60_000, () => this.refresh())
     this.background(() => this.lookupRound()) // announces first: nothing was announced yet
     this.background(() => this.refresh())
+    // Sites that start together each look before the other's record is in the DHT: without
+    // early rounds they would meet only at the next regular lookup (a minute by default),
+    // and the first relayed message must take about a second, not minutes. So look again
+    // after 1, 2, 4, 8, 16 and 32 s (skipping any delay not shorter than the regular one).
+    const regular = Math.min(this.options.lookupMs ?? 60_000, this.options.refreshMs ?? 5 * 60_000)
+    for (const delay of EARLY_ROUNDS_MS) {
+      if (delay >= regular) break
+      const t = setTimeout(() => {
+        this.background(() => this.lookupRound())
+        this.background(() => this.refresh())
+      }, delay)
+      t.unref()
+      this.timers.push(t)
+    }
   }
 
   stop(): void {
     this.stopped = true
-    for (const t of this.timers) clearInterval(t)
+    for (const t of this.timers) clearInterval(t) // clears timeouts too
   }
 
   /** Current verified peers. */
