@@ -6,6 +6,7 @@ import { type Logger, silentLogger } from '../log.js'
 import { Counters } from '../metrics.js'
 import { GroupCommit } from './group-commit.js'
 import { migrate } from './schema.js'
+import { WalSync } from './wal-sync.js'
 
 export interface StoreDeps {
   log?: Logger
@@ -14,9 +15,11 @@ export interface StoreDeps {
 
 export interface StoreOptions {
   /**
-   * SQLite `synchronous` in WAL mode. 'full' (default): every commit fsyncs the WAL, so an
-   * acknowledged write survives kill -9 and power loss. 'normal': survives kill -9 only
-   * (a power cut may lose the last commits); for benchmarks and throwaway sites.
+   * 'full' (default): a write resolves once its commit is fsynced (the WAL is fdatasync'ed
+   * off the event loop, src/store/wal-sync.ts), so an acknowledged write survives kill -9
+   * and power loss. 'normal': a write resolves at COMMIT; survives kill -9 only (a power
+   * cut may lose the last commits); for benchmarks and throwaway sites. SQLite itself runs
+   * with `synchronous = NORMAL` in both cases.
    */
   synchronous?: 'full' | 'normal'
   /** File name inside stateDir (default `bridge.db`). */
@@ -36,19 +39,37 @@ export class BridgeStore {
   readonly counters: Counters
   private readonly log: Logger
   private readonly group: GroupCommit
+  private readonly walSync: WalSync | undefined
   private isClosed = false
 
   /** Use openStore(). */
-  constructor(db: Database.Database, path: string, deps: Required<StoreDeps>) {
+  constructor(db: Database.Database, path: string, deps: Required<StoreDeps>, durable = true) {
     this.db = db
     this.path = path
     this.log = deps.log
     this.counters = deps.counters
-    this.group = new GroupCommit(db, (err, jobs) => {
-      this.counters.inc('store.commit_failed')
-      this.log.error({ err, jobs, path }, 'state database commit failed')
-      return stateError(`commit to ${path} failed`, err)
-    })
+    this.walSync = durable ? new WalSync(`${path}-wal`) : undefined
+    this.group = new GroupCommit(
+      db,
+      {
+        onCommitFailed: (err, jobs) => {
+          this.counters.inc('store.commit_failed')
+          this.log.error({ err, jobs, path }, 'state database commit failed')
+          return stateError(`commit to ${path} failed`, err)
+        },
+        onSyncFailed: (err, jobs) => {
+          // Committed but maybe not on disk: the callers do not acknowledge those writes.
+          this.counters.inc('store.sync_failed')
+          this.log.error({ err, jobs, path }, 'state database fsync failed')
+          return stateError(`fsync of ${path}-wal failed`, err)
+        },
+        onCallbackFailed: (err) => {
+          this.counters.inc('store.callback_failed')
+          this.log.error({ err }, 'a state database commit callback threw')
+        },
+      },
+      this.walSync,
+    )
   }
 
   /** Transactions committed (a group of writes is one). Tests assert group commit with it. */
@@ -56,19 +77,25 @@ export class BridgeStore {
     return this.group.commits
   }
 
+  /** fsyncs of the WAL completed (one covers every commit made before it started). */
+  get syncs(): number {
+    return this.walSync?.syncs ?? 0
+  }
+
   get closed(): boolean {
     return this.isClosed
   }
 
   /**
-   * Runs `work` (synchronous SQL) inside the next group transaction. Resolves with its
-   * result once committed (durable per `synchronous`); rejects with work's own error if
-   * it threw (its effects rolled back), or STATE_ERROR if the commit failed or the store
-   * is closed. Reads made before it resolves do not see its effects.
+   * Runs `work` (synchronous SQL) inside the next group transaction. `committed` runs
+   * right after COMMIT (the effects are visible to reads and survive kill -9); the promise
+   * resolves with work's result once durable (per `synchronous`). Rejects with work's own
+   * error if it threw (its effects rolled back; `committed` not called), or STATE_ERROR if
+   * the commit or the fsync failed or the store is closed.
    */
-  write<T>(work: () => T): Promise<T> {
+  write<T>(work: () => T, committed?: (value: T) => void): Promise<T> {
     if (this.isClosed) return Promise.reject(stateError(`${this.path} is closed`))
-    return this.group.run(work)
+    return this.group.run(work, committed)
   }
 
   /** Commits queued writes now (close() does this too). */
@@ -76,10 +103,11 @@ export class BridgeStore {
     if (!this.isClosed) this.group.flush()
   }
 
-  /** Commits queued writes and closes the file. Idempotent. */
+  /** Commits queued writes, makes them durable and closes the file. Idempotent. */
   close(): void {
     if (this.isClosed) return
-    this.group.flush()
+    this.group.close()
+    this.walSync?.close()
     this.isClosed = true
     try {
       this.db.close()
@@ -91,7 +119,7 @@ export class BridgeStore {
 
 /**
  * Opens (creating if needed, mode 0600) `<stateDir>/bridge.db`: WAL journal,
- * `synchronous = FULL`, EXCLUSIVE locking (a second process on the same stateDir fails
+ * `synchronous = NORMAL` plus our own fsync of the WAL per group (see WalSync), EXCLUSIVE locking (a second process on the same stateDir fails
  * with STATE_ERROR instead of corrupting message ids), schema migrated to the current
  * version. A corrupt, unreadable, locked or too-new file throws STATE_ERROR naming it.
  */
@@ -116,7 +144,8 @@ export function openStore(stateDir: string, deps: StoreDeps = {}, options: Store
     db.pragma('locking_mode = EXCLUSIVE')
     const mode = db.pragma('journal_mode = WAL', { simple: true })
     if (mode !== 'wal') throw new Error(`journal_mode is ${String(mode)}, not wal`)
-    db.pragma(`synchronous = ${synchronous === 'full' ? 'FULL' : 'NORMAL'}`)
+    // Durability comes from WalSync ('full'), off the event loop; SQLite need not block on it.
+    db.pragma('synchronous = NORMAL')
     // After a checkpoint, truncate a WAL that grew past 64 MiB (a long backlog drain).
     db.pragma('journal_size_limit = 67108864')
     if (options.integrityCheck ?? true) {
@@ -131,7 +160,7 @@ export function openStore(stateDir: string, deps: StoreDeps = {}, options: Store
   }
   if (created) fsyncDir(stateDir)
   for (const suffix of ['-wal', '-shm']) if (existsSync(path + suffix)) restrictMode(path + suffix, log)
-  return new BridgeStore(db, path, { log, counters })
+  return new BridgeStore(db, path, { log, counters }, synchronous === 'full')
 }
 
 function stateError(what: string, cause?: unknown): BridgeError {
