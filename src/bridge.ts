@@ -394,9 +394,14 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     const store = this.store
     if (!store) return
     try {
-      const { dropped } = await store.outbox.append(peer, messages)
+      // Sent once committed (a kill -9 keeps them); PUBACKed to the local broker once
+      // fsynced (the caller's `done`). A power cut in between can only cause a duplicate:
+      // the broker redelivers what it has no PUBACK for.
+      const outbound = this.outboundFor(peer)
+      const { dropped } = await store.outbox.append(peer, messages, (d) =>
+        outbound.committed(messages, d.length > 0),
+      )
       for (const d of dropped) this.counters.inc(`outbox.${this.peerLabel(peer)}.dropped.${d.reason}`)
-      this.outboundFor(peer).kick()
     } catch (err) {
       this.counters.inc(`outbox.${this.peerLabel(peer)}.dropped.append_failed`, messages.length)
       this.log.error(

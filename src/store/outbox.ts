@@ -110,11 +110,16 @@ export class DurableOutbox {
    * bounds dropped in this call (also counted as `outbox.dropped.<reason>`). An id already
    * queued for that peer is ignored (appending is idempotent). A message larger than
    * maxBytes on its own can never fit: it is dropped as 'drop_newest' under either policy,
-   * rather than flushing the whole outbox for nothing.
+   * rather than flushing the whole outbox for nothing. `committed` runs as soon as the
+   * rows are committed (visible to peek, survive kill -9), before they are fsynced.
    */
-  async append(peerKeyHex: string, messages: readonly OutboxMessage[]): Promise<{ dropped: OutboxDrop[] }> {
+  async append(
+    peerKeyHex: string,
+    messages: readonly OutboxMessage[],
+    committed?: (dropped: readonly OutboxDrop[]) => void,
+  ): Promise<{ dropped: OutboxDrop[] }> {
     if (messages.length === 0) return { dropped: [] }
-    const dropped = await this.store.write(() => this.appendInTx(peerKeyHex, messages))
+    const dropped = await this.store.write(() => this.appendInTx(peerKeyHex, messages), committed)
     for (const d of dropped) this.counters.inc(`outbox.dropped.${d.reason}`)
     return { dropped }
   }

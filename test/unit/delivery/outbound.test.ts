@@ -1,0 +1,241 @@
+import assert from 'node:assert/strict'
+import { EventEmitter } from 'node:events'
+import { describe, test } from 'node:test'
+import { type OutboundLink, PeerOutbound } from '../../../src/delivery/outbound.js'
+import type { Frame, PublishMessage } from '../../../src/link/frames.js'
+import { silentLogger } from '../../../src/log.js'
+import { Counters } from '../../../src/metrics.js'
+import { DurableOutbox, type OutboxMessage } from '../../../src/store/outbox.js'
+import { open, PEER_A, tempDir } from '../store/helpers.js'
+
+/** A link that records every PUBLISH_BATCH and can be told it is full. */
+class FakeLink extends EventEmitter implements OutboundLink {
+  readonly maxFrameBytes = 1024 * 1024
+  closed = false
+  full = false
+  readonly sent: number[] = []
+  send(frame: Frame): boolean {
+    if (this.closed) throw new Error('closed')
+    if (frame.type === 'PUBLISH_BATCH') for (const m of frame.messages) this.sent.push(m.id)
+    return !this.full
+  }
+}
+
+const turn = () => new Promise((r) => setImmediate(r))
+async function turns(n: number): Promise<void> {
+  for (let i = 0; i < n; i++) await turn()
+}
+
+function message(id: number): OutboxMessage {
+  return { id, topic: `t/${id % 7}`, payload: Buffer.from(`m${id}`), qos: 1, retain: false }
+}
+
+/** A real outbox with its reads counted; appends go through `commit` like Bridge.flushAppends. */
+function setup(
+  t: import('node:test').TestContext,
+  options: ConstructorParameters<typeof PeerOutbound>[1] = {},
+  maxMessages = 50,
+) {
+  const store = open(t, tempDir(t))
+  const outbox = new DurableOutbox({ store }, { maxMessages, policy: 'drop-oldest' })
+  let peeks = 0
+  const outbound = new PeerOutbound(
+    {
+      peerKeyHex: PEER_A,
+      outbox: {
+        peek: (peer, after, limit) => {
+          peeks++
+          return outbox.peek(peer, after, limit)
+        },
+        remove: (peer, ids) => outbox.remove(peer, ids),
+      },
+      counters: new Counters(),
+      log: silentLogger,
+      snapshot: () => ({ filters: [], messages: [] }),
+    },
+    options,
+  )
+  const commit = (ids: number[]) => {
+    const messages = ids.map(message)
+    return outbox.append(PEER_A, messages, (dropped) => outbound.committed(messages, dropped.length > 0))
+  }
+  return { outbox, outbound, commit, peeks: () => peeks }
+}
+
+describe('PeerOutbound: QoS 1 from memory when caught up, from disk otherwise', () => {
+  test('caught up: committed messages are sent without reading the outbox back', async (t) => {
+    const { outbound, commit, peeks } = setup(t)
+    const link = new FakeLink()
+    outbound.attach(link)
+    await turns(3)
+    const before = peeks()
+    for (let batch = 0; batch < 5; batch++) await commit([1, 2, 3].map((i) => batch * 3 + i))
+    await turns(2)
+    assert.deepEqual(
+      link.sent,
+      Array.from({ length: 15 }, (_, i) => i + 1),
+    )
+    assert.equal(peeks(), before, 'no read of the outbox for messages just written')
+  })
+
+  test('committed while the link is down: read from disk on attach, in order, then memory again', async (t) => {
+    const { outbound, commit, peeks } = setup(t)
+    await commit([1, 2, 3])
+    const link = new FakeLink()
+    outbound.attach(link)
+    await turns(3)
+    assert.deepEqual(link.sent, [1, 2, 3])
+    const before = peeks()
+    await commit([4, 5])
+    await turns(2)
+    assert.deepEqual(link.sent, [1, 2, 3, 4, 5])
+    assert.equal(peeks(), before)
+  })
+
+  test('a full in-flight window holds fresh messages in memory; acks release them in order', async (t) => {
+    const { outbound, commit } = setup(t, { maxInflight: 4 })
+    const link = new FakeLink()
+    outbound.attach(link)
+    await turns(3)
+    await commit([1, 2, 3, 4, 5, 6, 7, 8, 9, 10])
+    await turns(2)
+    assert.deepEqual(link.sent, [1, 2, 3, 4])
+    outbound.acknowledge([1, 2])
+    await turns(2)
+    assert.deepEqual(link.sent, [1, 2, 3, 4, 5, 6])
+    outbound.acknowledge([3, 4, 5, 6])
+    await turns(2)
+    outbound.acknowledge([7, 8, 9, 10])
+    await turns(2)
+    assert.deepEqual(link.sent, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10])
+  })
+
+  test('a reconnect resends everything unacknowledged from disk, and nothing twice on one link', async (t) => {
+    const { outbound, commit } = setup(t, { maxInflight: 3 })
+    const first = new FakeLink()
+    outbound.attach(first)
+    await turns(3)
+    await commit([1, 2, 3, 4, 5])
+    await turns(2)
+    outbound.acknowledge([1])
+    await turns(2)
+    assert.deepEqual(first.sent, [1, 2, 3, 4])
+    outbound.detach()
+    first.closed = true
+    await commit([6]) // committed while down
+    const second = new FakeLink()
+    outbound.attach(second)
+    await turns(3)
+    assert.deepEqual(second.sent, [2, 3, 4], 'the oldest unacknowledged first, within the window')
+    outbound.acknowledge([2, 3, 4])
+    await turns(3)
+    await commit([7])
+    await turns(3)
+    outbound.acknowledge([5, 6])
+    await turns(3)
+    assert.deepEqual(second.sent, [2, 3, 4, 5, 6, 7])
+  })
+
+  test('committed while the window is full of disk backlog: read from disk once, never also from memory', async (t) => {
+    const { outbound, commit } = setup(t, { maxInflight: 2 })
+    await commit([1, 2, 3])
+    const link = new FakeLink()
+    outbound.attach(link)
+    await turns(3)
+    assert.deepEqual(link.sent, [1, 2], 'window full, 3 still on disk')
+    await commit([4, 5])
+    outbound.acknowledge([1, 2])
+    await turns(3)
+    outbound.acknowledge([3, 4])
+    await turns(3)
+    outbound.acknowledge([5])
+    await turns(3)
+    assert.deepEqual(link.sent, [1, 2, 3, 4, 5])
+  })
+
+  test('when the bounds drop messages, sending falls back to the disk order (no dropped id sent)', async (t) => {
+    const { outbox, outbound, commit } = setup(t, { maxInflight: 1000 })
+    const link = new FakeLink()
+    link.full = true // nothing leaves memory until 'drain'
+    outbound.attach(link)
+    await turns(3)
+    const ids = Array.from({ length: 60 }, (_, i) => i + 1)
+    await commit(ids) // outbox bound 50, drop-oldest: ids 1-10 dropped
+    await turns(2)
+    link.full = false
+    link.emit('drain')
+    await turns(3)
+    const stored = outbox.peek(PEER_A, 0, 100).map((m) => m.id)
+    assert.deepEqual(stored, ids.slice(10))
+    assert.deepEqual(link.sent, stored)
+  })
+
+  test('past maxFreshBytes, messages are read from disk instead of held in memory', async (t) => {
+    const { outbound, commit, peeks } = setup(t, { maxFreshBytes: 10 })
+    const link = new FakeLink()
+    outbound.attach(link)
+    await turns(3)
+    const before = peeks()
+    await commit([1, 2, 3, 4])
+    await turns(3)
+    assert.deepEqual(link.sent, [1, 2, 3, 4])
+    assert.ok(peeks() > before, 'read back from the outbox')
+  })
+
+  test('randomised commits, acks, full sockets and reconnects: every id delivered in order per link', async (t) => {
+    const { outbound, commit } = setup(t, { maxInflight: 7, maxBatchMessages: 3 }, 100_000)
+    let seed = 42
+    const rnd = () => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31
+      return seed / 2 ** 31
+    }
+    let link = new FakeLink()
+    outbound.attach(link)
+    let next = 1
+    const acked = new Set<number>()
+    for (let step = 0; step < 300; step++) {
+      const r = rnd()
+      if (r < 0.3) {
+        const n = 1 + Math.floor(rnd() * 4)
+        await commit(Array.from({ length: n }, () => next++))
+      } else if (r < 0.75) {
+        const unacked = link.sent.filter((id) => !acked.has(id))
+        const ids = unacked.slice(0, 1 + Math.floor(rnd() * 3))
+        for (const id of ids) acked.add(id)
+        outbound.acknowledge(ids)
+      } else if (r < 0.85) {
+        link.full = !link.full
+        if (!link.full) link.emit('drain')
+      } else if (r < 0.9) {
+        outbound.detach()
+        link.closed = true
+        link = new FakeLink()
+        outbound.attach(link)
+      }
+      await turn()
+      increasing(link.sent, `step ${step}`)
+    }
+    // Drain: everything committed reaches the peer and is acknowledged.
+    link.full = false
+    link.emit('drain')
+    for (let round = 0; round < 200 && acked.size < next - 1; round++) {
+      await turns(2)
+      const ids = link.sent.filter((id) => !acked.has(id))
+      for (const id of ids) acked.add(id)
+      outbound.acknowledge(ids)
+    }
+    await turns(3)
+    increasing(link.sent, 'after the drain')
+    assert.equal(acked.size, next - 1, 'every committed id was delivered')
+  })
+})
+
+/** Per link: strictly increasing ids (no repeat, no reordering). */
+function increasing(ids: readonly number[], where: string): void {
+  for (let i = 1; i < ids.length; i++)
+    assert.ok((ids[i] as number) > (ids[i - 1] as number), `${where}: ${ids.join(',')}`)
+}
+
+// The id list type is what the frames carry.
+const _typecheck: PublishMessage = message(1)
+void _typecheck
