@@ -21,7 +21,7 @@ import { verifySignature } from '../identity/sign.js'
 
 /** "mdbl": mqtt-dht-bridge link. */
 export const LINK_MAGIC: Buffer = Buffer.from('mdbl', 'ascii')
-export const LINK_VERSION = 1
+export const LINK_VERSION = 2
 export const MSG_HELLO = 1
 export const MSG_REPLY = 2
 export const MSG_FINISH = 3
@@ -33,9 +33,9 @@ export const HELLO_BYTES = HEADER_BYTES + 32 + 32 + 32
 export const REPLY_BYTES = HEADER_BYTES + 32 + 64
 export const FINISH_BYTES = HEADER_BYTES + 64
 
-const DOMAIN_RESPONDER = Buffer.from('mqtt-dht-bridge/link/v1/responder-signature', 'ascii')
-const DOMAIN_INITIATOR = Buffer.from('mqtt-dht-bridge/link/v1/initiator-signature', 'ascii')
-const KEY_DOMAIN = Buffer.from('mqtt-dht-bridge/link/v1/session-keys', 'ascii')
+const DOMAIN_RESPONDER = Buffer.from('mqtt-dht-bridge/link/v2/responder-signature', 'ascii')
+const DOMAIN_INITIATOR = Buffer.from('mqtt-dht-bridge/link/v2/initiator-signature', 'ascii')
+const KEY_DOMAIN = Buffer.from('mqtt-dht-bridge/link/v2/session-keys', 'ascii')
 
 /** Why a handshake did not complete; each becomes a counter `link.handshake.<reason>` (or `link.refused.<reason>`). */
 export type HandshakeFailure =
@@ -85,7 +85,8 @@ export const CONFIRM_PLAINTEXT: Buffer = header(MSG_CONFIRM)
 export function checkHeader(buf: Uint8Array, expectedType: number): HandshakeFailure | undefined {
   if (buf.length < HEADER_BYTES) return 'bad_length'
   for (let i = 0; i < LINK_MAGIC.length; i++) if (buf[i] !== LINK_MAGIC[i]) return 'bad_magic'
-  // Versions are not negotiated yet: a future version will answer a v1 HELLO in v1, or close.
+  // Versions are not negotiated: v1 (tweetnacl secretbox frames) was never released, so a
+  // v1 peer is refused like any other version.
   if (buf[4] !== LINK_VERSION) return 'bad_version'
   if (buf[5] !== expectedType) return 'bad_type'
   return undefined

@@ -64,12 +64,12 @@ describe('hostile input on the link port', () => {
     {
       name: 'a HELLO of a future version',
       counter: 'link.handshake.bad_version',
-      bytes: () => Buffer.concat([Buffer.from('mdbl'), Buffer.from([2, MSG_HELLO]), randomBytes(96)]),
+      bytes: () => Buffer.concat([Buffer.from('mdbl'), Buffer.from([3, MSG_HELLO]), randomBytes(96)]),
     },
     {
       name: 'a message of the wrong type first',
       counter: 'link.handshake.bad_type',
-      bytes: () => Buffer.concat([Buffer.from('mdbl'), Buffer.from([1, 3]), randomBytes(64)]),
+      bytes: () => Buffer.concat([Buffer.from('mdbl'), Buffer.from([2, 3]), randomBytes(64)]),
     },
     {
       name: 'a garbage HELLO (random keys)',

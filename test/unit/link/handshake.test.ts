@@ -1,4 +1,12 @@
 import assert from 'node:assert/strict'
+import {
+  createHash,
+  createPrivateKey,
+  createPublicKey,
+  diffieHellman,
+  type KeyObject,
+  sign,
+} from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { describe, test } from 'node:test'
 import { identityFromSeed } from '../../../src/identity/identity.js'
@@ -12,7 +20,7 @@ import {
   REPLY_BYTES,
   ResponderHandshake,
 } from '../../../src/link/handshake.js'
-import { computeVectors } from './vectors.js'
+import { computeVectors, referenceSealedFrame } from './vectors.js'
 
 const alice = identityFromSeed(Buffer.alloc(32, 1))
 const bob = identityFromSeed(Buffer.alloc(32, 2))
@@ -45,6 +53,27 @@ function flip(buf: Buffer, index: number): Buffer {
   return out
 }
 
+function withByte(buf: Buffer, index: number, value: number): Buffer {
+  const out = Buffer.from(buf)
+  out[index] = value
+  return out
+}
+
+/*
+ * Raw 32-byte keys as node:crypto KeyObjects (fixed DER prefixes of RFC 8410), so the
+ * vectors can be recomputed with OpenSSL instead of tweetnacl/ed25519-supercop.
+ */
+const der = (prefix: string, key: Buffer) => Buffer.concat([Buffer.from(prefix, 'hex'), key])
+const ed25519Private = (seed: Buffer) =>
+  createPrivateKey({ key: der('302e020100300506032b657004220420', seed), format: 'der', type: 'pkcs8' })
+const x25519Private = (sk: Buffer) =>
+  createPrivateKey({ key: der('302e020100300506032b656e04220420', sk), format: 'der', type: 'pkcs8' })
+const x25519Public = (pk: Buffer) =>
+  createPublicKey({ key: der('302a300506032b656e032100', pk), format: 'der', type: 'spki' })
+const rawPublic = (k: KeyObject) =>
+  Buffer.from(createPublicKey(k).export({ format: 'jwk' }).x ?? '', 'base64url')
+const sha512 = (...parts: Buffer[]) => createHash('sha512').update(Buffer.concat(parts)).digest()
+
 describe('handshake vectors (docs/PROTOCOL.md)', () => {
   test('the documented vectors match the implementation, field by field', () => {
     const documented = docVectors()
@@ -58,10 +87,58 @@ describe('handshake vectors (docs/PROTOCOL.md)', () => {
     assert.equal(Buffer.from(v.hello ?? '', 'hex').length, HELLO_BYTES)
     assert.equal(Buffer.from(v.reply ?? '', 'hex').length, REPLY_BYTES)
     assert.equal(Buffer.from(v.finish ?? '', 'hex').length, FINISH_BYTES)
-    assert.equal(v.hello?.slice(0, 12), '6d64626c0101')
-    assert.equal(v.reply?.slice(0, 12), '6d64626c0102')
-    assert.equal(v.finish?.slice(0, 12), '6d64626c0103')
+    assert.equal(v.hello?.slice(0, 12), '6d64626c0201')
+    assert.equal(v.reply?.slice(0, 12), '6d64626c0202')
+    assert.equal(v.finish?.slice(0, 12), '6d64626c0203')
     assert.equal(v.sessionId, v.transcriptHash?.slice(0, 32))
+  })
+
+  // The test above ties the document to the code; this one ties the document to the spec,
+  // recomputing every derived value from the inputs with node:crypto (OpenSSL) and the
+  // constants written out here, so a change in the code alone cannot make both pass.
+  test('the documented vectors follow the spec (recomputed with node:crypto only)', () => {
+    const v = docVectors()
+    const b = (name: string) => Buffer.from(v[name] ?? assert.fail(`vector ${name}`), 'hex')
+    const D_R = Buffer.from('mqtt-dht-bridge/link/v2/responder-signature', 'ascii')
+    const D_I = Buffer.from('mqtt-dht-bridge/link/v2/initiator-signature', 'ascii')
+    const D_K = Buffer.from('mqtt-dht-bridge/link/v2/session-keys', 'ascii')
+    const header = (type: number) => Buffer.from([0x6d, 0x64, 0x62, 0x6c, 0x02, type])
+
+    const signerI = ed25519Private(b('initiatorSeed'))
+    const signerR = ed25519Private(b('responderSeed'))
+    const pkI = rawPublic(signerI)
+    const pkR = rawPublic(signerR)
+    assert.deepEqual([pkI.toString('hex'), pkR.toString('hex')], [v.initiatorPublicKey, v.responderPublicKey])
+    const eskI = x25519Private(b('initiatorEphemeralSecret'))
+    const eskR = x25519Private(b('responderEphemeralSecret'))
+    const epkI = rawPublic(eskI)
+    const epkR = rawPublic(eskR)
+
+    const hello = Buffer.concat([header(1), pkI, pkR, epkI])
+    assert.equal(v.hello, hello.toString('hex'), 'hello')
+    const replyHead = Buffer.concat([header(2), epkR])
+    const reply = Buffer.concat([
+      replyHead,
+      sign(null, Buffer.concat([D_R, sha512(hello, replyHead)]), signerR),
+    ])
+    assert.equal(v.reply, reply.toString('hex'), 'reply')
+    const th = sha512(hello, reply)
+    assert.equal(v.transcriptHash, th.toString('hex'), 'transcriptHash')
+    assert.equal(v.sessionId, th.subarray(0, 16).toString('hex'), 'sessionId')
+    const finish = Buffer.concat([header(3), sign(null, Buffer.concat([D_I, th]), signerI)])
+    assert.equal(v.finish, finish.toString('hex'), 'finish')
+
+    const dh = diffieHellman({ privateKey: eskI, publicKey: x25519Public(epkR) })
+    assert.deepEqual(dh, diffieHellman({ privateKey: eskR, publicKey: x25519Public(epkI) }))
+    const okm = sha512(D_K, dh, th)
+    const kIR = okm.subarray(0, 32)
+    const kRI = okm.subarray(32, 64)
+    assert.equal(v.keyInitiatorToResponder, kIR.toString('hex'), 'keyInitiatorToResponder')
+    assert.equal(v.keyResponderToInitiator, kRI.toString('hex'), 'keyResponderToInitiator')
+
+    assert.equal(v.confirmFrame, referenceSealedFrame(kRI, 0n, header(4)).toString('hex'), 'confirmFrame')
+    const publishFrame = referenceSealedFrame(kIR, 0n, b('publishBatchPlaintext'))
+    assert.equal(v.publishBatchFrame, publishFrame.toString('hex'), 'publishBatchFrame')
   })
 })
 
@@ -115,8 +192,14 @@ describe('handshake state machines', () => {
       reason: 'bad_magic',
     },
     {
-      name: 'has another version',
-      hello: () => flip(new InitiatorHandshake(alice, bob.publicKey).hello, 4),
+      name: 'has a future version',
+      hello: () => withByte(new InitiatorHandshake(alice, bob.publicKey).hello, 4, 0x03),
+      reason: 'bad_version',
+    },
+    {
+      // v1 (secretbox frames) was never released: no negotiation, a v1 peer is refused.
+      name: 'is a v1 HELLO',
+      hello: () => withByte(new InitiatorHandshake(alice, bob.publicKey).hello, 4, 0x01),
       reason: 'bad_version',
     },
     {
@@ -188,7 +271,8 @@ describe('handshake state machines', () => {
   test('checkHeader refuses random bytes from the first 6', () => {
     assert.equal(checkHeader(Buffer.from('GET / HTTP/1.1'), 1), 'bad_magic')
     assert.equal(checkHeader(Buffer.from([0x6d, 0x64]), 1), 'bad_length')
-    assert.equal(checkHeader(Buffer.from('6d64626c0101', 'hex'), 1), undefined)
+    assert.equal(checkHeader(Buffer.from('6d64626c0201', 'hex'), 1), undefined)
+    assert.equal(checkHeader(Buffer.from('6d64626c0101', 'hex'), 1), 'bad_version')
   })
 
   test('a state machine cannot be driven twice', () => {

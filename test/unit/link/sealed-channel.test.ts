@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { randomBytes } from 'node:crypto'
+import { createDecipheriv, randomBytes } from 'node:crypto'
 import { describe, test } from 'node:test'
 import { isBridgeError } from '../../../src/errors.js'
 import {
@@ -8,6 +8,7 @@ import {
   SEAL_OVERHEAD,
   SealedChannel,
 } from '../../../src/link/sealed-channel.js'
+import { referenceSealedFrame } from './vectors.js'
 
 const kIR = randomBytes(32)
 const kRI = randomBytes(32)
@@ -45,7 +46,7 @@ describe('sealed channel', () => {
     assert.equal(r.framesReceived, 4)
   })
 
-  test('layout: length ‖ counter ‖ secretbox with the counter as nonce', () => {
+  test('layout: length ‖ counter ‖ ChaCha20-Poly1305 ciphertext ‖ tag, header as AAD', () => {
     const { i } = pair()
     i.seal(Buffer.from('first'))
     const f = i.seal(Buffer.from('second'))
@@ -54,8 +55,111 @@ describe('sealed channel', () => {
     assert.equal(f.readBigUInt64BE(4), 1n)
     assert.deepEqual(
       Buffer.from(counterNonce(2 ** 40 + 5)).toString('hex'),
-      `${'00'.repeat(16)}0000010000000005`,
+      `${'00'.repeat(4)}0000010000000005`,
     )
+    // Opened with a direct node:crypto call and the documented nonce/AAD layout.
+    const d = createDecipheriv('chacha20-poly1305', kIR, Buffer.from('000000000000000000000001', 'hex'), {
+      authTagLength: 16,
+    })
+    d.setAAD(f.subarray(0, 12), { plaintextLength: 6 })
+    d.setAuthTag(f.subarray(f.length - 16))
+    assert.equal(Buffer.concat([d.update(f.subarray(12, f.length - 16)), d.final()]).toString(), 'second')
+    // ...and byte-identical to a frame built from the spec alone.
+    assert.deepEqual(f, referenceSealedFrame(kIR, 1n, Buffer.from('second')))
+  })
+
+  test('many frames of many sizes, across arbitrary chunk boundaries', () => {
+    const { i, r } = pair()
+    // A fixed LCG instead of Math.random, so a failure reproduces.
+    let seed = 12345
+    const next = (n: number) => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31
+      return seed % n
+    }
+    const sent = Array.from({ length: 300 }, (_, k) => Buffer.alloc(next(3000), k % 251))
+    const wire = Buffer.concat(sent.map((p) => i.seal(p)))
+    const chunks: Buffer[] = []
+    for (let at = 0; at < wire.length; ) {
+      const n = 1 + next(5000)
+      chunks.push(wire.subarray(at, at + n))
+      at += n
+    }
+    const got: Buffer[] = []
+    for (const c of chunks)
+      assert.equal(
+        r.receive(c, (p) => got.push(p)),
+        undefined,
+      )
+    assert.equal(r.end(), undefined)
+    assert.equal(got.length, sent.length)
+    for (const [k, p] of got.entries()) assert.ok(p.equals(sent[k] as Buffer), `frame ${k}`)
+    assert.equal(r.framesReceived, 300)
+  })
+
+  test('every byte: a flipped counter byte fails on the counter, a flipped ciphertext or tag byte fails bad_mac', () => {
+    const plaintext = Buffer.from('a payload of some length')
+    const frameLength = 4 + SEAL_OVERHEAD + plaintext.length
+    for (let at = 4; at < frameLength; at++) {
+      const { i, r } = pair()
+      assert.equal(
+        r.receive(i.seal(Buffer.from('counter 0')), () => {}),
+        undefined,
+      )
+      const f = i.seal(plaintext) // counter 1
+      f[at] = (f[at] ?? 0) ^ 0x01
+      // counter 1 with its low bit flipped is 0: a replay; any other counter bit is a gap
+      const expected = at < 12 ? (at === 11 ? 'replay' : 'out_of_order') : 'bad_mac'
+      assert.equal(
+        r.receive(f, () => assert.fail(`byte ${at}: nothing may open`)),
+        expected,
+        `byte ${at}`,
+      )
+    }
+  })
+
+  test('a length prefix patched so the frame still parses fails bad_mac', () => {
+    // Ciphertext shortened or lengthened by one byte, tag kept last, length adjusted: the
+    // frame parses, but the AAD (length ‖ counter) and Poly1305 no longer match.
+    const shorten = (f: Buffer) => {
+      const g = Buffer.concat([f.subarray(0, 14), f.subarray(15)])
+      g.writeUInt32BE(g.length - 4, 0)
+      return g
+    }
+    const lengthen = (f: Buffer) => {
+      const g = Buffer.concat([f.subarray(0, 14), Buffer.from([0]), f.subarray(14)])
+      g.writeUInt32BE(g.length - 4, 0)
+      return g
+    }
+    for (const patch of [shorten, lengthen]) {
+      const { i, r } = pair()
+      assert.equal(
+        r.receive(patch(i.seal(Buffer.from('hello world'))), () => assert.fail('must not open')),
+        'bad_mac',
+      )
+    }
+  })
+
+  test('the header is the AAD: a frame sealed with the right key and nonce but another AAD fails', () => {
+    const plaintext = Buffer.from('hello')
+    const header = referenceSealedFrame(kIR, 0n, plaintext).subarray(0, 12)
+    const otherLength = Buffer.from(header)
+    otherLength.writeUInt32BE(header.readUInt32BE(0) + 1, 0)
+    const cases: [string, Buffer | undefined, FrameDropReason | undefined][] = [
+      ['the header itself (control)', undefined, undefined],
+      ['no AAD', Buffer.alloc(0), 'bad_mac'],
+      ['a different length in the AAD', otherLength, 'bad_mac'],
+      ['the AAD without the length', header.subarray(4), 'bad_mac'],
+    ]
+    for (const [name, aad, reason] of cases) {
+      const { r } = pair()
+      const got: string[] = []
+      assert.equal(
+        r.receive(referenceSealedFrame(kIR, 0n, plaintext, aad), (p) => got.push(p.toString())),
+        reason,
+        name,
+      )
+      assert.deepEqual(got, reason ? [] : ['hello'], name)
+    }
   })
 
   type Attack = {
@@ -94,7 +198,7 @@ describe('sealed channel', () => {
       run: (_i, r) => [r.seal(Buffer.from('mine'))],
     },
     {
-      name: 'a flipped ciphertext bit',
+      name: 'a flipped tag bit',
       reason: 'bad_mac',
       run: (i) => {
         const f = i.seal(Buffer.from('hello'))
@@ -118,7 +222,7 @@ describe('sealed channel', () => {
       run: () => [Buffer.from([0xff, 0xff, 0xff, 0xff])],
     },
     {
-      name: 'a length too small for counter and MAC',
+      name: 'a length too small for counter and tag',
       reason: 'malformed',
       run: () => [Buffer.concat([Buffer.from([0, 0, 0, 23]), Buffer.alloc(23)])],
     },

@@ -1,3 +1,4 @@
+import { createCipheriv } from 'node:crypto'
 import { identityFromSeed } from '../../../src/identity/identity.js'
 import { encodeFrame, type Frame } from '../../../src/link/frames.js'
 import { CONFIRM_PLAINTEXT, InitiatorHandshake, ResponderHandshake } from '../../../src/link/handshake.js'
@@ -64,4 +65,27 @@ export function computeVectors(): Record<string, string> {
     pingPlaintext: hex(encodeFrame({ type: 'PING', nonce: 7 })),
     ackPlaintext: hex(encodeFrame({ type: 'ACK', ids: [1, 2 ** 53 - 1] })),
   }
+}
+
+/**
+ * A sealed frame built straight from the spec with node:crypto, sharing no code with
+ * SealedChannel, so tests can pin the layout independently of the implementation:
+ * `length u32 ‖ counter u64 ‖ ChaCha20-Poly1305(key, nonce = 4 zero bytes ‖ counter u64,
+ * AAD = length ‖ counter)(plaintext) ‖ tag`. `aad` overrides the AAD (to build bad frames).
+ */
+export function referenceSealedFrame(
+  key: Uint8Array,
+  counter: bigint,
+  plaintext: Uint8Array,
+  aad?: Uint8Array,
+): Buffer {
+  const head = Buffer.alloc(12)
+  head.writeUInt32BE(8 + plaintext.length + 16, 0)
+  head.writeBigUInt64BE(counter, 4)
+  const nonce = Buffer.alloc(12)
+  nonce.writeBigUInt64BE(counter, 4)
+  const cipher = createCipheriv('chacha20-poly1305', key, nonce, { authTagLength: 16 })
+  cipher.setAAD(aad ?? head, { plaintextLength: plaintext.length })
+  const ciphertext = Buffer.concat([cipher.update(plaintext), cipher.final()])
+  return Buffer.concat([head, ciphertext, cipher.getAuthTag()])
 }
