@@ -49,7 +49,13 @@ async function runComparison(options: BenchOptions, ctx: SetupContext): Promise<
     await new Promise((r) => setTimeout(r, 1000))
     const idle = Object.fromEntries(ours.processes.map((p) => [p.role, memory(p.pid).rss]))
     if (s.has('matrix')) {
-      const matrix = await runMatrix({ native, ours }, caseMatrix(), options.timing, options.runs, log)
+      const matrix = await runMatrix(
+        { native, ours },
+        caseMatrix().filter((c) => options.cases.length === 0 || options.cases.some((x) => c.id.includes(x))),
+        options.timing,
+        options.runs,
+        log,
+      )
       report.matrix = matrix
       report.memory = {
         idleRssBytes: idle,

@@ -5,6 +5,8 @@
  *   --profile       instead of the comparison: CPU-profile both bridges under flat-out
  *                   QoS 0 and QoS 1 load (node --cpu-prof) and summarize the self time
  *   --only LIST     sections to run, comma-separated: matrix,startup,router,swarm
+ *   --cases LIST    matrix cases whose id contains one of these, comma-separated
+ *                   (ids: flat|paced-qos0|qos1-64B|1KiB, e.g. --cases flat-qos1,paced-qos1)
  *   --window0 N     flat-out end-to-end in-flight bound at QoS 0 (default 1000)
  *   --window1 N     the same at QoS 1 (default 500)
  *   --rate R        paced rate, msg/s (default 1000)
@@ -26,6 +28,8 @@ export interface BenchOptions {
   readonly quick: boolean
   readonly profile: boolean
   readonly sections: ReadonlySet<Section>
+  /** Substrings of the case ids to run (empty: all). */
+  readonly cases: readonly string[]
   readonly timing: Timing
   readonly swarmSites: number
   /** max_inflight_messages for every broker; undefined = Mosquitto's default. */
@@ -54,6 +58,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
         quick: { type: 'boolean' },
         profile: { type: 'boolean' },
         only: { type: 'string' },
+        cases: { type: 'string' },
         window0: { type: 'string' },
         window1: { type: 'string' },
         rate: { type: 'string' },
@@ -85,6 +90,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
     quick,
     profile: values.profile === true,
     sections,
+    cases: (str('cases') ?? '').split(',').filter(Boolean),
     timing: {
       warmupMs: quick ? 300 : 1000,
       measureMs: seconds * 1000,

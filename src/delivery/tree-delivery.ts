@@ -154,6 +154,7 @@ export class TreeDelivery {
    * broker (`onFailed` if any of it was refused). Never throws.
    */
   offer(msg: LocalMessage, onDelivered: () => void, onFailed?: (err: Error) => void): boolean {
+    if (this.entries.size === 0) return false // no tree subscription: no trie walk per message
     const trees: TreeEntry[] = []
     let rawQos: 0 | 1 | undefined
     this.subs.forEachMatch(msg.topic, (sub) => {
