@@ -129,7 +129,7 @@ function key(targets: readonly Target[]): string {
 function timeSide(
   topics: readonly Buffer[],
   minMs: number,
-  route: (topic: string) => Target[],
+  route: (topic: string) => readonly Target[],
 ): RouterSideResult {
   let sink = 0
   const loop = (ms: number): { calls: number; elapsed: number } => {
@@ -156,7 +156,7 @@ function medianRound(rounds: readonly RouterSideResult[]): RouterSideResult {
 }
 
 function buildRouter(interests: ReadonlyMap<string, readonly RemoteSubscription[]>): Router<string> {
-  const router = new Router<string>()
+  const router = new Router<string>({}, { routeCacheSize: 0 }) // the trie itself, not the route cache
   for (const [peer, subs] of interests) {
     const change = router.setPeerInterests(peer, subs)
     if (change.rejected.length > 0)

@@ -44,6 +44,8 @@ export interface MqttAdapterOptions {
   keepaliveSeconds?: number
   /** CONNECT → CONNACK deadline per attempt. Default 10 s. */
   connectTimeoutMs?: number
+  /** QoS 0 publishes waiting for a full socket (default 10,000); past it publish() rejects. */
+  maxWaitingQos0?: number
 }
 
 export interface MqttAdapterDeps {
@@ -101,6 +103,16 @@ export class MqttAdapter extends AdapterEvents implements BrokerAdapter {
   private readonly sentSubscribes = new Map<number, SentSubscribe[]>()
   private readonly sentUnsubscribes = new Map<number, string[]>()
   private readonly pending = new Set<(err: Error) => void>()
+  /**
+   * Publishes made while the socket was over its high-water mark, written in order on its
+   * 'drain' (one listener in all). Without this MQTT.js adds a 'drain' listener per QoS 0
+   * publish and removes them one by one: O(n²), 11% of a receiving bridge's CPU under a
+   * backlog, and its memory grows with the socket's buffer.
+   */
+  private waiting: Array<{ qos: 0 | 1; send: () => void }> = []
+  private waitingHead = 0
+  private waitingQos0 = 0
+  private drainHooked = false
   private readonly heldAcks = new HeldAcks()
   private syncChain: Promise<void> = Promise.resolve()
   private useIds = true
@@ -110,10 +122,14 @@ export class MqttAdapter extends AdapterEvents implements BrokerAdapter {
   private lastError: string | undefined
   private abortStart: ((err: Error) => void) | undefined
 
+  /** QoS 0 publishes that may wait for the socket (default 10,000; more are refused, not queued). */
+  private readonly maxWaitingQos0: number
+
   constructor(deps: MqttAdapterDeps, options: MqttAdapterOptions) {
     super(deps.log ?? silentLogger, deps.counters ?? new Counters())
     this.options = options
     this.clientId = options.clientId ?? defaultClientId(deps.clientIdSeed)
+    this.maxWaitingQos0 = options.maxWaitingQos0 ?? 10_000
   }
 
   async start(): Promise<void> {
@@ -179,6 +195,9 @@ export class MqttAdapter extends AdapterEvents implements BrokerAdapter {
     this.client = undefined
     this.abortStart?.(stopped())
     for (const fail of [...this.pending]) fail(stopped())
+    this.waiting = []
+    this.waitingHead = 0
+    this.waitingQos0 = 0
     if (client !== undefined) {
       // Graceful DISCONNECT when connected and idle; otherwise drop the socket (end(false)
       // would wait for acknowledgements that may never come).
@@ -205,19 +224,61 @@ export class MqttAdapter extends AdapterEvents implements BrokerAdapter {
     const client = this.client
     if (client === undefined) throw new BridgeError('BROKER_ERROR', 'broker adapter not started')
     if (msg.qos === 0 && !client.connected) throw new BridgeError('BROKER_ERROR', 'broker not connected')
+    const queued = this.waiting.length - this.waitingHead
+    if (msg.qos === 0 && queued > 0 && this.waitingQos0 >= this.maxWaitingQos0) {
+      this.counters.inc('broker.publish_backlog_full')
+      throw new BridgeError('BROKER_ERROR', `publish to ${msg.topic}: local broker backlog full`)
+    }
     await new Promise<void>((resolve, reject) => {
       const fail = (err: Error) => {
         this.pending.delete(fail)
         reject(err)
       }
       this.pending.add(fail)
-      client.publish(msg.topic, msg.payload, { qos: msg.qos, retain: msg.retain }, (err) => {
-        if (!this.pending.delete(fail)) return // already rejected by stop()
-        if (err)
-          reject(new BridgeError('BROKER_ERROR', `publish to ${msg.topic}: ${err.message}`, { cause: err }))
-        else resolve()
-      })
+      const send = () => {
+        if (!this.pending.has(fail)) return // rejected by stop() while waiting
+        client.publish(msg.topic, msg.payload, { qos: msg.qos, retain: msg.retain }, (err) => {
+          if (!this.pending.delete(fail)) return // already rejected by stop()
+          if (err)
+            reject(new BridgeError('BROKER_ERROR', `publish to ${msg.topic}: ${err.message}`, { cause: err }))
+          else resolve()
+        })
+      }
+      if (queued === 0 && !needsDrain(client)) return send()
+      this.waiting.push({ qos: msg.qos, send })
+      if (msg.qos === 0) this.waitingQos0++
+      this.hookDrain(client)
     })
+  }
+
+  /** Writes waiting publishes, in order, until the socket is full again. */
+  private writeWaiting(client: MqttClient): void {
+    while (this.waitingHead < this.waiting.length && (!needsDrain(client) || !client.connected)) {
+      const w = this.waiting[this.waitingHead++] as { qos: 0 | 1; send: () => void }
+      if (w.qos === 0) this.waitingQos0--
+      // Disconnected: MQTT.js stores QoS 1 for the reconnect and fails QoS 0 at once.
+      w.send()
+    }
+    if (this.waitingHead >= this.waiting.length) {
+      this.waiting = []
+      this.waitingHead = 0
+    } else {
+      this.hookDrain(client)
+    }
+  }
+
+  private hookDrain(client: MqttClient): void {
+    if (this.drainHooked) return
+    this.drainHooked = true
+    const stream = client.stream
+    const onEvent = () => {
+      stream.off('drain', onEvent)
+      stream.off('close', onEvent)
+      this.drainHooked = false
+      this.writeWaiting(client)
+    }
+    stream.on('drain', onEvent)
+    stream.on('close', onEvent)
   }
 
   private wire(client: MqttClient): void {
@@ -350,6 +411,11 @@ export class MqttAdapter extends AdapterEvents implements BrokerAdapter {
 }
 
 function noop(): void {}
+
+/** The broker socket is over its high-water mark (MQTT.js would add a 'drain' listener per publish). */
+function needsDrain(client: MqttClient): boolean {
+  return (client.stream as { writableNeedDrain?: boolean } | undefined)?.writableNeedDrain === true
+}
 
 /** DEBUG=mqttjs* (or *) turns MQTT.js's own trace back on, as its docs describe. */
 function mqttDebugWanted(): boolean {

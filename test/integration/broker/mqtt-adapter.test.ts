@@ -7,6 +7,7 @@ import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import { MqttAdapter } from '../../../src/broker/mqtt-adapter.js'
 import { isBridgeError } from '../../../src/errors.js'
+import { Counters } from '../../../src/metrics.js'
 import { brokerVariants } from '../../helpers/brokers.js'
 import { startMosquitto } from '../../helpers/mosquitto.js'
 import { Inbox, plainClient, waitForStatus } from './clients.js'
@@ -111,6 +112,69 @@ describe('MqttAdapter against Mosquitto', { skip: mosquitto.skip }, () => {
       ['ps/while-away', 'ps/end'],
       'one copy each despite two matching filters',
     )
+  })
+
+  test('a burst into a full socket is written in order on drain, with one drain listener', async (t) => {
+    const broker = await mosquitto.start(t)
+    const adapter = broker.createAdapter(t)
+    await adapter.start()
+    const sub = await plainClient(t, broker.url)
+    await sub.subscribeAsync('burst/#', { qos: 1 })
+    const count = 3000
+    const seen: number[] = []
+    const all = new Promise<void>((resolve) => {
+      sub.on('message', (_topic, payload) => {
+        seen.push(payload.readUInt32BE(0))
+        if (seen.length === count) resolve()
+      })
+    })
+    const stream = (adapter as unknown as { client: { stream: NodeJS.EventEmitter } }).client.stream
+    let maxDrainListeners = 0
+    const publishes: Array<Promise<void>> = []
+    for (let i = 0; i < count; i++) {
+      const payload = Buffer.alloc(1024)
+      payload.writeUInt32BE(i, 0)
+      // Every third one at QoS 1: both kinds share one ordered queue.
+      publishes.push(adapter.publish({ topic: 'burst/x', payload, qos: i % 3 === 0 ? 1 : 0, retain: false }))
+      maxDrainListeners = Math.max(maxDrainListeners, stream.listenerCount('drain'))
+    }
+    assert.ok(
+      (adapter as unknown as { waiting: unknown[] }).waiting.length > 0,
+      '3 MB in one turn must overflow the socket (else this test proves nothing)',
+    )
+    await Promise.all(publishes)
+    await all
+    // MQTT orders messages per QoS level (a broker may deliver a QoS 1 message after later
+    // QoS 0 ones): each kind in order, and every one of them.
+    const all3000 = Array.from({ length: count }, (_, i) => i)
+    assert.deepEqual(
+      seen.filter((i) => i % 3 === 0),
+      all3000.filter((i) => i % 3 === 0),
+    )
+    assert.deepEqual(
+      seen.filter((i) => i % 3 !== 0),
+      all3000.filter((i) => i % 3 !== 0),
+    )
+    assert.ok(maxDrainListeners <= 3, `drain listeners: ${maxDrainListeners}`)
+  })
+
+  test('QoS 0 publishes past maxWaitingQos0 are refused and counted, never queued without bound', async (t) => {
+    const broker = await mosquitto.start(t)
+    const counters = new Counters()
+    const adapter = new MqttAdapter({ counters }, { url: broker.url, reconnect: FAST, maxWaitingQos0: 50 })
+    t.after(() => adapter.stop())
+    await adapter.start()
+    const results = await Promise.allSettled(
+      Array.from({ length: 2000 }, (_, i) =>
+        adapter.publish({ topic: 'b/x', payload: Buffer.alloc(1024, i % 256), qos: 0, retain: false }),
+      ),
+    )
+    const refused = results.filter((r) => r.status === 'rejected')
+    assert.ok(refused.length > 0, 'some were refused')
+    assert.ok(
+      refused.every((r) => isBridgeError(r.reason, 'BROKER_ERROR') && /backlog full/.test(r.reason.message)),
+    )
+    assert.equal(counters.get('broker.publish_backlog_full'), refused.length)
   })
 
   test('Nagle is off: paced small publishes are not held back', async (t) => {

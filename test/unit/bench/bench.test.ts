@@ -68,7 +68,7 @@ describe('router micro-benchmark', () => {
       ])
       const router = new Router<string>()
       for (const [peer, subs] of interests) router.setPeerInterests(peer, subs)
-      const fmt = (ts: { peer: string; qos: number }[]) => ts.map((t) => `${t.peer}:${t.qos}`).sort()
+      const fmt = (ts: readonly { peer: string; qos: number }[]) => ts.map((t) => `${t.peer}:${t.qos}`).sort()
       assert.deepEqual(fmt(linearRoute(interests, topic)), want)
       assert.deepEqual(fmt(router.route(topic)), want)
     })

@@ -6,7 +6,7 @@ import { allowed, COUNTER_FILTER_REJECTED, Router, type RouteTarget } from '../.
 
 type Peer = 'alice' | 'bob' | 'carol'
 
-function sorted(targets: RouteTarget<Peer>[]): RouteTarget<Peer>[] {
+function sorted(targets: readonly RouteTarget<Peer>[]): RouteTarget<Peer>[] {
   return [...targets].sort((x, y) => x.peer.localeCompare(y.peer))
 }
 
@@ -106,6 +106,45 @@ describe('Router.route', () => {
     // re-added later: the old ACL does not linger
     r.setPeerInterests('alice', [{ filter: 'a/#', qos: 1 }])
     assert.equal(r.route('a/x').length, 2)
+  })
+})
+
+describe('Router route cache', () => {
+  test('every change of interests or ACLs is seen by the next route of a remembered topic', () => {
+    const r = new Router<Peer>()
+    const route = (t: string) => sorted(r.route(t))
+    assert.deepEqual(route('a/b'), [])
+    r.setPeerInterests('alice', [{ filter: 'a/+', qos: 0 }])
+    assert.deepEqual(route('a/b'), [{ peer: 'alice', qos: 0 }], 'after setPeerInterests (add)')
+    r.setPeerInterests('alice', [{ filter: 'a/+', qos: 1 }])
+    assert.deepEqual(route('a/b'), [{ peer: 'alice', qos: 1 }], 'after a QoS change')
+    r.setPeerInterests('bob', [{ filter: '#', qos: 0 }])
+    assert.deepEqual(route('a/b'), [
+      { peer: 'alice', qos: 1 },
+      { peer: 'bob', qos: 0 },
+    ])
+    r.setPeerAcl('bob', ['x/#'])
+    assert.deepEqual(route('a/b'), [{ peer: 'alice', qos: 1 }], 'after setPeerAcl')
+    r.setPeerAcl('bob')
+    assert.deepEqual(route('a/b').length, 2, 'after an ACL reset')
+    r.removePeer('alice')
+    assert.deepEqual(route('a/b'), [{ peer: 'bob', qos: 0 }], 'after removePeer')
+    r.setPeerInterests('bob', [])
+    assert.deepEqual(route('a/b'), [], 'after setPeerInterests (remove)')
+  })
+
+  test('a bounded cache gives the same answers as no cache over many topics', () => {
+    const cached = new Router<Peer>({}, { routeCacheSize: 5 })
+    const plain = new Router<Peer>({}, { routeCacheSize: 0 })
+    for (const r of [cached, plain]) {
+      r.setPeerInterests('alice', [{ filter: 't/+/x', qos: 1 }])
+      r.setPeerInterests('bob', [{ filter: 't/#', qos: 0 }])
+    }
+    for (let round = 0; round < 3; round++)
+      for (let i = 0; i < 40; i++) {
+        const topic = `t/${i % 17}/${i % 2 === 0 ? 'x' : 'y'}`
+        assert.deepEqual(sorted(cached.route(topic)), sorted(plain.route(topic)), topic)
+      }
   })
 })
 
