@@ -19,7 +19,7 @@ import { memory } from './bench/procfs.js'
 import { runProfile } from './bench/profile-run.js'
 import { formatReport, type Report } from './bench/report.js'
 import { runRouterBenchInChild } from './bench/router-process.js'
-import { CLI, REPO_ROOT } from './bench/sites.js'
+import { BRIDGE_ROOT, CLI, REPO_ROOT } from './bench/sites.js'
 import { DEFAULT_TIMERS, runSwarm } from './bench/swarm.js'
 import { type SetupContext, startNative, startOurs } from './bench/topology.js'
 
@@ -34,7 +34,7 @@ function build(): void {
 async function runComparison(options: BenchOptions, ctx: SetupContext): Promise<Report> {
   const { bin } = ctx
   const startedAt = new Date().toISOString()
-  const machine = machineInfo(REPO_ROOT, bin)
+  const machine = machineInfo(BRIDGE_ROOT, bin)
   const report: Report = { startedAt, machine, options: describeOptions(options) }
   const s = options.sections
 

@@ -6,6 +6,7 @@
  *                   QoS 0 and QoS 1 load (node --cpu-prof) and summarize the self time
  *   --only LIST     sections to run, comma-separated: matrix,startup,router,swarm
  *   --cases LIST    matrix cases whose id contains one of these, comma-separated
+ *                   (with --profile: the cases to profile; default flat qos0/qos1 64B, qos0 1KiB)
  *                   (ids: flat|paced-qos0|qos1-64B|1KiB, e.g. --cases flat-qos1,paced-qos1)
  *   --window0 N     flat-out end-to-end in-flight bound at QoS 0 (default 1000)
  *   --window1 N     the same at QoS 1 (default 500)

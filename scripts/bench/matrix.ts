@@ -27,6 +27,21 @@ export interface CaseSummary {
   readonly loadCpuPercent: number
   readonly machineBusyPercent: number
   readonly otherPercent: number
+  /**
+   * CPU time per delivered message, µs (median of the runs): every process of the set-up
+   * (load generator excluded), and the bridges alone (ours). Flat out on 2 cores both
+   * set-ups are CPU-bound, so this is what the throughput ratio follows.
+   */
+  readonly cpuMicrosPerMessage: number
+  readonly bridgeMicrosPerMessage: number | undefined
+}
+
+/** µs of CPU per delivered message for these roles in one run (NaN if none ran). */
+function microsPerMessage(r: Measurement, roles: readonly Role[] | undefined): number {
+  let percent = 0
+  for (const [role, p] of Object.entries(r.cpuPercent) as [Role, number][])
+    if (roles === undefined || roles.includes(role)) percent += p
+  return r.deliveredPerSecond > 0 ? (percent * 10_000) / r.deliveredPerSecond : Number.NaN
 }
 
 export function summarizeRuns(runs: readonly Measurement[]): CaseSummary {
@@ -48,6 +63,10 @@ export function summarizeRuns(runs: readonly Measurement[]): CaseSummary {
     loadCpuPercent: m((r) => r.loadCpuPercent),
     machineBusyPercent: m((r) => r.machineBusyPercent),
     otherPercent: m((r) => r.otherPercent),
+    cpuMicrosPerMessage: m((r) => microsPerMessage(r, undefined)),
+    bridgeMicrosPerMessage: roles.has('bridgeA')
+      ? m((r) => microsPerMessage(r, ['bridgeA', 'bridgeB']))
+      : undefined,
   }
 }
 

@@ -1,7 +1,7 @@
 /**
- * `npm run bench -- --profile`: where the bridges' time goes. For each profiled case (QoS 0
- * and QoS 1 at 64 B, QoS 0 at 1 KiB), starts our set-up with both bridges under
- * `node --cpu-prof`, runs the flat-out case for 10 s, stops the bridges (SIGTERM: the
+ * `npm run bench -- --profile`: where the bridges' time goes. For each profiled case (by
+ * default flat out at QoS 0 and QoS 1 with 64 B, QoS 0 with 1 KiB; `--cases` picks others),
+ * starts our set-up with both bridges under `node --cpu-prof`, runs the case for 10 s, stops the bridges (SIGTERM: the
  * profile is written at exit) and summarizes the self time of each bridge (A sends, B
  * receives), with our frames mapped back to src/ lines. Profiles and summaries go to
  * bench-results/profile-<time>/; the summary is also the answer (printed on stdout).
@@ -9,17 +9,22 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { BenchOptions } from './args.js'
-import { measureCase } from './cases.js'
+import { type CaseSpec, caseMatrix, measureCase } from './cases.js'
 import { formatSummary, type ProfileSummary, summarizeProfile } from './cpuprofile.js'
 import { originalPosition } from './source-maps.js'
 import { type SetupContext, startOurs } from './topology.js'
 
-/** The flat-out cases profiled: QoS 0 and 1 at 64 B, and QoS 0 at 1 KiB (crypto and copies grow with size). */
-const PROFILED = [
-  { qos: 0, payloadBytes: 64 },
-  { qos: 1, payloadBytes: 64 },
-  { qos: 0, payloadBytes: 1024 },
-] as const
+/**
+ * The cases profiled by default: flat out at QoS 0 and 1 with 64 B, and QoS 0 with 1 KiB
+ * (crypto and copies grow with size). `--cases` picks others from the matrix (paced too).
+ */
+const DEFAULT_PROFILED = ['flat-qos0-64B', 'flat-qos1-64B', 'flat-qos0-1KiB']
+
+export function profiledCases(filters: readonly string[]): CaseSpec[] {
+  const all = caseMatrix()
+  if (filters.length === 0) return all.filter((c) => DEFAULT_PROFILED.includes(c.id))
+  return all.filter((c) => filters.some((x) => c.id.includes(x)))
+}
 
 export async function runProfile(
   ctx: SetupContext,
@@ -29,11 +34,12 @@ export async function runProfile(
 ): Promise<string> {
   const texts: string[] = []
   const summaries: Record<string, ProfileSummary> = {}
-  for (const { qos, payloadBytes } of PROFILED) {
-    const id = `qos${qos}-${payloadBytes}B`
+  for (const spec of profiledCases(options.cases)) {
+    const { qos, payloadBytes, mode } = spec
+    const id = spec.id
     const profDir = join(root, id)
     mkdirSync(profDir, { recursive: true })
-    log(`bench: profiling flat-out ${payloadBytes} B QoS ${qos}`)
+    log(`bench: profiling ${id}`)
     const ours = await startOurs(
       { ...ctx, dir: join(ctx.dir, `profile-${id}`) },
       {
@@ -43,13 +49,14 @@ export async function runProfile(
     const pids = new Map(ours.processes.map((p) => [p.pid, p.role]))
     const m = await measureCase(
       ours,
-      { id: `profile-${id}`, payloadBytes, qos, mode: 'flat' },
+      { id: `profile-${id}`, payloadBytes, qos, mode },
       {
         ...options.timing,
         measureMs: options.quick ? 3000 : 10_000,
+        pacedMeasureMs: options.quick ? 3000 : 10_000,
       },
     )
-    const line = `${payloadBytes} B QoS ${qos}: ${Math.round(m.deliveredPerSecond)} msg/s under the profiler, lost ${m.lost}, CPU bridge A ${m.cpuPercent.bridgeA?.toFixed(0)}%, bridge B ${m.cpuPercent.bridgeB?.toFixed(0)}%, broker A ${m.cpuPercent.brokerA?.toFixed(0)}%, broker B ${m.cpuPercent.brokerB?.toFixed(0)}%`
+    const line = `${id}: ${Math.round(m.deliveredPerSecond)} msg/s under the profiler, lost ${m.lost}, CPU bridge A ${m.cpuPercent.bridgeA?.toFixed(0)}%, bridge B ${m.cpuPercent.bridgeB?.toFixed(0)}%, broker A ${m.cpuPercent.brokerA?.toFixed(0)}%, broker B ${m.cpuPercent.brokerB?.toFixed(0)}%`
     log(`bench: ${line}`)
     const procs = Object.entries(m.processes).map(
       ([role, d]) =>
@@ -78,7 +85,7 @@ export async function runProfile(
         originalPosition,
       )
       summaries[`${id}-${role}`] = summary
-      texts.push(formatSummary(`${payloadBytes} B QoS ${qos} ${role} (${file})`, summary, 20))
+      texts.push(formatSummary(`${id} ${role} (${file})`, summary, 20))
     }
     for (const role of ['bridgeA', 'bridgeB'])
       if (summaries[`${id}-${role}`] === undefined) texts.push(`${id} ${role}: no profile written`)

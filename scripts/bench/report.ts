@@ -86,11 +86,17 @@ function matrixTable(matrix: readonly CaseComparison[]): string[] {
     const again = c.discarded.length > 0 ? `; ${c.discarded.length} disturbed pair(s) measured again` : ''
     const ratio = `ours/native ${c.throughputRatio.toFixed(2)} (runs: ${c.runRatios.map((x) => x.toFixed(2)).join(' ')})${again}`
     lines.push(`${''.padEnd(17)}${ratio}   p99 ${c.p99DeltaMs >= 0 ? '+' : ''}${c.p99DeltaMs.toFixed(2)} ms`)
+    const bridges = c.ours.bridgeMicrosPerMessage
+    lines.push(
+      `${''.padEnd(17)}CPU per message: native ${num(c.native.cpuMicrosPerMessage)} µs, ours ${num(c.ours.cpuMicrosPerMessage)} µs` +
+        (bridges === undefined ? '' : ` (bridges ${num(bridges)} µs)`),
+    )
   }
   lines.push(
     'msg/s delivered at B; lost/dup per run (median); cpu = % of one core over the window (median):',
     'brokers A and B, bridges A and B, their total, the load generator, and anything else (other).',
     'ours/native: median of the per-run ratios; p99: median of the per-run differences.',
+    "CPU per message: CPU time of the set-up's processes (load generator excluded) per delivered message.",
   )
   return lines
 }

@@ -4,12 +4,21 @@
  * log lines on stderr: "site running", then "link up".
  */
 import { mkdirSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { dirname, join, resolve } from 'node:path'
 import { identityFromSeed } from '../../src/identity/identity.js'
 import { type Child, type Cleanup, startChild } from './children.js'
 
 export const REPO_ROOT = new URL('../..', import.meta.url).pathname
-export const CLI = join(REPO_ROOT, 'dist/cli/main.js')
+/**
+ * The bridge the bench runs: this checkout's build, or BENCH_BRIDGE_CLI (the
+ * dist/cli/main.js of another checkout, e.g. a git worktree of an older commit, for a
+ * before/after comparison with the same harness; docs/BENCHMARKS.md).
+ */
+export const CLI = process.env.BENCH_BRIDGE_CLI
+  ? resolve(process.env.BENCH_BRIDGE_CLI)
+  : join(REPO_ROOT, 'dist/cli/main.js')
+/** The checkout whose bridge runs (its commit is reported). */
+export const BRIDGE_ROOT = resolve(dirname(CLI), '../..')
 
 export const SITE_RUNNING = /"msg":"site running"/
 export const LINK_UP = /"msg":"link up"/

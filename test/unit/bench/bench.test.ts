@@ -200,6 +200,32 @@ describe('statistics', () => {
     assert.equal(s.p99, 3)
     assert.deepEqual(s.cpuPercent, { brokerA: 20, brokerB: 20 })
     assert.equal(s.cpuTotalPercent, 40)
+    // Per run: (10+20)% at 100/s = 3,000 µs, (30+20)% at 300/s = 1,667, (20+20)% at 200/s = 2,000.
+    assert.equal(s.cpuMicrosPerMessage, 2000)
+    assert.equal(s.bridgeMicrosPerMessage, undefined, 'no bridge in this set-up')
+  })
+
+  test("bridges' CPU per message counts only the bridges", () => {
+    const m: Measurement = {
+      sent: 10,
+      received: 10,
+      duplicates: 0,
+      lost: 0,
+      stalls: 0,
+      measuredMs: 1000,
+      deliveredPerSecond: 10_000,
+      sentPerSecond: 10_000,
+      latencyMs: { p50: 1, p95: 2, p99: 3, max: 3 },
+      loadCpuPercent: 30,
+      cpuPercent: { brokerA: 40, brokerB: 40, bridgeA: 25, bridgeB: 15 },
+      processes: {},
+      rssMaxBytes: {},
+      machineBusyPercent: 150,
+      otherPercent: 0,
+    }
+    const s = summarizeRuns([m])
+    assert.equal(s.bridgeMicrosPerMessage, 40) // 40% of a core / 10,000 msg/s = 40 µs
+    assert.equal(s.cpuMicrosPerMessage, 120)
   })
 })
 
