@@ -166,7 +166,18 @@ export class Bridge extends EventEmitter<BridgeEvents> {
         { linked: connected.has(p.publicKey), backlog: this.backlog(p.publicKey).messages },
       ]),
     )
-    this.log.info({ peers, counters: this.counters.snapshot() }, 'status')
+    this.log.info({ peers, counters: this.countersWithStore() }, 'status')
+  }
+
+  /** Every counter, plus the state database's commits and WAL fsyncs so far. */
+  private countersWithStore(): Record<string, number> {
+    const out = this.counters.snapshot()
+    const db = this.store?.db
+    if (db) {
+      out['store.commits'] = db.commits
+      out['store.fsyncs'] = db.syncs
+    }
+    return out
   }
 
   /** QoS 1 messages waiting in the durable outbox for a peer (not yet acknowledged by it). */
@@ -319,9 +330,10 @@ export class Bridge extends EventEmitter<BridgeEvents> {
       await this.broker?.stop().catch(() => undefined)
       await this.links?.close().catch(() => undefined)
       await this.dht?.stop().catch(() => undefined)
+      const counters = this.countersWithStore()
       await this.store?.db.close()
       this.statusValue = { state: 'stopped' }
-      this.log.info({ counters: this.counters.snapshot() }, 'site stopped')
+      this.log.info({ counters }, 'site stopped')
     })()
     return this.stopping
   }

@@ -143,8 +143,9 @@ export class InboundDelivery {
         window.complete(m.id)
         this.deps.counters.inc('relay.in.delivered')
         if (!this.deps.dedupe) return this.ack(peer, m.id)
-        // Ack only once the id is durable in the window: a resend after a crash is then
-        // recognised. (Crash between PUBACK and this commit: delivered twice, never lost.)
+        // Ack only once the id is committed in the window: a resend after a crash is then
+        // recognised. (Crash between PUBACK and this commit: delivered twice, never lost.
+        // The commit is not fsynced first; DedupeStore.add says why that costs nothing.)
         try {
           await this.dedupeAdds.add(peer, m.id)
         } catch (err) {

@@ -91,11 +91,13 @@ export class BridgeStore {
    * right after COMMIT (the effects are visible to reads and survive kill -9); the promise
    * resolves with work's result once durable (per `synchronous`). Rejects with work's own
    * error if it threw (its effects rolled back; `committed` not called), or STATE_ERROR if
-   * the commit or the fsync failed or the store is closed.
+   * the commit or the fsync failed or the store is closed. `{ durable: false }`: resolves
+   * at COMMIT (survives kill -9, not necessarily a power cut) and starts no fsync; for
+   * writes whose loss can only cause a duplicate (outbox removals, dedupe ids).
    */
-  write<T>(work: () => T, committed?: (value: T) => void): Promise<T> {
+  write<T>(work: () => T, committed?: (value: T) => void, options?: { durable?: boolean }): Promise<T> {
     if (this.isClosed) return Promise.reject(stateError(`${this.path} is closed`))
-    return this.group.run(work, committed)
+    return this.group.run(work, committed, options?.durable ?? true)
   }
 
   /** Commits queued writes now (close() does this too). */

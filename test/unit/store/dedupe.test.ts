@@ -43,6 +43,17 @@ test('adds in one turn are one commit, and the window survives close/reopen', as
   assert.deepEqual([...again.load(PEER_A)], range(1, 300))
 })
 
+test('ids resolve at COMMIT with no fsync of their own, and close() makes them durable', async (t) => {
+  const dir = tempDir(t)
+  const store = openStore(dir)
+  const dedupe = new DedupeStore({ store }, { windowSize: 1000 })
+  await dedupe.add(PEER_A, range(1, 10))
+  assert.equal(store.commits, 1)
+  assert.equal(store.syncs, 0, 'no fsync before the ack (see DedupeStore.add)')
+  store.close()
+  assert.deepEqual([...new DedupeStore({ store: open(t, dir) }).load(PEER_A)], range(1, 10))
+})
+
 test('the default window is 65,536 ids', async (t) => {
   const store = open(t, tempDir(t), {}, { synchronous: 'normal' })
   const dedupe = new DedupeStore({ store })

@@ -78,6 +78,27 @@ describe('GroupCommit with a Durability', () => {
     assert.equal(group.unconfirmed, 0)
   })
 
+  test('a write that is not durable resolves at COMMIT, starts no sync, and rides the next one', async () => {
+    const d = new ManualDurability()
+    const { db, ins, group } = setup(d)
+    const lazy = state(group.run(() => ins.run(1), undefined, false))
+    await turn()
+    assert.equal(lazy.now(), 'resolved')
+    assert.equal(d.started.length, 0, 'no fsync for a write that does not need one')
+    assert.equal(group.unconfirmed, 0)
+    // In one group with a durable write: the durable one still waits for its sync.
+    const lazy2 = state(group.run(() => ins.run(2), undefined, false))
+    const durable = state(group.run(() => ins.run(3)))
+    await turn()
+    assert.equal(lazy2.now(), 'resolved')
+    assert.equal(durable.now(), 'pending')
+    assert.equal(d.started.length, 1)
+    d.started[0]?.(null)
+    await turn()
+    assert.equal(durable.now(), 'resolved')
+    assert.equal(db.prepare('SELECT count(*) FROM t').pluck().get(), 3)
+  })
+
   test('several groups committed during one sync share the next one', async () => {
     const d = new ManualDurability()
     const { ins, group } = setup(d)

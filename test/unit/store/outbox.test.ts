@@ -65,6 +65,18 @@ describe('DurableOutbox basics', () => {
     assert.deepEqual(b.stats(PEER_A), { messages: 90, bytes: 900, oldestId: 11 })
   })
 
+  test('an append waits for an fsync of the WAL; a removal starts none (a duplicate at worst)', async (t) => {
+    const store = open(t, tempDir(t))
+    const outbox = new DurableOutbox({ store })
+    const syncs0 = store.syncs
+    await outbox.append(PEER_A, [msg(1), msg(2)])
+    assert.equal(store.syncs, syncs0 + 1, 'the append resolved after its fsync')
+    const commits = store.commits
+    assert.equal(await outbox.remove(PEER_A, [1]), 1)
+    assert.equal(store.commits, commits + 1)
+    assert.equal(store.syncs, syncs0 + 1, 'no fsync for a removal')
+  })
+
   test('1,000 messages in one append and 20 concurrent appends each commit once', async (t) => {
     const store = open(t, tempDir(t))
     const outbox = new DurableOutbox({ store })
