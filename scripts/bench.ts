@@ -21,7 +21,7 @@ import { formatReport, type Report } from './bench/report.js'
 import { runRouterBenchInChild } from './bench/router-process.js'
 import { BRIDGE_ROOT, CLI, REPO_ROOT } from './bench/sites.js'
 import { DEFAULT_TIMERS, runSwarm } from './bench/swarm.js'
-import { type SetupContext, startNative, startOurs } from './bench/topology.js'
+import { type SetupContext, startFloor, startNative, startOurs } from './bench/topology.js'
 
 const log = (line: string) => process.stderr.write(`${line}\n`)
 
@@ -68,6 +68,20 @@ async function runComparison(options: BenchOptions, ctx: SetupContext): Promise<
     await native.stop()
     await ours.stop()
     report.bridgeCounters = ours.bridgeCounters?.()
+  }
+  if (s.has('floor')) {
+    log('bench: floor: the native set-up against two minimal Node relays (scripts/bench/floor-relay.mjs)')
+    const native = await startNative(ctx)
+    const floor = await startFloor(ctx)
+    report.floor = await runMatrix(
+      { native, ours: floor },
+      caseMatrix().filter((c) => options.cases.length === 0 || options.cases.some((x) => c.id.includes(x))),
+      options.timing,
+      options.runs,
+      log,
+    )
+    await native.stop()
+    await floor.stop()
   }
   if (s.has('router')) {
     log('bench: router micro-benchmark')

@@ -4,7 +4,9 @@
  *   --quick         smoke run: 1 run, ~1 s per case, a 20-site swarm
  *   --profile       instead of the comparison: CPU-profile both bridges under flat-out
  *                   QoS 0 and QoS 1 load (node --cpu-prof) and summarize the self time
- *   --only LIST     sections to run, comma-separated: matrix,startup,router,swarm
+ *   --only LIST     sections to run, comma-separated: matrix,startup,router,swarm (the
+ *                   default), and floor: the matrix with two minimal Node relays
+ *                   (scripts/bench/floor-relay.mjs) in place of our bridges
  *   --cases LIST    matrix cases whose id contains one of these, comma-separated
  *                   (with --profile: the cases to profile; default flat qos0/qos1 64B, qos0 1KiB)
  *                   (ids: flat|paced-qos0|qos1-64B|1KiB, e.g. --cases flat-qos1,paced-qos1)
@@ -21,7 +23,9 @@
 import { parseArgs } from 'node:util'
 import type { Timing } from './cases.js'
 
-export const SECTIONS = ['matrix', 'startup', 'router', 'swarm'] as const
+export const SECTIONS = ['matrix', 'startup', 'router', 'swarm', 'floor'] as const
+/** What a run without --only measures (floor is asked for by name). */
+const DEFAULT_SECTIONS = ['matrix', 'startup', 'router', 'swarm']
 export type Section = (typeof SECTIONS)[number]
 
 export interface BenchOptions {
@@ -78,7 +82,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
   const str = (k: string) => (typeof values[k] === 'string' ? (values[k] as string) : undefined)
   const quick = values.quick === true
   const sections = new Set<Section>()
-  for (const s of (str('only') ?? SECTIONS.join(',')).split(',').filter(Boolean)) {
+  for (const s of (str('only') ?? DEFAULT_SECTIONS.join(',')).split(',').filter(Boolean)) {
     if (!(SECTIONS as readonly string[]).includes(s))
       throw new UsageError(`--only: unknown section "${s}" (${SECTIONS.join(', ')})`)
     sections.add(s as Section)

@@ -6,7 +6,10 @@
  */
 import { type CaseSpec, type Measurement, measureCase, type Role, type Timing } from './cases.js'
 import { median } from './stats.js'
-import type { SetupKind, Topology } from './topology.js'
+import type { Topology } from './topology.js'
+
+/** The two sides of a comparison: native, and ours (our bridges, or the floor relays). */
+type Side = 'native' | 'ours'
 
 /** % of one core used outside the set-up and the load above which a pair is measured again. */
 export const OTHER_LIMIT_PERCENT = 33
@@ -96,13 +99,13 @@ export type MatrixProgress = (line: string) => void
  * alternates from case to case (and from run to run), so slow drift hits both alike.
  */
 export async function runMatrix(
-  setups: Readonly<Record<SetupKind, Topology>>,
+  setups: Readonly<Record<Side, Topology>>,
   cases: readonly CaseSpec[],
   timing: Timing,
   runs: number,
   progress: MatrixProgress,
 ): Promise<CaseComparison[]> {
-  const results = new Map<string, Record<SetupKind, Measurement[]>>()
+  const results = new Map<string, Record<Side, Measurement[]>>()
   const discarded = new Map<string, { native: Measurement; ours: Measurement }[]>()
   for (const c of cases) {
     results.set(c.id, { native: [], ours: [] })
@@ -110,21 +113,23 @@ export async function runMatrix(
   }
   for (let run = 0; run < runs; run++) {
     for (const [i, c] of cases.entries()) {
-      const order: SetupKind[] = (run + i) % 2 === 0 ? ['native', 'ours'] : ['ours', 'native']
+      const order: Side[] = (run + i) % 2 === 0 ? ['native', 'ours'] : ['ours', 'native']
       for (let attempt = 0; ; attempt++) {
-        const pair: Partial<Record<SetupKind, Measurement>> = {}
+        const pair: Partial<Record<Side, Measurement>> = {}
         for (const kind of order) {
           const r = await measureCase(setups[kind], c, timing)
           pair[kind] = r
           progress(
-            `run ${run + 1}/${runs} ${c.id.padEnd(16)} ${kind.padEnd(6)} ${Math.round(r.deliveredPerSecond)
+            `run ${run + 1}/${runs} ${c.id.padEnd(16)} ${setups[kind].kind.padEnd(6)} ${Math.round(
+              r.deliveredPerSecond,
+            )
               .toString()
               .padStart(
                 7,
               )} msg/s  lost ${r.lost}  dup ${r.duplicates}  p99 ${r.latencyMs.p99.toFixed(2)} ms  other ${r.otherPercent.toFixed(0)}%`,
           )
         }
-        const { native, ours } = pair as Record<SetupKind, Measurement>
+        const { native, ours } = pair as Record<Side, Measurement>
         const disturbed = Math.max(native.otherPercent, ours.otherPercent) > OTHER_LIMIT_PERCENT
         if (disturbed && attempt < MAX_REPEATS) {
           discarded.get(c.id)?.push({ native, ours })
@@ -140,7 +145,7 @@ export async function runMatrix(
     }
   }
   return cases.map((spec) => {
-    const r = results.get(spec.id) as Record<SetupKind, Measurement[]>
+    const r = results.get(spec.id) as Record<Side, Measurement[]>
     const native = summarizeRuns(r.native)
     const ours = summarizeRuns(r.ours)
     const sumLost = (xs: readonly Measurement[]) => xs.reduce((a, x) => a + x.lost, 0)

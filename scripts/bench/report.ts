@@ -15,6 +15,8 @@ export interface Report {
   options: Record<string, unknown>
   startup?: { native: StartupTiming; oursCold: StartupTiming; oursRestart?: StartupTiming }
   matrix?: CaseComparison[]
+  /** `--only floor`: the same cases, native against two minimal Node relays ('ours' = the floor). */
+  floor?: CaseComparison[]
   memory?: {
     idleRssBytes: Record<string, number>
     loadedRssMaxBytes?: Record<string, number>
@@ -79,17 +81,17 @@ function summaryRow(id: string, setup: string, s: CaseSummary): string {
   )
 }
 
-function matrixTable(matrix: readonly CaseComparison[]): string[] {
+function matrixTable(matrix: readonly CaseComparison[], label = 'ours'): string[] {
   const lines = [row(HEAD, WIDTHS), '-'.repeat(WIDTHS.reduce((a, b) => a + b + 1, 0))]
   for (const c of matrix) {
-    lines.push(summaryRow(c.spec.id, 'native', c.native), summaryRow('', 'ours', c.ours))
+    lines.push(summaryRow(c.spec.id, 'native', c.native), summaryRow('', label, c.ours))
     const again = c.discarded.length > 0 ? `; ${c.discarded.length} disturbed pair(s) measured again` : ''
-    const ratio = `ours/native ${c.throughputRatio.toFixed(2)} (runs: ${c.runRatios.map((x) => x.toFixed(2)).join(' ')})${again}`
+    const ratio = `${label}/native ${c.throughputRatio.toFixed(2)} (runs: ${c.runRatios.map((x) => x.toFixed(2)).join(' ')})${again}`
     lines.push(`${''.padEnd(17)}${ratio}   p99 ${c.p99DeltaMs >= 0 ? '+' : ''}${c.p99DeltaMs.toFixed(2)} ms`)
     const bridges = c.ours.bridgeMicrosPerMessage
     lines.push(
-      `${''.padEnd(17)}CPU per message: native ${num(c.native.cpuMicrosPerMessage)} µs, ours ${num(c.ours.cpuMicrosPerMessage)} µs` +
-        (bridges === undefined ? '' : ` (bridges ${num(bridges)} µs)`),
+      `${''.padEnd(17)}CPU per message: native ${num(c.native.cpuMicrosPerMessage)} µs, ${label} ${num(c.ours.cpuMicrosPerMessage)} µs` +
+        (bridges === undefined ? '' : ` (${label === 'ours' ? 'bridges' : 'relays'} ${num(bridges)} µs)`),
     )
   }
   lines.push(
@@ -109,6 +111,12 @@ export function formatReport(r: Report): string {
     '',
   ]
   if (r.matrix) out.push(...matrixTable(r.matrix), '')
+  if (r.floor)
+    out.push(
+      'Floor: two minimal Node relays (MQTT.js, plain TCP, nothing else) in place of our bridges:',
+      ...matrixTable(r.floor, 'floor'),
+      '',
+    )
   if (r.startup) {
     const s = r.startup
     const ours = (t: StartupTiming) =>

@@ -79,12 +79,15 @@ export async function startBootstrap(cleanup: Cleanup): Promise<{ child: Child; 
   return { child, bootstrap: m[1] }
 }
 
+/** BENCH_BRIDGE_NODE_ARGS: extra node flags for the bridges only (experiments, e.g. GC sizing). */
+const EXTRA_NODE_ARGS = (process.env.BENCH_BRIDGE_NODE_ARGS ?? '').split(' ').filter(Boolean)
+
 /** Spawns `bridge <config>` (not waiting for anything). */
 export function spawnSite(cleanup: Cleanup, name: string, configPath: string, flags: NodeFlags = {}): Child {
   return startChild(cleanup, {
     name,
     command: process.execPath,
-    args: [...(flags.nodeArgs ?? []), CLI, configPath],
+    args: [...EXTRA_NODE_ARGS, ...(flags.nodeArgs ?? []), CLI, configPath],
     env: { LOG_LEVEL: 'info' },
   })
 }

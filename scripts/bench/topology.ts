@@ -3,18 +3,19 @@
  * - native: broker B, then broker A with a Mosquitto bridge `connection` to B (bench/# out 1);
  * - ours: brokers A and B, a DHT bootstrap node (`bridge dht`), site B (subscribed to
  *   bench/# at QoS 1), then site A (allow-lists B, exports everything by default).
- * In both, the publisher connects to A and the subscriber to B. Starting a set-up also
+ * - floor (`--only floor`): brokers A and B joined by two minimal Node relays (startFloor).
+ * In all, the publisher connects to A and the subscriber to B. Starting a set-up also
  * measures how long its sending side takes from spawn to the first relayed message.
  */
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
-import { type Broker, type BrokerTuning, startBroker } from './brokers.js'
-import type { Child, Cleanup } from './children.js'
+import { type Broker, type BrokerTuning, freePort, startBroker } from './brokers.js'
+import { type Child, type Cleanup, startChild } from './children.js'
 import { LoadClients } from './load.js'
 import { decodePayload, encodePayload } from './payload.js'
 import { LINK_UP, type NodeFlags, SITE_RUNNING, spawnSite, startBootstrap, writeSite } from './sites.js'
 
-export type SetupKind = 'native' | 'ours'
+export type SetupKind = 'native' | 'ours' | 'floor'
 
 export interface ProcessRole {
   readonly role: 'brokerA' | 'brokerB' | 'bridgeA' | 'bridgeB'
@@ -171,6 +172,50 @@ export async function startOurs(ctx: SetupContext, flags: NodeFlags = {}): Promi
     },
   }
 }
+
+/**
+ * The floor (scripts/bench/floor-relay.mjs): brokers A and B joined by two minimal Node
+ * relays instead of our bridges, reported in the bridges' roles. What two Node processes
+ * between two Mosquittos cost at the least on this machine.
+ */
+export async function startFloor(ctx: SetupContext): Promise<Topology> {
+  const { cleanup, bin } = ctx
+  const home = join(ctx.dir, 'floor')
+  mkdirSync(home, { recursive: true })
+  const tuning = ctx.broker
+  const brokerB = await startBroker(cleanup, { bin, dir: home, name: 'floor-brokerB', tuning })
+  const brokerA = await startBroker(cleanup, { bin, dir: home, name: 'floor-brokerA', tuning })
+  const clients = await LoadClients.connect(brokerA.url, brokerB.url, BENCH_FILTER)
+  cleanup.add(() => clients.close())
+  const port = await freePort()
+  const relay = (name: string, args: string[]) =>
+    startChild(cleanup, { name, command: process.execPath, args: [FLOOR_RELAY, ...args] })
+  const out = relay('floor-relayB', ['out', brokerB.url, String(port)])
+  await out.waitLine(/^ready/, STARTUP_DEADLINE_MS)
+  const spawned = performance.now()
+  const inbound = relay('floor-relayA', ['in', brokerA.url, BENCH_FILTER, String(port)])
+  await inbound.waitLine(/^ready/, STARTUP_DEADLINE_MS)
+  const first = await firstRelayed(clients)
+  return {
+    kind: 'floor',
+    clients,
+    processes: [
+      ...roles(brokerA, brokerB),
+      { role: 'bridgeA', pid: inbound.pid },
+      { role: 'bridgeB', pid: out.pid },
+    ],
+    startup: { firstMessageMs: first - spawned },
+    async stop() {
+      await clients.close()
+      await inbound.stop()
+      await out.stop()
+      await brokerA.child.stop()
+      await brokerB.child.stop()
+    },
+  }
+}
+
+const FLOOR_RELAY = new URL('./floor-relay.mjs', import.meta.url).pathname
 
 /** Spawns site A while probes flow; answers the timings from its spawn. */
 export async function startSiteMeasured(
