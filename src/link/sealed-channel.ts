@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, createSecretKey, type KeyObject } from 'node:crypto'
+import sodium from 'sodium-native'
 import { BridgeError } from '../errors.js'
 import { ByteQueue } from './byte-queue.js'
 
@@ -7,8 +7,8 @@ import { ByteQueue } from './byte-queue.js'
  *
  *   length u32 BE ‖ counter u64 BE ‖ ChaCha20-Poly1305(plaintext) ‖ tag (16 B)
  *
- * RFC 8439 AEAD through Node's OpenSSL: key of this direction, nonce = 4 zero bytes ‖
- * counter u64 BE, AAD = the 12 header bytes `length ‖ counter`. `length` counts everything
+ * RFC 8439 AEAD (libsodium's `crypto_aead_chacha20poly1305_ietf`): key of this direction,
+ * nonce = 4 zero bytes ‖ counter u64 BE, AAD = the 12 header bytes `length ‖ counter`. `length` counts everything
  * after itself (8 + plaintext + 16). One key per direction, so a frame reflected back to
  * its sender never authenticates. Each direction's counter starts at 0 and the receiver
  * accepts exactly the next one (TCP is ordered): a lower counter is a replay, a higher one
@@ -19,9 +19,13 @@ import { ByteQueue } from './byte-queue.js'
  * resets the link.
  *
  * Why native ChaCha20-Poly1305 (v2) rather than tweetnacl's pure-JS secretbox (v1, never
- * released): secretbox was 38% of each bridge's CPU relaying 1 KiB payloads. Per call on
- * the dev machine: 12 KB frame 222 µs → 17 µs, 1 KB 15 → 9 µs, 100 B 6 → 8 µs (the fixed
- * cost of a native cipher object), and frames are usually 1–60 KB batches.
+ * released): secretbox was 38% of each bridge's CPU relaying 1 KiB payloads. Why libsodium
+ * (sodium-native) rather than Node's OpenSSL (`createCipheriv`), which v2 used first: the
+ * same bytes, but OpenSSL needs a new cipher object per frame — 5–8 µs of fixed cost, and
+ * ~1,400 dead native objects per GC that made each scavenge 2–4 ms (its weak-handle
+ * phases; docs/BENCHMARKS.md, paced latency). libsodium seals into a buffer we give it,
+ * allocating nothing: per frame here 80 B 5.1 → 1.2 µs, 1.1 KB 6.8 → 1.6 µs, 16 KB 31 →
+ * 12 µs, 60 KB 83 → 42 µs. The vector tests recompute every frame with node:crypto too.
  */
 
 /**
@@ -45,8 +49,6 @@ const NONCE_COUNTER_OFFSET = NONCE_BYTES - COUNTER_BYTES
 export const SEAL_OVERHEAD = COUNTER_BYTES + TAG_BYTES
 /** Counters stay exact in a JS number; a link this old (2^53 frames) must re-handshake. */
 const MAX_COUNTER = Number.MAX_SAFE_INTEGER
-const CIPHER = 'chacha20-poly1305'
-const CIPHER_OPTIONS = { authTagLength: TAG_BYTES } as const
 
 export type FrameDropReason = 'replay' | 'out_of_order' | 'bad_mac' | 'oversize' | 'malformed' | 'truncated'
 
@@ -68,19 +70,19 @@ function writeCounter(buf: Buffer, offset: number, counter: number): void {
 }
 
 /**
- * The key as a KeyObject, imported once per link. Measured per seal (Node 20, 100 B, median
- * of 10 × 100k calls): Buffer key 6.52 µs, KeyObject 6.52 µs; at 1–60 KB the two were within
- * noise too. No speed reason either way, so a KeyObject: the channel keeps no mutable JS
- * copy of the key (the caller's LinkSession still holds its own).
+ * The key in libsodium's guarded memory (never swapped out, freed with the channel's last
+ * reference), zeroed by stop(). The caller's LinkSession still holds its own copy.
  */
-function secretKey(key: Uint8Array): KeyObject {
-  return createSecretKey(Buffer.from(key))
+function secretKey(key: Uint8Array): Buffer {
+  const k = sodium.sodium_malloc(key.length)
+  k.set(key)
+  return k
 }
 
 export class SealedChannel {
-  private readonly sendKey: KeyObject
-  private readonly receiveKey: KeyObject
-  /** One nonce buffer per direction, rewritten per frame (createCipheriv copies the IV). */
+  private readonly sendKey: Buffer
+  private readonly receiveKey: Buffer
+  /** One nonce buffer per direction, rewritten per frame. */
   private readonly sendNonce = Buffer.alloc(NONCE_BYTES)
   private readonly receiveNonce = Buffer.alloc(NONCE_BYTES)
   private readonly maxFrameBytes: number
@@ -116,21 +118,22 @@ export class SealedChannel {
     if (plaintext.length > this.maxFrameBytes)
       throw BridgeError.frame(`frame plaintext ${plaintext.length} bytes exceeds ${this.maxFrameBytes}`)
     if (this.sendCounter >= MAX_COUNTER) throw new BridgeError('LINK_CLOSED', 'frame counter exhausted')
+    if (this.stopped) throw new BridgeError('LINK_CLOSED', 'channel stopped (its keys are erased)')
     const counter = this.sendCounter++
-    // One allocation for the output: the header is written in place and is the AAD; the
-    // ciphertext (same length as the plaintext) and the tag are copied in after it.
+    // One allocation, no copy: the header is written in place and is the AAD; libsodium
+    // writes ciphertext ‖ tag straight after it.
     const out = Buffer.allocUnsafe(HEADER_BYTES + plaintext.length + TAG_BYTES)
     out.writeUInt32BE(COUNTER_BYTES + plaintext.length + TAG_BYTES, 0)
     writeCounter(out, LENGTH_BYTES, counter)
     writeCounter(this.sendNonce, NONCE_COUNTER_OFFSET, counter)
-    const cipher = createCipheriv(CIPHER, this.sendKey, this.sendNonce, CIPHER_OPTIONS)
-    // plaintextLength is only used by CCM; @types/node requires it for ChaCha20-Poly1305.
-    cipher.setAAD(out.subarray(0, HEADER_BYTES), { plaintextLength: plaintext.length })
-    const ciphertext = cipher.update(plaintext)
-    ciphertext.copy(out, HEADER_BYTES)
-    // A stream cipher: final() yields nothing more, but it computes the tag.
-    cipher.final()
-    cipher.getAuthTag().copy(out, HEADER_BYTES + plaintext.length)
+    sodium.crypto_aead_chacha20poly1305_ietf_encrypt(
+      out.subarray(HEADER_BYTES),
+      plaintext,
+      out.subarray(0, HEADER_BYTES),
+      null,
+      this.sendNonce,
+      this.sendKey,
+    )
     return out
   }
 
@@ -172,20 +175,26 @@ export class SealedChannel {
   stop(): void {
     this.stopped = true
     this.queue.clear()
+    sodium.sodium_memzero(this.sendKey)
+    sodium.sodium_memzero(this.receiveKey)
   }
 
   /** The plaintext, or undefined if the frame does not authenticate (nothing is released then). */
   private open(frame: Buffer, counter: number): Buffer | undefined {
     writeCounter(this.receiveNonce, NONCE_COUNTER_OFFSET, counter)
-    const tagAt = frame.length - TAG_BYTES
-    const ciphertext = frame.subarray(HEADER_BYTES, tagAt)
+    // A fresh buffer per frame: decoded publishes keep views into it (never written again).
+    const plaintext = Buffer.allocUnsafe(frame.length - HEADER_BYTES - TAG_BYTES)
     try {
-      const decipher = createDecipheriv(CIPHER, this.receiveKey, this.receiveNonce, CIPHER_OPTIONS)
-      decipher.setAAD(frame.subarray(0, HEADER_BYTES), { plaintextLength: ciphertext.length })
-      decipher.setAuthTag(frame.subarray(tagAt))
-      const plaintext = decipher.update(ciphertext)
-      // Throws when the tag does not match; `plaintext` is unauthenticated until then.
-      decipher.final()
+      // Throws when the tag does not match, having released nothing (libsodium checks the
+      // tag before it decrypts).
+      sodium.crypto_aead_chacha20poly1305_ietf_decrypt(
+        plaintext,
+        null,
+        frame.subarray(HEADER_BYTES),
+        frame.subarray(0, HEADER_BYTES),
+        this.receiveNonce,
+        this.receiveKey,
+      )
       return plaintext
     } catch {
       return undefined
