@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events'
-import { createBrokerAdapter } from './broker/index.js'
+import { createBrokerAdapter } from './broker/create.js'
 import type { BrokerAdapter, LocalMessage } from './broker/types.js'
 import type { LoadedConfig } from './config/load.js'
 import { InboundDelivery } from './delivery/inbound.js'
@@ -213,7 +213,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
         retained: new RetainedStore({ store: db }),
       }
       this.store = store
-      this.broker = createBrokerAdapter(
+      this.broker = await createBrokerAdapter(
         c.broker,
         { log: log('broker'), counters: this.counters, clientIdSeed: key },
         {

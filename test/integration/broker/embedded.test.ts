@@ -85,7 +85,7 @@ test('aedes refuses MQTT 5 clients (why the bridge attaches in-process, not over
 })
 
 test('from config, the adapter owns its broker: clients reach it, stop() closes it', async (t) => {
-  const adapter = createBrokerAdapter({ embedded: { port: 0, host: '127.0.0.1' } })
+  const adapter = await createBrokerAdapter({ embedded: { port: 0, host: '127.0.0.1' } })
   t.after(() => adapter.stop())
   assert.ok(adapter instanceof EmbeddedAdapter)
   const inbox = Inbox.ofAdapter(adapter)
@@ -125,7 +125,7 @@ test('an attached adapter leaves the broker running when it stops', async (t) =>
 test('an embedded adapter whose port is taken fails start() with BROKER_ERROR and reports down', async (t) => {
   const first = await startEmbeddedBroker({ port: 0, host: '127.0.0.1' })
   t.after(() => first.close())
-  const adapter = createBrokerAdapter({ embedded: { port: first.port, host: '127.0.0.1' } })
+  const adapter = await createBrokerAdapter({ embedded: { port: first.port, host: '127.0.0.1' } })
   t.after(() => adapter.stop())
   await assert.rejects(adapter.start(), (err) => isBridgeError(err, 'BROKER_ERROR'))
   assert.equal(adapter.status.state, 'down')

@@ -10,12 +10,12 @@ import {
 } from '../../../src/broker/index.js'
 import { isBridgeError } from '../../../src/errors.js'
 
-test('createBrokerAdapter picks the adapter by config shape', () => {
-  const external = createBrokerAdapter({ url: 'mqtt://127.0.0.1:1', clientId: 'given' })
+test('createBrokerAdapter picks the adapter by config shape', async () => {
+  const external = await createBrokerAdapter({ url: 'mqtt://127.0.0.1:1', clientId: 'given' })
   assert.ok(external instanceof MqttAdapter)
   assert.equal(external.clientId, 'given')
   assert.equal(external.status.state, 'down')
-  const embedded = createBrokerAdapter({ embedded: { port: 0, host: '127.0.0.1' } })
+  const embedded = await createBrokerAdapter({ embedded: { port: 0, host: '127.0.0.1' } })
   assert.ok(embedded instanceof EmbeddedAdapter)
   assert.equal(embedded.status.state, 'down')
 })
@@ -25,8 +25,8 @@ const badConfigs: Array<{ name: string; config: BrokerConfig }> = [
   { name: 'both', config: { url: 'mqtt://x', embedded: { port: 1883 } } },
 ]
 for (const c of badConfigs) {
-  test(`createBrokerAdapter rejects ${c.name} of url/embedded with CONFIG_INVALID naming "broker"`, () => {
-    assert.throws(
+  test(`createBrokerAdapter rejects ${c.name} of url/embedded with CONFIG_INVALID naming "broker"`, async () => {
+    await assert.rejects(
       () => createBrokerAdapter(c.config),
       (err) => isBridgeError(err, 'CONFIG_INVALID') && err.message.startsWith('broker: '),
     )
