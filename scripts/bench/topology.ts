@@ -109,15 +109,25 @@ export async function startNative(ctx: SetupContext): Promise<Topology> {
   }
 }
 
-export async function startOurs(ctx: SetupContext, flags: NodeFlags = {}): Promise<Topology> {
+/** Two plain brokers (B first, then A) in `<dir>/<kind>`, and the load clients on them. */
+async function twoBrokers(
+  ctx: SetupContext,
+  kind: 'ours' | 'floor',
+): Promise<{ home: string; brokerA: Broker; brokerB: Broker; clients: LoadClients }> {
   const { cleanup, bin } = ctx
-  const home = join(ctx.dir, 'ours')
+  const home = join(ctx.dir, kind)
   mkdirSync(home, { recursive: true })
   const tuning = ctx.broker
-  const brokerB = await startBroker(cleanup, { bin, dir: home, name: 'ours-brokerB', tuning })
-  const brokerA = await startBroker(cleanup, { bin, dir: home, name: 'ours-brokerA', tuning })
+  const brokerB = await startBroker(cleanup, { bin, dir: home, name: `${kind}-brokerB`, tuning })
+  const brokerA = await startBroker(cleanup, { bin, dir: home, name: `${kind}-brokerA`, tuning })
   const clients = await LoadClients.connect(brokerA.url, brokerB.url, BENCH_FILTER)
   cleanup.add(() => clients.close())
+  return { home, brokerA, brokerB, clients }
+}
+
+export async function startOurs(ctx: SetupContext, flags: NodeFlags = {}): Promise<Topology> {
+  const { cleanup } = ctx
+  const { home, brokerA, brokerB, clients } = await twoBrokers(ctx, 'ours')
   const dht = await startBootstrap(cleanup)
   const siteA = { name: 'site-a', seedByte: 0xa1 }
   const siteB = { name: 'site-b', seedByte: 0xb2 }
@@ -179,14 +189,8 @@ export async function startOurs(ctx: SetupContext, flags: NodeFlags = {}): Promi
  * between two Mosquittos cost at the least on this machine.
  */
 export async function startFloor(ctx: SetupContext): Promise<Topology> {
-  const { cleanup, bin } = ctx
-  const home = join(ctx.dir, 'floor')
-  mkdirSync(home, { recursive: true })
-  const tuning = ctx.broker
-  const brokerB = await startBroker(cleanup, { bin, dir: home, name: 'floor-brokerB', tuning })
-  const brokerA = await startBroker(cleanup, { bin, dir: home, name: 'floor-brokerA', tuning })
-  const clients = await LoadClients.connect(brokerA.url, brokerB.url, BENCH_FILTER)
-  cleanup.add(() => clients.close())
+  const { cleanup } = ctx
+  const { brokerA, brokerB, clients } = await twoBrokers(ctx, 'floor')
   const port = await freePort()
   const relay = (name: string, args: string[]) =>
     startChild(cleanup, { name, command: process.execPath, args: [FLOOR_RELAY, ...args] })

@@ -177,24 +177,28 @@ describe('statistics', () => {
     assert.deepEqual(summarize(s), { p50: 50, p95: 95, p99: 99, max: 100 })
   })
 
+  /** One measured run: `rate` msg/s, that p99, that CPU per process. */
+  const measurement = (rate: number, p99: number, cpuPercent: Measurement['cpuPercent']): Measurement => ({
+    sent: 10,
+    received: 10,
+    duplicates: 0,
+    lost: 0,
+    stalls: 0,
+    measuredMs: 1000,
+    deliveredPerSecond: rate,
+    sentPerSecond: rate,
+    latencyMs: { p50: 1, p95: 2, p99, max: p99 },
+    loadCpuPercent: 10,
+    cpuPercent,
+    processes: {},
+    rssMaxBytes: {},
+    machineBusyPercent: 150,
+    otherPercent: 5,
+  })
+
   test('summarizeRuns takes medians across runs and sums the CPU medians', () => {
-    const run = (rate: number, p99: number, cpuA: number): Measurement => ({
-      sent: 10,
-      received: 10,
-      duplicates: 0,
-      lost: 0,
-      stalls: 0,
-      measuredMs: 1000,
-      deliveredPerSecond: rate,
-      sentPerSecond: rate,
-      latencyMs: { p50: 1, p95: 2, p99, max: p99 },
-      loadCpuPercent: 10,
-      cpuPercent: { brokerA: cpuA, brokerB: 20 },
-      processes: {},
-      rssMaxBytes: {},
-      machineBusyPercent: 150,
-      otherPercent: 5,
-    })
+    const run = (rate: number, p99: number, cpuA: number) =>
+      measurement(rate, p99, { brokerA: cpuA, brokerB: 20 })
     const s = summarizeRuns([run(100, 5, 10), run(300, 1, 30), run(200, 3, 20)])
     assert.equal(s.deliveredPerSecond, 200)
     assert.equal(s.p99, 3)
@@ -206,23 +210,7 @@ describe('statistics', () => {
   })
 
   test("bridges' CPU per message counts only the bridges", () => {
-    const m: Measurement = {
-      sent: 10,
-      received: 10,
-      duplicates: 0,
-      lost: 0,
-      stalls: 0,
-      measuredMs: 1000,
-      deliveredPerSecond: 10_000,
-      sentPerSecond: 10_000,
-      latencyMs: { p50: 1, p95: 2, p99: 3, max: 3 },
-      loadCpuPercent: 30,
-      cpuPercent: { brokerA: 40, brokerB: 40, bridgeA: 25, bridgeB: 15 },
-      processes: {},
-      rssMaxBytes: {},
-      machineBusyPercent: 150,
-      otherPercent: 0,
-    }
+    const m = measurement(10_000, 3, { brokerA: 40, brokerB: 40, bridgeA: 25, bridgeB: 15 })
     const s = summarizeRuns([m])
     assert.equal(s.bridgeMicrosPerMessage, 40) // 40% of a core / 10,000 msg/s = 40 µs
     assert.equal(s.cpuMicrosPerMessage, 120)
