@@ -28,6 +28,9 @@ export interface StoreOptions {
   integrityCheck?: boolean
 }
 
+/** `BridgeStore.write` option for writes whose loss in a power cut costs at most a duplicate. */
+export const NOT_DURABLE = { durable: false } as const
+
 /**
  * The bridge's embedded database (one SQLite file in stateDir) and its group commit.
  * `db` is for the modules of src/store only; everything else uses DurableOutbox,

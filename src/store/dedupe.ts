@@ -1,5 +1,5 @@
 import type { Statement } from 'better-sqlite3'
-import type { BridgeStore } from './database.js'
+import { type BridgeStore, NOT_DURABLE } from './database.js'
 
 export interface DedupeStoreOptions {
   /**
@@ -85,7 +85,7 @@ export class DedupeStore {
         this.sql.setCount.run(count, row.oid)
       },
       undefined,
-      { durable: false },
+      NOT_DURABLE,
     )
   }
 

@@ -1,6 +1,6 @@
 import type { Statement } from 'better-sqlite3'
 import type { Counters } from '../metrics.js'
-import type { BridgeStore } from './database.js'
+import { type BridgeStore, NOT_DURABLE } from './database.js'
 
 export interface OutboxMessage {
   /** Origin message id (this site's), strictly increasing, assigned by the caller. */
@@ -56,9 +56,6 @@ const MAX_EVICT_PAGE = 4096
  * append inside the same transaction, so what the promise reports is what is on disk.
  * Reads (peek, stats, peers) see committed state only.
  */
-/** Writes whose loss in a power cut costs at most a duplicate (BridgeStore.write). */
-const NOT_DURABLE = { durable: false } as const
-
 export class DurableOutbox {
   private readonly store: BridgeStore
   private readonly counters: Counters
