@@ -25,6 +25,13 @@ import { DedupeStore } from './store/dedupe.js'
 import { DurableOutbox, type OutboxMessage } from './store/outbox.js'
 import { payloadDigest, RetainedStore } from './store/retained.js'
 
+/**
+ * How long a graceful stop waits for the messages already taken (local ones until their
+ * PUBACK is released, relayed ones until the local broker accepted them). Normally a few
+ * ms; past it the stop goes on, and a redelivery after the restart may duplicate a message.
+ */
+const DRAIN_MS = 5_000
+
 /** Knobs that are not part of the config file (tests shorten timers; the bench sizes windows). */
 export interface BridgeTuning {
   readonly dht?: Partial<
@@ -102,6 +109,11 @@ export class Bridge extends EventEmitter<BridgeEvents> {
   private subscriptionUpdate: Promise<void> = Promise.resolve()
   private subscriptionUpdatePending = false
   private stopping: Promise<void> | undefined
+  /** Set by stop(): local messages are no longer taken (see takeLocal). */
+  private intakeStopped = false
+  /** Local messages taken whose `done` (the broker's PUBACK) has not been released yet. */
+  private localInFlight = 0
+  private localIdle: Array<() => void> = []
   private statusTimer: NodeJS.Timeout | undefined
   /** Outbox appends, one call per peer per event-loop turn. */
   private readonly appends = new TickBatch<string, OutboxMessage>((peer, messages) =>
@@ -255,7 +267,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
         importAcl: (peer) => (this.allowSet.has(peer) ? this.importAcls.get(peer) : null),
       })
       this.inbound.setSubscriptions(c.subscriptions)
-      this.broker.on('message', (m, done) => this.onLocalMessage(m, done))
+      this.broker.on('message', (m, done) => this.takeLocal(m, done))
       // The filters subscribed before the last stop: a resumed broker session delivers what
       // it queued for them the moment we connect, before any peer is rediscovered.
       this.localFiltersFile = new JsonStateFile(c.stateDir, 'local-subscriptions.json')
@@ -322,13 +334,25 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     }
   }
 
+  /**
+   * A graceful stop never causes a duplicate. In order: (1) no new work — local messages
+   * that arrive from now on are left unacknowledged (the broker's session redelivers them
+   * after the restart; they were never sent, so never twice) and the links close (peers
+   * resend what we did not ack; our outbox keeps what they did not ack); (2) what was taken
+   * is finished — each local message until its PUBACK is released (its outbox commit
+   * fsynced), each relayed publish until the local broker accepted it and its id is in the
+   * dedupe window (bounded by DRAIN_MS); (3) pending trees; then the broker, the DHT and the
+   * store. Stopping the broker first used to drop PUBACKs still waiting for their fsync:
+   * the broker redelivered those messages after the restart and the peers got them twice.
+   */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       clearInterval(this.statusTimer)
-      // Stop intake first, then links, then the DHT.
+      this.intakeStopped = true
+      await this.links?.close().catch(() => undefined)
+      await Promise.all([this.localDrained(DRAIN_MS), this.inbound?.drain(DRAIN_MS)])
       await this.trees?.close() // pending trees go out before the broker stops (bounded)
       await this.broker?.stop().catch(() => undefined)
-      await this.links?.close().catch(() => undefined)
       await this.dht?.stop().catch(() => undefined)
       const counters = this.countersWithStore()
       await this.store?.db.close()
@@ -347,6 +371,35 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     this.trees?.setSubscriptions(subs)
     await this.dht.setSubscriptions(subs)
     this.pushProfile()
+  }
+
+  /** Counts a local message from its arrival to its `done`; refuses it once stop() began. */
+  private takeLocal(m: LocalMessage, done: () => void): void {
+    if (this.intakeStopped) return // unacknowledged: redelivered by the broker after the restart
+    this.localInFlight++
+    let released = false
+    this.onLocalMessage(m, () => {
+      if (released) return
+      released = true
+      done()
+      if (--this.localInFlight > 0) return
+      const waiters = this.localIdle
+      this.localIdle = []
+      for (const w of waiters) w()
+    })
+  }
+
+  /** Resolves once every local message taken has had its `done`, or after `timeoutMs`. */
+  private localDrained(timeoutMs: number): Promise<void> {
+    if (this.localInFlight === 0) return Promise.resolve()
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, timeoutMs)
+      timer.unref()
+      this.localIdle.push(() => {
+        clearTimeout(timer)
+        resolve()
+      })
+    })
   }
 
   /**
