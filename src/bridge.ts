@@ -14,6 +14,7 @@ import { DhtService, type DhtServiceOptions } from './dht/service.js'
 import { advertisedEndpoints } from './endpoints.js'
 import { BridgeError } from './errors.js'
 import { type Identity, loadIdentity } from './identity/identity.js'
+import { InFlight } from './in-flight.js'
 import type { Frame, PublishMessage } from './link/frames.js'
 import { LinkManager, type LinkManagerOptions } from './link/link-manager.js'
 import { componentLogger, createRootLogger, type Logger } from './log.js'
@@ -112,8 +113,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
   /** Set by stop(): local messages are no longer taken (see takeLocal). */
   private intakeStopped = false
   /** Local messages taken whose `done` (the broker's PUBACK) has not been released yet. */
-  private localInFlight = 0
-  private localIdle: Array<() => void> = []
+  private readonly localInFlight = new InFlight()
   private statusTimer: NodeJS.Timeout | undefined
   /** Outbox appends, one call per peer per event-loop turn. */
   private readonly appends = new TickBatch<string, OutboxMessage>((peer, messages) =>
@@ -350,7 +350,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
       clearInterval(this.statusTimer)
       this.intakeStopped = true
       await this.links?.close().catch(() => undefined)
-      await Promise.all([this.localDrained(DRAIN_MS), this.inbound?.drain(DRAIN_MS)])
+      await Promise.all([this.localInFlight.drained(DRAIN_MS), this.inbound?.drain(DRAIN_MS)])
       await this.trees?.close() // pending trees go out before the broker stops (bounded)
       await this.broker?.stop().catch(() => undefined)
       await this.dht?.stop().catch(() => undefined)
@@ -376,29 +376,10 @@ export class Bridge extends EventEmitter<BridgeEvents> {
   /** Counts a local message from its arrival to its `done`; refuses it once stop() began. */
   private takeLocal(m: LocalMessage, done: () => void): void {
     if (this.intakeStopped) return // unacknowledged: redelivered by the broker after the restart
-    this.localInFlight++
-    let released = false
+    const end = this.localInFlight.begin()
     this.onLocalMessage(m, () => {
-      if (released) return
-      released = true
       done()
-      if (--this.localInFlight > 0) return
-      const waiters = this.localIdle
-      this.localIdle = []
-      for (const w of waiters) w()
-    })
-  }
-
-  /** Resolves once every local message taken has had its `done`, or after `timeoutMs`. */
-  private localDrained(timeoutMs: number): Promise<void> {
-    if (this.localInFlight === 0) return Promise.resolve()
-    return new Promise((resolve) => {
-      const timer = setTimeout(resolve, timeoutMs)
-      timer.unref()
-      this.localIdle.push(() => {
-        clearTimeout(timer)
-        resolve()
-      })
+      end()
     })
   }
 

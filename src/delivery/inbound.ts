@@ -1,4 +1,5 @@
 import type { BrokerAdapter, LocalMessage } from '../broker/types.js'
+import { InFlight } from '../in-flight.js'
 import type { PublishMessage } from '../link/frames.js'
 import { type Logger, rateLimitedDebug, silentLogger } from '../log.js'
 import type { Counters } from '../metrics.js'
@@ -71,8 +72,7 @@ export class InboundDelivery {
   /** Per peer, the retained topics seen since its SNAPSHOT_BEGIN. */
   private readonly snapshots = new Map<string, { filters: readonly string[]; topics: Set<string> }>()
   /** Publishes into the local broker (and dedupe commits) not finished yet. */
-  private inFlight = 0
-  private idle: Array<() => void> = []
+  private readonly inFlight = new InFlight()
 
   constructor(private readonly deps: InboundDeps) {
     this.log = deps.log ?? silentLogger
@@ -265,27 +265,11 @@ export class InboundDelivery {
    * or after `timeoutMs`. For a graceful stop: after the links closed, before the broker.
    */
   drain(timeoutMs: number): Promise<void> {
-    if (this.inFlight === 0) return Promise.resolve()
-    return new Promise((resolve) => {
-      const timer = setTimeout(resolve, timeoutMs)
-      timer.unref()
-      this.idle.push(() => {
-        clearTimeout(timer)
-        resolve()
-      })
-    })
+    return this.inFlight.drained(timeoutMs)
   }
 
   private track<T>(p: Promise<T>): Promise<T> {
-    this.inFlight++
-    const settle = () => {
-      if (--this.inFlight > 0) return
-      const waiters = this.idle
-      this.idle = []
-      for (const w of waiters) w()
-    }
-    p.then(settle, settle)
-    return p
+    return this.inFlight.track(p)
   }
 
   private ack(peer: string, id: number): void {
