@@ -375,7 +375,12 @@ export class Bridge extends EventEmitter<BridgeEvents> {
 
   /** Counts a local message from its arrival to its `done`; refuses it once stop() began. */
   private takeLocal(m: LocalMessage, done: () => void): void {
-    if (this.intakeStopped) return // unacknowledged: redelivered by the broker after the restart
+    if (this.intakeStopped) {
+      // Unacknowledged: a QoS 1 message is redelivered by the broker's session after the
+      // restart; a QoS 0 one is lost, as QoS 0 allows. Counted either way.
+      this.counters.inc('relay.out.refused_stopping')
+      return
+    }
     const end = this.localInFlight.begin()
     this.onLocalMessage(m, () => {
       done()

@@ -8,8 +8,8 @@ import { ByteQueue } from './byte-queue.js'
  *   length u32 BE ‖ counter u64 BE ‖ ChaCha20-Poly1305(plaintext) ‖ tag (16 B)
  *
  * RFC 8439 AEAD (libsodium's `crypto_aead_chacha20poly1305_ietf`): key of this direction,
- * nonce = 4 zero bytes ‖ counter u64 BE, AAD = the 12 header bytes `length ‖ counter`. `length` counts everything
- * after itself (8 + plaintext + 16). One key per direction, so a frame reflected back to
+ * nonce = 4 zero bytes ‖ counter u64 BE, AAD = the 12 header bytes `length ‖ counter`.
+ * `length` counts everything after itself (8 + plaintext + 16). One key per direction, so a frame reflected back to
  * its sender never authenticates. Each direction's counter starts at 0 and the receiver
  * accepts exactly the next one (TCP is ordered): a lower counter is a replay, a higher one
  * a gap. The counter is sent in clear so that a replay is refused before any crypto and
