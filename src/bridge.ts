@@ -21,7 +21,7 @@ import { componentLogger, createRootLogger, type Logger } from './log.js'
 import { Counters } from './metrics.js'
 import { allowed, Router } from './routing/router.js'
 import { JsonStateFile } from './state/json-file.js'
-import { type BridgeStore, openStore } from './store/database.js'
+import { type BridgeStore, openStore, type StoreOptions } from './store/database.js'
 import { DedupeStore } from './store/dedupe.js'
 import { DurableOutbox, type OutboxMessage } from './store/outbox.js'
 import { payloadDigest, RetainedStore } from './store/retained.js'
@@ -53,6 +53,8 @@ export interface BridgeTuning {
 export interface BridgeDeps {
   readonly log?: Logger
   readonly counters?: Counters
+  /** Test seam: wraps the store's WAL fsync (see StoreOptions.wrapDurability). */
+  readonly wrapDurability?: StoreOptions['wrapDurability']
 }
 
 export type BridgeStatus =
@@ -125,7 +127,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
 
   constructor(
     readonly config: LoadedConfig,
-    deps: BridgeDeps = {},
+    private readonly deps: BridgeDeps = {},
     private readonly tuning: BridgeTuning = {},
   ) {
     super()
@@ -217,7 +219,11 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     this.log.info({ publicKey: key, created: identity.created || undefined }, `starting site "${c.name}"`)
 
     try {
-      const db = openStore(c.stateDir, { log: log('store'), counters: this.counters })
+      const db = openStore(
+        c.stateDir,
+        { log: log('store'), counters: this.counters },
+        { wrapDurability: this.deps.wrapDurability },
+      )
       const store = {
         db,
         outbox: new DurableOutbox({ store: db, counters: this.counters }, c.outbox),

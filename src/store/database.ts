@@ -4,7 +4,7 @@ import Database from 'better-sqlite3'
 import { BridgeError } from '../errors.js'
 import { type Logger, silentLogger } from '../log.js'
 import { Counters } from '../metrics.js'
-import { GroupCommit } from './group-commit.js'
+import { type Durability, GroupCommit } from './group-commit.js'
 import { migrate } from './schema.js'
 import { WalSync } from './wal-sync.js'
 
@@ -26,6 +26,11 @@ export interface StoreOptions {
   fileName?: string
   /** Run `PRAGMA quick_check` at open (default true; O(database size), see docs/STORE.md). */
   integrityCheck?: boolean
+  /**
+   * Test seam: wraps the WAL fsync ('full' only), e.g. to hold an fsync open while a test
+   * stops the bridge. Production never sets it.
+   */
+  wrapDurability?: (inner: Durability) => Durability
 }
 
 /** `BridgeStore.write` option for writes whose loss in a power cut costs at most a duplicate. */
@@ -46,7 +51,13 @@ export class BridgeStore {
   private isClosed = false
 
   /** Use openStore(). */
-  constructor(db: Database.Database, path: string, deps: Required<StoreDeps>, durable = true) {
+  constructor(
+    db: Database.Database,
+    path: string,
+    deps: Required<StoreDeps>,
+    durable = true,
+    wrapDurability?: (inner: Durability) => Durability,
+  ) {
     this.db = db
     this.path = path
     this.log = deps.log
@@ -71,7 +82,7 @@ export class BridgeStore {
           this.log.error({ err }, 'a state database commit callback threw')
         },
       },
-      this.walSync,
+      this.walSync && wrapDurability ? wrapDurability(this.walSync) : this.walSync,
     )
   }
 
@@ -165,7 +176,7 @@ export function openStore(stateDir: string, deps: StoreDeps = {}, options: Store
   }
   if (created) fsyncDir(stateDir)
   for (const suffix of ['-wal', '-shm']) if (existsSync(path + suffix)) restrictMode(path + suffix, log)
-  return new BridgeStore(db, path, { log, counters }, synchronous === 'full')
+  return new BridgeStore(db, path, { log, counters }, synchronous === 'full', options.wrapDurability)
 }
 
 function stateError(what: string, cause?: unknown): BridgeError {

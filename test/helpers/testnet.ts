@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { TestContext } from 'node:test'
 import mqtt, { type MqttClient } from 'mqtt'
-import { Bridge, type BridgeTuning } from '../../src/bridge.js'
+import { Bridge, type BridgeDeps, type BridgeTuning } from '../../src/bridge.js'
 import { parseConfig } from '../../src/config/load.js'
 import { identityFromSeed } from '../../src/identity/identity.js'
 import { Counters } from '../../src/metrics.js'
@@ -37,6 +37,8 @@ export interface SiteSpec {
   readonly treeInput?: { prefix?: string }
   /** Don't start it yet (late joiner): call `site.start()` yourself. */
   readonly deferStart?: boolean
+  /** Test seam passed to every Bridge of this site (also after restart()). */
+  readonly wrapDurability?: BridgeDeps['wrapDurability']
 }
 
 export interface TestSite {
@@ -120,7 +122,8 @@ export async function startTestnet(
     const config = parseConfig(raw, configPath)
     const counters = new Counters()
     const clients: MqttClient[] = []
-    const make = () => new Bridge(config, { counters }, options.tuning ?? TEST_TUNING)
+    const deps: BridgeDeps = { counters, wrapDurability: spec.wrapDurability }
+    const make = () => new Bridge(config, deps, options.tuning ?? TEST_TUNING)
     const site: TestSite = {
       name: spec.name,
       publicKeyHex: keys.get(spec.name) as string,

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
+import type { Durability } from '../../../src/store/group-commit.js'
 import { brokerVariants } from '../../helpers/brokers.js'
 import { collect, startTestnet, waitFor, waitRelayed } from '../../helpers/testnet.js'
 
@@ -32,6 +33,57 @@ describe('store and forward (mosquitto)', { skip: mosquitto?.skip }, () => {
       seqs,
       Array.from({ length: N }, (_, i) => i),
       'all, once, in order',
+    )
+  })
+
+  test('a graceful stop while PUBACKs wait for their fsync causes no duplicate after the restart', async (t) => {
+    // Holds the WAL fsync's completion while alice stops: her messages are committed and
+    // sent, their PUBACKs to the broker wait. Stopping the broker before they are released
+    // made it redeliver them after the restart under new ids (bob got them twice).
+    const gate = holdableDurability()
+    const net = await startTestnet(t, {
+      broker: 'mosquitto',
+      sites: [
+        { name: 'alice', wrapDurability: gate.wrap },
+        { name: 'bob', subscriptions: [{ filter: 'gs/#', qos: 1 }] },
+      ],
+    })
+    await net.waitMeshed()
+    const alice = await net.site('alice').client()
+    const bob = await net.site('bob').client()
+    const got = await collect(bob, 'gs/#')
+    await waitRelayed(alice, got, 'gs/probe')
+
+    gate.hold()
+    const N = 10 // below Mosquitto's in-flight window to the bridge (20): all reach it now
+    await Promise.all(
+      Array.from({ length: N }, (_, i) => alice.publishAsync('gs/seq', String(i), { qos: 1 })),
+    )
+    const seqs = () => got.filter((m) => m.topic === 'gs/seq').map((m) => Number(m.payload))
+    await waitFor(() => seqs().length === N && gate.waiting > 0, {
+      what: `${N} messages at bob, their fsync held at alice`,
+    })
+    let stopped = false
+    const stopping = net
+      .site('alice')
+      .stop()
+      .then(() => {
+        stopped = true
+      })
+    await new Promise((r) => setTimeout(r, 300))
+    assert.equal(stopped, false, 'stop() waits for the PUBACKs it owes the broker')
+    gate.release()
+    await stopping
+
+    await net.site('alice').restart()
+    await net.waitMeshed()
+    // Mosquitto redelivers a session's unacknowledged messages before newer ones, and
+    // alice's outbox keeps their order: once the marker is at bob, any redelivery is too.
+    await waitRelayed(alice, got, 'gs/marker')
+    assert.deepEqual(
+      seqs(),
+      Array.from({ length: N }, (_, i) => i),
+      'each once, none redelivered by the broker',
     )
   })
 })
@@ -222,4 +274,31 @@ for (const variant of variants) {
       assert.equal(gc.slice(before.c).filter((m) => m.topic === 'ret/from-a').length, 0, 'duplicate at c')
     })
   })
+}
+
+/** Wraps the WAL fsync: between hold() and release() its completions wait. */
+function holdableDurability() {
+  let held: Array<() => void> | undefined
+  return {
+    hold() {
+      held = []
+    },
+    release() {
+      const waiting = held ?? []
+      held = undefined
+      for (const f of waiting) f()
+    },
+    get waiting(): number {
+      return held?.length ?? 0
+    },
+    wrap: (inner: Durability): Durability => ({
+      sync(cb) {
+        inner.sync((err) => {
+          if (held) held.push(() => cb(err))
+          else cb(err)
+        })
+      },
+      syncNow: () => inner.syncNow(),
+    }),
+  }
 }
