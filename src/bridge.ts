@@ -450,14 +450,23 @@ export class Bridge extends EventEmitter<BridgeEvents> {
   private async flushAppends(peer: string, messages: OutboxMessage[]): Promise<void> {
     const store = this.store
     if (!store) return
+    const outbound = this.outboundFor(peer)
+    const early = outbound.sendEarly(messages)
     try {
-      // Sent once committed (a kill -9 keeps them); PUBACKed to the local broker once
-      // fsynced (the caller's `done`). A power cut in between can only cause a duplicate:
-      // the broker redelivers what it has no PUBACK for.
-      const outbound = this.outboundFor(peer)
-      const { dropped } = await store.outbox.append(peer, messages, (d) =>
-        outbound.committed(messages, d.length > 0),
-      )
+      // Sent while they commit when the link is caught up (else once committed, from
+      // disk); PUBACKed to the local broker once fsynced (the caller's `done`). A crash or
+      // power cut in between can only cause a duplicate: the broker redelivers what it
+      // has no PUBACK for.
+      let committed = false
+      const { dropped } = await store.outbox
+        .append(peer, messages, (d) => {
+          committed = true
+          outbound.committed(messages, d.length > 0, early)
+        })
+        .catch((err: unknown) => {
+          if (!committed) outbound.appendFailed(early) // (an fsync failure comes after COMMIT)
+          throw err
+        })
       for (const d of dropped) this.counters.inc(`outbox.${this.peerLabel(peer)}.dropped.${d.reason}`)
     } catch (err) {
       this.counters.inc(`outbox.${this.peerLabel(peer)}.dropped.append_failed`, messages.length)

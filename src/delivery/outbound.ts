@@ -68,6 +68,10 @@ export class PeerOutbound {
   private freshBytes = 0
   private readonly inflight = new Set<number>()
   private lastSentId = 0
+  /** Bumped by attach/detach: what was sent early on one link is not known to the next. */
+  private epoch = 0
+  /** Appends answered -1 by sendEarly and not committed yet: later ones must not overtake them. */
+  private uncommittedLate = 0
   private backlog = true
   private snapshotDue = false
   private scheduled = false
@@ -98,6 +102,7 @@ export class PeerOutbound {
   /** A link to the peer is up: resend from the oldest unacknowledged message, then the snapshot. */
   attach(link: OutboundLink): void {
     this.link = link
+    this.epoch++
     this.waitingDrain = false
     this.inflight.clear()
     this.lastSentId = 0
@@ -109,6 +114,7 @@ export class PeerOutbound {
 
   detach(): void {
     this.link = undefined
+    this.epoch++
     this.backlog = true
     this.dropFresh()
     const dropped = this.live.length - this.liveHead
@@ -139,20 +145,61 @@ export class PeerOutbound {
   }
 
   /**
-   * `messages` (id order, newer than any before) were just committed to this peer's
-   * outbox. When nothing older is still unread on disk they are sent from memory — the
-   * sender no longer reads back what it just wrote (that was 11% of a sending bridge's
-   * CPU at QoS 1). Otherwise, or when the bounds drop anything, they are read from disk
-   * in order (`kick`). Either way the outbox row stays until the peer's ACK.
+   * `messages` (id order, newer than any before) are about to be appended to this peer's
+   * outbox. When the link is up and nothing older is still unread on disk they are sent
+   * from memory now, while the append commits: the commit (and a WAL write stalled behind
+   * an fsync) is no longer on the message's path. Answers a token for `committed`, or -1
+   * when they must wait for the commit (link down, backlog on disk, or an earlier append
+   * that waits for its commit: they never overtake it). Safe: the local broker's PUBACK still waits for
+   * the fsync, an ACK's removal is queued behind the append, and a crash before the commit
+   * can only cause a duplicate (the broker redelivers what it has no PUBACK for).
    */
-  committed(messages: readonly PublishMessage[], droppedAny: boolean): void {
+  sendEarly(messages: readonly PublishMessage[]): number {
+    if (
+      this.link === undefined ||
+      this.backlog ||
+      this.uncommittedLate > 0 ||
+      !this.takeIntoFresh(messages)
+    ) {
+      this.uncommittedLate++
+      return -1
+    }
+    this.schedule()
+    return this.epoch
+  }
+
+  /** The append that sendEarly answered `early` for failed (nothing was committed). */
+  appendFailed(early: number): void {
+    if (early < 0 && this.uncommittedLate > 0) this.uncommittedLate--
+  }
+
+  /**
+   * `messages` were just committed to this peer's outbox (`early`: sendEarly's token).
+   * When nothing older is still unread on disk they are sent from memory — the sender no
+   * longer reads back what it just wrote (that was 11% of a sending bridge's CPU at QoS 1).
+   * Otherwise, or when the bounds drop anything, they are read from disk in order
+   * (`kick`). Either way the outbox row stays until the peer's ACK.
+   */
+  committed(messages: readonly PublishMessage[], droppedAny: boolean, early = -1): void {
+    if (early >= 0) {
+      // Already sent from memory; read from disk only if a link change or a drop may have
+      // lost track of them.
+      if (early !== this.epoch || droppedAny) this.kick()
+      return
+    }
+    if (this.uncommittedLate > 0) this.uncommittedLate--
     if (this.link === undefined || this.backlog || droppedAny) return this.kick()
+    if (!this.takeIntoFresh(messages)) return this.kick()
+    this.schedule()
+  }
+
+  private takeIntoFresh(messages: readonly PublishMessage[]): boolean {
     let bytes = this.freshBytes
     for (const m of messages) bytes += m.payload.length + m.topic.length
-    if (bytes > this.maxFreshBytes) return this.kick()
+    if (bytes > this.maxFreshBytes) return false
     for (const m of messages) this.fresh.push(m)
     this.freshBytes = bytes
-    this.schedule()
+    return true
   }
 
   private dropFresh(): void {

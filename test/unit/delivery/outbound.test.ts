@@ -59,7 +59,22 @@ function setup(
     const messages = ids.map(message)
     return outbox.append(PEER_A, messages, (dropped) => outbound.committed(messages, dropped.length > 0))
   }
-  return { outbox, outbound, commit, peeks: () => peeks }
+  /** What Bridge.flushAppends does: sent early when possible, while the append commits. */
+  const append = (messages: OutboxMessage[]) => {
+    const early = outbound.sendEarly(messages)
+    let committed = false
+    return outbox
+      .append(PEER_A, messages, (dropped) => {
+        committed = true
+        outbound.committed(messages, dropped.length > 0, early)
+      })
+      .catch((err: unknown) => {
+        if (!committed) outbound.appendFailed(early)
+        throw err
+      })
+  }
+  const commitEarly = (ids: number[]) => append(ids.map(message))
+  return { outbox, outbound, commit, commitEarly, append, peeks: () => peeks }
 }
 
 describe('PeerOutbound: QoS 1 from memory when caught up, from disk otherwise', () => {
@@ -227,6 +242,119 @@ describe('PeerOutbound: QoS 1 from memory when caught up, from disk otherwise', 
     await turns(3)
     increasing(link.sent, 'after the drain')
     assert.equal(acked.size, next - 1, 'every committed id was delivered')
+  })
+})
+
+describe('PeerOutbound: QoS 1 sent while its append commits (sendEarly)', () => {
+  test('caught up: sent before the commit, from memory, and not again after it', async (t) => {
+    const { outbound, commitEarly, outbox, peeks } = setup(t)
+    const link = new FakeLink()
+    outbound.attach(link)
+    await turns(3)
+    const before = peeks()
+    const appended = commitEarly([1, 2, 3])
+    assert.deepEqual(outbox.peek(PEER_A, 0, 10), [], 'not committed yet')
+    await turn()
+    assert.deepEqual(link.sent, [1, 2, 3], 'on the wire before the commit resolved')
+    await appended
+    await turns(2)
+    assert.deepEqual(link.sent, [1, 2, 3])
+    assert.equal(peeks(), before)
+    assert.deepEqual(
+      outbox.peek(PEER_A, 0, 10).map((m) => m.id),
+      [1, 2, 3],
+      'still in the outbox until acked',
+    )
+  })
+
+  test('an append that must wait for its commit is never overtaken by a later one', async (t) => {
+    // The first is too big to hold in memory (maxFreshBytes): it goes from disk after its
+    // commit. The second, small, would qualify for memory, but must not go first even when
+    // it could be flushed before the commits run (here they run a turn later, in order).
+    const { outbound, outbox } = setup(t, { maxFreshBytes: 100 })
+    const link = new FakeLink()
+    outbound.attach(link)
+    await turns(3)
+    const appendLater = async (messages: OutboxMessage[]) => {
+      const early = outbound.sendEarly(messages)
+      await turn()
+      return outbox.append(PEER_A, messages, (d) => outbound.committed(messages, d.length > 0, early))
+    }
+    const big: OutboxMessage = { ...message(1), payload: Buffer.alloc(500) }
+    await Promise.all([appendLater([big]), appendLater([message(2)])])
+    await turns(3)
+    assert.deepEqual(link.sent, [1, 2])
+  })
+
+  test('a link change between the early send and the commit: resent from disk on the new link', async (t) => {
+    const { outbound, outbox } = setup(t)
+    const first = new FakeLink()
+    outbound.attach(first)
+    await turns(3)
+    const messages = [1, 2].map(message)
+    const early = outbound.sendEarly(messages)
+    await turn()
+    assert.deepEqual(first.sent, [1, 2])
+    outbound.detach()
+    first.closed = true
+    const second = new FakeLink()
+    outbound.attach(second)
+    await turns(3) // the new link found nothing on disk yet
+    await outbox.append(PEER_A, messages, (d) => outbound.committed(messages, d.length > 0, early))
+    await turns(3)
+    assert.deepEqual(second.sent, [1, 2], 'unacknowledged: sent again on the new link')
+  })
+
+  test('randomised appends in flight together, acks, full sockets, reconnects: all delivered, in order per link', async (t) => {
+    const { outbound, commitEarly } = setup(
+      t,
+      { maxInflight: 7, maxBatchMessages: 3, maxFreshBytes: 40 },
+      100_000,
+    )
+    let seed = 7
+    const rnd = () => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31
+      return seed / 2 ** 31
+    }
+    let link = new FakeLink()
+    outbound.attach(link)
+    let next = 1
+    const acked = new Set<number>()
+    const appends: Promise<unknown>[] = []
+    for (let step = 0; step < 400; step++) {
+      const r = rnd()
+      if (r < 0.35) {
+        const n = 1 + Math.floor(rnd() * 4)
+        appends.push(commitEarly(Array.from({ length: n }, () => next++))) // not awaited
+      } else if (r < 0.75) {
+        const unacked = link.sent.filter((id) => !acked.has(id))
+        const ids = unacked.slice(0, 1 + Math.floor(rnd() * 3))
+        for (const id of ids) acked.add(id)
+        outbound.acknowledge(ids)
+      } else if (r < 0.85) {
+        link.full = !link.full
+        if (!link.full) link.emit('drain')
+      } else if (r < 0.9) {
+        outbound.detach()
+        link.closed = true
+        link = new FakeLink()
+        outbound.attach(link)
+      }
+      if (rnd() < 0.5) await turn()
+      increasing(link.sent, `step ${step}`)
+    }
+    await Promise.all(appends)
+    link.full = false
+    link.emit('drain')
+    for (let round = 0; round < 200 && acked.size < next - 1; round++) {
+      await turns(2)
+      const ids = link.sent.filter((id) => !acked.has(id))
+      for (const id of ids) acked.add(id)
+      outbound.acknowledge(ids)
+    }
+    await turns(3)
+    increasing(link.sent, 'after the drain')
+    assert.equal(acked.size, next - 1, 'every appended id was delivered')
   })
 })
 
