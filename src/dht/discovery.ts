@@ -1,7 +1,8 @@
 /**
  * Swarm discovery: announce this site's link port on the swarm's rendezvous hash, look the
- * swarm up periodically, and fetch + verify the profile record of every allow-listed peer
- * (when a lookup finds new addresses, and on a timer).
+ * swarm up periodically, and fetch + verify the profile records of allow-listed peers: every
+ * peer on a timer (refreshMs), and in between only what a lookup gives reason to (peers not
+ * known yet, and known peers that showed up at a new address; see lookupRound()).
  *
  * A record counts only if its signature verifies and its seq is above the floor remembered
  * (persisted) for that key, so a node serving an old record cannot roll a site back. The last
@@ -17,6 +18,7 @@ import { JsonStateFile } from '../state/json-file.js'
 import { parseItems, serializeItems } from './item-wire.js'
 import type { DhtNodeLike } from './node.js'
 import { decodeProfile, PROFILE_SALT, type Profile, profileExtraSalts, type SignedItem } from './records.js'
+import { VerifyCache } from './verify-cache.js'
 
 export const SWARM_PREFIX = 'mqtt-dht-bridge/swarm/v1/'
 
@@ -76,6 +78,11 @@ export interface DiscoveryOptions {
   maxAgeMs?: number
   /** Profile re-fetch period for every allow-listed peer (default 5 min). */
   refreshMs?: number
+  /**
+   * Shortest gap between two writes of the peer cache file (default 1 s): accepted profiles
+   * inside it are written together (see persist()); stop() writes the last ones.
+   */
+  persistMs?: number
 }
 
 interface KnownPeer {
@@ -92,6 +99,7 @@ interface PeersFile {
 }
 
 const STATE_FILE = 'dht-peers.json'
+const DEFAULT_PERSIST_MS = 1000
 
 export class Discovery extends EventEmitter<DiscoveryEvents> {
   readonly infoHash: Buffer
@@ -105,8 +113,18 @@ export class Discovery extends EventEmitter<DiscoveryEvents> {
   private readonly known = new Map<string, KnownPeer>()
   private readonly addresses = new Map<string, number>()
   private readonly fetching = new Map<string, Promise<AcceptResult | null>>()
+  /** checkMain() and decodeProfile() both verify the main item; link pushes repeat items. */
+  private readonly verified = new VerifyCache(256)
+  private readonly verify = (s: Uint8Array, m: Uint8Array, k: Uint8Array) => this.verified.verify(s, m, k)
   private readonly timers: NodeJS.Timeout[] = []
   private lastAnnounceNodes = 0
+  /** The announce / lookup round in flight, shared by whoever asks meanwhile. */
+  private announcing: Promise<number> | undefined
+  private round: Promise<string[]> | undefined
+  /** Peer cache: the in-memory state has accepted items not written yet. */
+  private dirty = false
+  private persistTimer: NodeJS.Timeout | undefined
+  private lastWriteAt = Number.NEGATIVE_INFINITY
   private started = false
   private stopped = false
 
@@ -125,11 +143,28 @@ export class Discovery extends EventEmitter<DiscoveryEvents> {
     this.state = this.file.read() ?? { version: 1, peers: {} }
   }
 
-  /** Emits cached peers, then announces, looks up and fetches in the background. */
-  start(): void {
+  /**
+   * Emits cached peers now, then announces, looks up and fetches in the background: at once,
+   * or once `after` settles (DhtService passes its first profile put). A site that announces
+   * and fetches only after its own record is in the DHT is found by the others on their
+   * first try, and finds every site that started before it on its own first try; fetching
+   * while everybody's put is still pending mostly gets nothing (half the gets of a 40-site
+   * swarm started at once found no record), and those gets delay the puts themselves.
+   */
+  start(after?: Promise<unknown>): void {
     if (this.started) return
     this.started = true
     this.loadCache()
+    if (after === undefined) this.startRounds()
+    else
+      after.then(
+        () => this.startRounds(),
+        () => this.startRounds(),
+      )
+  }
+
+  private startRounds(): void {
+    if (this.stopped) return
     const every = (ms: number, task: () => Promise<unknown>) => {
       const t = setInterval(() => this.background(task), ms)
       t.unref()
@@ -144,21 +179,28 @@ export class Discovery extends EventEmitter<DiscoveryEvents> {
     // early rounds they would meet only at the next regular lookup (a minute by default),
     // and the first relayed message must take about a second, not minutes. So look again
     // after 1, 2, 4, 8, 16 and 32 s (skipping any delay not shorter than the regular one).
+    // These rounds fetch only the peers still unknown: the known ones are re-fetched by the
+    // refresh timer (and a bridge pushes its new profile over its links anyway).
     const regular = Math.min(this.options.lookupMs ?? 60_000, this.options.refreshMs ?? 5 * 60_000)
     for (const delay of EARLY_ROUNDS_MS) {
       if (delay >= regular) break
       const t = setTimeout(() => {
         this.background(() => this.lookupRound())
-        this.background(() => this.refresh())
+        this.background(() => this.fetchMissing())
       }, delay)
       t.unref()
       this.timers.push(t)
     }
   }
 
+  /** Stops the timers and writes the peer cache if accepted items are not on disk yet. */
   stop(): void {
+    if (this.stopped) return
     this.stopped = true
     for (const t of this.timers) clearInterval(t) // clears timeouts too
+    clearTimeout(this.persistTimer)
+    this.persistTimer = undefined
+    this.writeState()
   }
 
   /** Current verified peers. */
@@ -166,37 +208,79 @@ export class Discovery extends EventEmitter<DiscoveryEvents> {
     return [...this.known.entries()].map(([hex, k]) => this.describe(hex, k))
   }
 
-  async announce(): Promise<number> {
+  /** Announces the link port (an announce already in flight is shared). */
+  announce(): Promise<number> {
+    this.announcing ??= this.announceNow().finally(() => {
+      this.announcing = undefined
+    })
+    return this.announcing
+  }
+
+  private async announceNow(): Promise<number> {
     const n = await this.node.announce(this.infoHash, this.options.linkPort)
     this.lastAnnounceNodes = n
     this.log.debug({ nodes: n, port: this.options.linkPort }, 'announced on the swarm')
     return n
   }
 
-  /** One swarm lookup; new addresses trigger a profile refresh. Answers the live addresses. */
-  async lookupRound(): Promise<string[]> {
+  /**
+   * One swarm lookup (a round already in flight is shared); answers the live addresses.
+   * New addresses trigger fetches, not of every allow-listed peer but of: the peers not
+   * known yet, then the known peers an address still unexplained after that may belong to
+   * (by port, as `announcedAddresses` matches them: a known peer that moved). An address
+   * that is exactly an endpoint of a known peer's current record is explained by it.
+   */
+  lookupRound(): Promise<string[]> {
+    this.round ??= this.lookupNow().finally(() => {
+      this.round = undefined
+    })
+    return this.round
+  }
+
+  private async lookupNow(): Promise<string[]> {
     if (this.lastAnnounceNodes === 0) await this.announce()
     const found = await this.node.lookup(this.infoHash)
     if (this.stopped) return []
     const now = Date.now()
-    let fresh = 0
+    const fresh: string[] = []
     for (const a of found) {
       const key = `${a.host}:${a.port}`
-      if (!this.addresses.has(key)) fresh++
+      if (!this.addresses.has(key)) fresh.push(key)
       this.addresses.set(key, now)
     }
     const maxAge = this.options.maxAgeMs ?? 30 * 60_000
     for (const [key, seen] of this.addresses) if (now - seen > maxAge) this.addresses.delete(key)
-    if (fresh > 0) {
-      this.log.debug({ fresh, addresses: this.addresses.size }, 'new swarm addresses')
-      await this.refresh()
+    if (fresh.length > 0) {
+      this.log.debug({ fresh: fresh.length, addresses: this.addresses.size }, 'new swarm addresses')
+      const fetched = await this.fetchMissing()
+      if (this.stopped) return [...this.addresses.keys()]
+      const moved = this.knownPeersAt(fresh).filter((hex) => !fetched.has(hex))
+      await Promise.all(moved.map((hex) => this.fetchPeer(hex)))
     }
     return [...this.addresses.keys()]
+  }
+
+  /** Known peers a fresh address may belong to: its port is theirs, no record lists it exactly. */
+  private knownPeersAt(fresh: readonly string[]): string[] {
+    const endpoints = new Set<string>()
+    for (const k of this.known.values()) for (const e of k.profile.endpoints) endpoints.add(e)
+    const ports = new Set(fresh.filter((a) => !endpoints.has(a)).map(portOf))
+    if (ports.size === 0) return []
+    return [...this.known.entries()]
+      .filter(([hex, k]) => this.allow.has(hex) && k.profile.endpoints.some((e) => ports.has(portOf(e))))
+      .map(([hex]) => hex)
   }
 
   /** Fetches every allow-listed peer's profile now. */
   async refresh(): Promise<void> {
     await Promise.all([...this.allow].map((hex) => this.fetchPeer(hex)))
+  }
+
+  /** Fetches the allow-listed peers not known yet; answers which were fetched. */
+  async fetchMissing(): Promise<Set<string>> {
+    const missing = [...this.allow].filter((hex) => !this.known.has(hex))
+    await Promise.all(missing.map((hex) => this.fetchPeer(hex)))
+    return new Set(missing)
   }
 
   /** Fetches one peer's records from the DHT and accepts them; null if the DHT has none. */
@@ -221,7 +305,7 @@ export class Discovery extends EventEmitter<DiscoveryEvents> {
       this.log.debug({ peer: hex.slice(0, 7), seq: main.seq }, 'profile extra records not found yet')
       return { status: 'rejected', reason: 'incomplete', message: 'extra records not found' }
     }
-    return this.acceptItems(hex, [main, ...(extras as SignedItem[])], 'dht')
+    return this.accept(hex, main, pre, [main, ...(extras as SignedItem[])], 'dht')
   }
 
   /**
@@ -234,9 +318,20 @@ export class Discovery extends EventEmitter<DiscoveryEvents> {
     if (main === undefined) return this.reject(publicKeyHex, 'invalid', 'no main profile item')
     const pre = this.checkMain(publicKeyHex, main)
     if (!Array.isArray(pre)) return pre
+    return this.accept(publicKeyHex, main, pre, items, source)
+  }
+
+  /** acceptItems() once `main` passed checkMain() (which answered the extra salts `pre`). */
+  private accept(
+    publicKeyHex: string,
+    main: SignedItem,
+    pre: readonly Buffer[],
+    items: readonly SignedItem[],
+    source: PeerSource,
+  ): AcceptResult {
     let profile: Profile
     try {
-      profile = decodeProfile(Buffer.from(publicKeyHex, 'hex'), main, items)
+      profile = decodeProfile(Buffer.from(publicKeyHex, 'hex'), main, items, this.verify)
     } catch (err) {
       return this.rejectError(publicKeyHex, err)
     }
@@ -266,7 +361,7 @@ export class Discovery extends EventEmitter<DiscoveryEvents> {
     if (!this.allow.has(hex)) return this.reject(hex, 'not_allowed', 'key is not allow-listed')
     let salts: Buffer[]
     try {
-      salts = profileExtraSalts(Buffer.from(hex, 'hex'), main)
+      salts = profileExtraSalts(Buffer.from(hex, 'hex'), main, this.verify)
     } catch (err) {
       return this.rejectError(hex, err)
     }
@@ -296,19 +391,55 @@ export class Discovery extends EventEmitter<DiscoveryEvents> {
   }
 
   private describe(hex: string, k: KnownPeer): DiscoveredPeer {
-    const ports = new Set(k.profile.endpoints.map((e) => Number(e.slice(e.lastIndexOf(':') + 1))))
-    const announcedAddresses = [...this.addresses.keys()].filter((a) =>
-      ports.has(Number(a.slice(a.lastIndexOf(':') + 1))),
-    )
+    const ports = new Set(k.profile.endpoints.map(portOf))
+    const announcedAddresses = [...this.addresses.keys()].filter((a) => ports.has(portOf(a)))
     return { publicKeyHex: hex, profile: k.profile, seq: k.seq, announcedAddresses, source: k.source }
   }
 
+  /**
+   * Records an accepted profile (floor + items) and schedules a write of the peer cache:
+   * at once if the last write is persistMs old, else persistMs after it, so a swarm of n
+   * peers costs a few writes of the whole file instead of n (each with an fsync), and
+   * stop() writes whatever is still pending.
+   *
+   * Why a floor on disk that lags by up to persistMs is safe:
+   * - In this process the floor in memory is the one checked, and it is raised before the
+   *   profile is used, so nothing changes for a running site.
+   * - The file only moves forward: every write is the whole in-memory state, whose floors
+   *   only ever rise (a record is accepted only above its floor), written atomically
+   *   (temp file, fsync, rename) and one at a time, and nothing is written after stop() (a
+   *   stopped instance cannot overwrite the file of the one that replaced it). So the floor
+   *   on disk never goes back below what any earlier write persisted.
+   * - A crash (kill -9, power loss) between two writes loses at most the floors and cached
+   *   items accepted in the last persistMs. After a restart the floor is then the one last
+   *   written: a node replaying a record the peer really signed, newer than that floor but
+   *   older than the one accepted just before the crash, could be accepted again, until
+   *   the peer's current record (higher seq) is fetched or pushed and replaces it. It can
+   *   never be a record at or below a floor that was on disk, and never a forged one. The
+   *   cache entry is refetched from the DHT like any unknown peer.
+   */
   private persist(hex: string, seq: number, items: readonly SignedItem[]): void {
     this.state.peers[hex] = { floor: seq, items: serializeItems(items).toString('hex') }
     if (this.stopped) return
+    this.dirty = true
+    if (this.persistTimer !== undefined) return
+    const gap = this.options.persistMs ?? DEFAULT_PERSIST_MS
+    const wait = Math.max(0, this.lastWriteAt + gap - performance.now())
+    this.persistTimer = setTimeout(() => {
+      this.persistTimer = undefined
+      if (!this.stopped) this.writeState()
+    }, wait)
+    this.persistTimer.unref()
+  }
+
+  private writeState(): void {
+    if (!this.dirty) return
+    this.dirty = false
+    this.lastWriteAt = performance.now()
     try {
       this.file.write(this.state)
     } catch (err) {
+      this.dirty = true // the next accepted profile or stop() tries again
       this.log.error({ err: (err as Error).message }, 'cannot persist peer floors')
     }
   }
@@ -344,4 +475,8 @@ export class Discovery extends EventEmitter<DiscoveryEvents> {
     if (this.stopped) return
     task().catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'discovery task failed'))
   }
+}
+
+function portOf(address: string): number {
+  return Number(address.slice(address.lastIndexOf(':') + 1))
 }

@@ -1,7 +1,8 @@
 /**
  * One Mainline DHT node (bittorrent-dht 11) with the traps of NOTES-deps handled:
  * - `listen()` right after the constructor; the UDP socket screens hostile queries first;
- * - `verify` never throws (it runs inside the UDP handler);
+ * - `verify` never throws (it runs inside the UDP handler), and remembers the signatures it
+ *   verified (VerifyCache: a get verifies the same record in every reply);
  * - gets are `{ cache: false }` and re-verified here; puts and announces first refresh the
  *   library's per-target node table (it caches it for 5 minutes, even when empty);
  * - re-bootstrap: when the routing table is empty or a swarm lookup finds nothing, the
@@ -12,12 +13,12 @@
 import bencode from 'bencode'
 import DHT, { type DhtGetResult } from 'bittorrent-dht'
 import { BridgeError } from '../errors.js'
-import { verifySignature } from '../identity/sign.js'
 import { type Logger, silentLogger } from '../log.js'
 import { Counters } from '../metrics.js'
 import { decodeCanonical, isBytes, withBuffers } from './bencode-value.js'
 import { itemTarget, parseEndpoint, type SignedItem, verifyItem } from './records.js'
 import { GuardedUdpSocket } from './udp-guard.js'
+import { VerifyCache } from './verify-cache.js'
 
 /** k-rpc's defaults: what `bootstrap: undefined` means (the public Mainline routers). */
 export const PUBLIC_BOOTSTRAP: readonly string[] = [
@@ -74,6 +75,7 @@ export class DhtNode implements DhtNodeLike {
   private lastRebootstrap = 0
   private closing: Promise<void> | undefined
   private readonly inFlight = new Set<() => void>()
+  private readonly verified = new VerifyCache()
 
   constructor(deps: DhtNodeDeps, options: DhtNodeOptions) {
     this.log = deps.log ?? silentLogger
@@ -87,7 +89,8 @@ export class DhtNode implements DhtNodeLike {
     this.dht = new DHT({
       bootstrap: options.bootstrap === undefined ? undefined : this.bootstrap.map((a) => ({ ...a })),
       maxAge: options.maxAgeMs ?? DEFAULT_MAX_AGE_MS,
-      verify: safeVerify,
+      verify: (signature: unknown, message: unknown, publicKey: unknown) =>
+        this.safeVerify(signature, message, publicKey),
       socket,
       ...(options.queryTimeoutMs !== undefined ? { timeout: options.queryTimeoutMs } : {}),
     })
@@ -182,7 +185,7 @@ export class DhtNode implements DhtNodeLike {
         v: Buffer.from(bencode.encode(res.v)),
         sig: res.sig,
       }
-      if (item.k.equals(k) && verifyItem(item)) return item
+      if (item.k.equals(k) && verifyItem(item, (s, m, pk) => this.verified.verify(s, m, pk))) return item
     } catch {
       // fall through: unencodable value
     }
@@ -248,6 +251,16 @@ export class DhtNode implements DhtNodeLike {
     })
   }
 
+  /** bittorrent-dht `verify`: runs on hostile input inside the UDP handler, so it never throws. */
+  private safeVerify(signature: unknown, message: unknown, publicKey: unknown): boolean {
+    if (!isBytes(signature) || !isBytes(message) || !isBytes(publicKey)) return false
+    try {
+      return this.verified.verify(signature, message, publicKey)
+    } catch {
+      return false
+    }
+  }
+
   close(): Promise<void> {
     clearInterval(this.timer)
     for (const cancel of [...this.inFlight]) cancel()
@@ -258,10 +271,4 @@ export class DhtNode implements DhtNodeLike {
 
 function closedError(): BridgeError {
   return new BridgeError('DHT_ERROR', 'DHT node closed')
-}
-
-/** bittorrent-dht `verify`: runs on hostile input inside the UDP handler, so it never throws. */
-function safeVerify(signature: unknown, message: unknown, publicKey: unknown): boolean {
-  if (!isBytes(signature) || !isBytes(message) || !isBytes(publicKey)) return false
-  return verifySignature(Buffer.from(signature), Buffer.from(message), Buffer.from(publicKey))
 }

@@ -92,12 +92,15 @@ export function signItem(signer: RecordSigner, salt: Buffer, seq: number, v: Buf
   return { k: signer.publicKey, salt, seq, v, sig: signer.sign(signableBytes(salt, seq, v)) }
 }
 
-/** Shape, size and signature of one item. Never throws. */
-export function verifyItem(item: SignedItem): boolean {
+/** An ed25519 verification that never throws (verifySignature, or a memo of it: VerifyCache). */
+export type Verifier = (signature: Uint8Array, message: Uint8Array, publicKey: Uint8Array) => boolean
+
+/** Shape, size and signature of one item. Never throws (`verify` must not throw either). */
+export function verifyItem(item: SignedItem, verify: Verifier = verifySignature): boolean {
   try {
     if (item.k.length !== 32 || item.sig.length !== 64 || item.salt.length > MAX_SALT_BYTES) return false
     if (item.v.length > MAX_V_BYTES || !Number.isSafeInteger(item.seq) || item.seq < 0) return false
-    return verifySignature(item.sig, signableBytes(item.salt, item.seq, item.v), item.k)
+    return verify(item.sig, signableBytes(item.salt, item.seq, item.v), item.k)
   } catch {
     return false
   }
@@ -208,8 +211,12 @@ export function parseEndpoint(s: string): { host: string; port: number } | null 
  * Verifies the main item and answers the salts of the extra items it names (in order).
  * Throws like decodeProfile.
  */
-export function profileExtraSalts(publicKey: Uint8Array, main: SignedItem): Buffer[] {
-  const dict = checkItem(main, publicKey, PROFILE_SALT, 'profile')
+export function profileExtraSalts(
+  publicKey: Uint8Array,
+  main: SignedItem,
+  verify: Verifier = verifySignature,
+): Buffer[] {
+  const dict = checkItem(main, publicKey, PROFILE_SALT, 'profile', verify)
   return readMore(dict).map((_, i) => extraSalt(i + 1))
 }
 
@@ -222,8 +229,9 @@ export function decodeProfile(
   publicKey: Uint8Array,
   main: SignedItem,
   extras: readonly SignedItem[],
+  verify: Verifier = verifySignature,
 ): Profile {
-  const dict = checkItem(main, publicKey, PROFILE_SALT, 'profile')
+  const dict = checkItem(main, publicKey, PROFILE_SALT, 'profile', verify)
   const box = ownField(dict, 'box')
   if (!isBytes(box) || box.length !== 32) throw invalid('profile: "box" must be a 32-byte X25519 key')
   const ep = ownField(dict, 'ep')
@@ -244,7 +252,7 @@ export function decodeProfile(
     const label = `extra record ${i + 1}`
     const item = extras.find((x) => x.salt.equals(salt))
     if (item === undefined) throw invalid(`${label} is missing`)
-    const extra = checkItem(item, publicKey, salt, label)
+    const extra = checkItem(item, publicKey, salt, label, verify)
     if (!sha1(item.v).equals(hash)) throw invalid(`${label} does not match the profile (stale or foreign)`)
     subscriptions.push(...readSubs(extra, label))
   })
@@ -262,6 +270,7 @@ function checkItem(
   publicKey: Uint8Array,
   salt: Buffer,
   label: string,
+  verify: Verifier,
 ): Record<string, unknown> {
   if (!item.k.equals(publicKey)) {
     throw BridgeError.record(
@@ -275,7 +284,7 @@ function checkItem(
     throw BridgeError.record('RECORD_TOO_LARGE', `${label}: v is ${item.v.length} bytes (max ${MAX_V_BYTES})`)
   }
   if (!Number.isSafeInteger(item.seq) || item.seq < 0) throw invalid(`${label}: bad seq`)
-  if (!verifyItem(item))
+  if (!verifyItem(item, verify))
     throw BridgeError.record('RECORD_BAD_SIGNATURE', `${label}: signature does not verify`)
   const dict = decodeCanonical(item.v)
   if (!isDict(dict)) throw invalid(`${label}: v is not a canonical bencoded dict`)

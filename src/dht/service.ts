@@ -119,12 +119,18 @@ export class DhtService extends EventEmitter<DiscoveryEvents> {
   /**
    * Binds the DHT socket (rejects DHT_ERROR if it cannot), starts discovery (cached peers are
    * emitted now), and publishes the profile once (invalid filters reject; DHT failures are
-   * retried in the background and reported in the result).
+   * retried in the background and reported in the result). Discovery announces and fetches
+   * once that first put is done, whatever its outcome (see Discovery.start()).
    */
   async start(): Promise<PublishResult> {
     await this.node.whenListening()
-    this.discovery.start()
-    return this.publisher.publish(this.subscriptions)
+    let published: (() => void) | undefined
+    this.discovery.start(new Promise<void>((resolve) => (published = resolve)))
+    try {
+      return await this.publisher.publish(this.subscriptions)
+    } finally {
+      published?.()
+    }
   }
 
   /** Re-publishes the profile with new subscriptions (fresh seq). */

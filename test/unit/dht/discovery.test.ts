@@ -1,10 +1,16 @@
 import assert from 'node:assert/strict'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, type TestContext, test } from 'node:test'
 import bencode from 'bencode'
-import { type DiscoveredPeer, Discovery, swarmInfoHash } from '../../../src/dht/discovery.js'
+import {
+  type DiscoveredPeer,
+  Discovery,
+  type DiscoveryOptions,
+  swarmInfoHash,
+} from '../../../src/dht/discovery.js'
+import { parseItems } from '../../../src/dht/item-wire.js'
 import {
   encodeProfile,
   PROFILE_SALT,
@@ -14,17 +20,25 @@ import {
 } from '../../../src/dht/records.js'
 import { identityFromSeed } from '../../../src/identity/identity.js'
 import { Counters } from '../../../src/metrics.js'
+import { JsonStateFile } from '../../../src/state/json-file.js'
 import { FakeDhtNode } from './fake-node.js'
 
 const ALICE = identityFromSeed(Buffer.alloc(32, 0xa1))
 const BOB = identityFromSeed(Buffer.alloc(32, 0xb2))
 const MALLORY = identityFromSeed(Buffer.alloc(32, 0x66))
+const CAROL = identityFromSeed(Buffer.alloc(32, 0xc3))
+const DAVE = identityFromSeed(Buffer.alloc(32, 0xd4))
 
-function items(seq: number, subscriptions: ProfileSubscription[], who = ALICE): SignedItem[] {
-  return encodeProfile({ name: 'alice', endpoints: ['127.0.0.1:7001'], subscriptions }, seq, who)
+function items(
+  seq: number,
+  subscriptions: ProfileSubscription[],
+  who = ALICE,
+  endpoints = ['127.0.0.1:7001'],
+): SignedItem[] {
+  return encodeProfile({ name: 'alice', endpoints, subscriptions }, seq, who)
 }
 
-function setup(t: TestContext, dir?: string) {
+function setup(t: TestContext, dir?: string, extra: Partial<DiscoveryOptions> = {}) {
   const stateDir = dir ?? mkdtempSync(join(tmpdir(), 'discovery-'))
   if (dir === undefined) t.after(() => rmSync(stateDir, { recursive: true, force: true }))
   const node = new FakeDhtNode()
@@ -36,6 +50,7 @@ function setup(t: TestContext, dir?: string) {
       linkPort: 7002,
       allowList: [ALICE.publicKeyHex, BOB.publicKeyHex],
       selfPublicKeyHex: BOB.publicKeyHex,
+      ...extra,
     },
   )
   t.after(() => discovery.stop())
@@ -175,4 +190,157 @@ describe('Discovery', () => {
     assert.equal(events.length, 1)
     assert.deepEqual(events[0]?.announcedAddresses, ['127.0.0.1:7001'])
   })
+
+  test('a lookup that finds a new address fetches the unknown peers only, not every peer', async (t) => {
+    const { node, discovery, events } = setup(t, undefined, {
+      allowList: [ALICE.publicKeyHex, BOB.publicKeyHex, CAROL.publicKeyHex, DAVE.publicKeyHex],
+    })
+    for (const it of items(10, [], ALICE, ['127.0.0.1:7001'])) await node.putMutable(it)
+    for (const it of items(10, [], DAVE, ['127.0.0.1:7004'])) await node.putMutable(it)
+    await node.announce(discovery.infoHash, 7001)
+    await node.announce(discovery.infoHash, 7004)
+    await discovery.lookupRound() // everybody is new: alice and dave found, carol not there yet
+    assert.deepEqual(events.map((e) => e.publicKeyHex).sort(), [ALICE.publicKeyHex, DAVE.publicKeyHex].sort())
+
+    // Carol joins: her record, then her address. The next lookup fetches carol, and only her.
+    for (const it of items(20, [{ filter: 'c/#', qos: 1 }], CAROL, ['127.0.0.1:7003']))
+      await node.putMutable(it)
+    await node.announce(discovery.infoHash, 7003)
+    node.gets = 0
+    await discovery.lookupRound()
+    assert.equal(node.gets, 1, 'one get: carol; alice and dave are known and did not move')
+    assert.equal(events.at(-1)?.publicKeyHex, CAROL.publicKeyHex)
+    assert.equal(events.length, 3)
+
+    // No new address: no fetch at all. The timer refresh still fetches every peer.
+    node.gets = 0
+    await discovery.lookupRound()
+    assert.equal(node.gets, 0)
+    await discovery.refresh()
+    assert.equal(node.gets, 3)
+  })
+
+  test('a known peer seen at a new address that its record does not list is fetched again', async (t) => {
+    const { node, discovery, events } = setup(t, undefined, {
+      allowList: [ALICE.publicKeyHex, BOB.publicKeyHex, CAROL.publicKeyHex],
+    })
+    // Alice's record names a host name; she announces from 127.0.0.1 (the port is hers).
+    for (const it of items(10, [], ALICE, ['alice.example:7001'])) await node.putMutable(it)
+    for (const it of items(10, [], CAROL, ['127.0.0.1:7003'])) await node.putMutable(it)
+    await discovery.fetchPeer(ALICE.publicKeyHex)
+    await discovery.fetchPeer(CAROL.publicKeyHex)
+    for (const it of items(11, [{ filter: 'moved', qos: 0 }], ALICE, ['alice.example:7001']))
+      await node.putMutable(it)
+    await node.announce(discovery.infoHash, 7001)
+    node.gets = 0
+    await discovery.lookupRound()
+    assert.equal(node.gets, 1, 'alice only (her port), not carol')
+    assert.deepEqual(
+      events.map((e) => [e.publicKeyHex, e.seq]),
+      [
+        [ALICE.publicKeyHex, 10],
+        [CAROL.publicKeyHex, 10],
+        [ALICE.publicKeyHex, 11],
+      ],
+    )
+  })
+
+  test('concurrent fetches, lookups and announces are shared', async (t) => {
+    const { node, discovery } = setup(t)
+    for (const it of items(10, [])) await node.putMutable(it)
+    const [a, b] = await Promise.all([
+      discovery.fetchPeer(ALICE.publicKeyHex),
+      discovery.fetchPeer(ALICE.publicKeyHex),
+    ])
+    assert.equal(a, b)
+    assert.equal(node.gets, 1)
+    node.gets = 0
+    await Promise.all([discovery.lookupRound(), discovery.lookupRound(), discovery.announce()])
+    assert.equal(node.announces, 1)
+    assert.equal(node.lookups, 1)
+  })
+
+  test('start(after) emits cached peers at once but touches the DHT only once `after` settles', async (t) => {
+    const { node, discovery } = setup(t)
+    for (const it of items(10, [])) await node.putMutable(it)
+    let release: () => void = () => {}
+    discovery.start(new Promise<void>((r) => (release = r)))
+    await new Promise((r) => setImmediate(r))
+    assert.deepEqual([node.gets, node.announces, node.lookups], [0, 0, 0])
+    release()
+    await waitUntil(() => discovery.peers().length === 1)
+    assert.ok(node.announces >= 1 && node.gets >= 1)
+  })
+
+  test('accepted profiles are written to the peer cache together, and stop() writes the last ones', async (t) => {
+    const writes = t.mock.method(JsonStateFile.prototype, 'write')
+    const { discovery, stateDir } = setup(t, undefined, {
+      allowList: [ALICE.publicKeyHex, BOB.publicKeyHex, CAROL.publicKeyHex, DAVE.publicKeyHex],
+      persistMs: 60_000,
+    })
+    const onDisk = () =>
+      JSON.parse(readFileSync(join(stateDir, 'dht-peers.json'), 'utf8')) as {
+        peers: Record<string, { floor: number; items: string }>
+      }
+    const floors = () => Object.fromEntries(Object.entries(onDisk().peers).map(([k, v]) => [k, v.floor]))
+    for (const who of [ALICE, CAROL, DAVE])
+      assert.equal(discovery.acceptItems(who.publicKeyHex, items(10, [], who)).status, 'accepted')
+    await waitUntil(() => writes.mock.callCount() > 0)
+    assert.equal(writes.mock.callCount(), 1, 'three profiles, one write')
+    assert.deepEqual(floors(), {
+      [ALICE.publicKeyHex]: 10,
+      [CAROL.publicKeyHex]: 10,
+      [DAVE.publicKeyHex]: 10,
+    })
+
+    // More inside the interval: not written yet, until stop().
+    for (const who of [ALICE, CAROL])
+      discovery.acceptItems(who.publicKeyHex, items(12, [{ filter: 'n', qos: 1 }], who))
+    await new Promise((r) => setTimeout(r, 20))
+    assert.equal(writes.mock.callCount(), 1)
+    discovery.stop()
+    assert.equal(writes.mock.callCount(), 2)
+    assert.deepEqual(floors(), {
+      [ALICE.publicKeyHex]: 12,
+      [CAROL.publicKeyHex]: 12,
+      [DAVE.publicKeyHex]: 10,
+    })
+    const cached = parseItems(Buffer.from(onDisk().peers[CAROL.publicKeyHex]?.items ?? '', 'hex'))
+    assert.equal(cached[0]?.seq, 12)
+    discovery.acceptItems(DAVE.publicKeyHex, items(13, [], DAVE)) // after stop: never written
+    assert.equal(writes.mock.callCount(), 2)
+
+    // A restart sees every accepted profile and floor: the seq-11 record is stale.
+    const again = setup(t, stateDir, {
+      allowList: [ALICE.publicKeyHex, BOB.publicKeyHex, CAROL.publicKeyHex, DAVE.publicKeyHex],
+    })
+    again.discovery.start(new Promise(() => {})) // cache only, no DHT round
+    assert.deepEqual(
+      again.events.map((e) => [e.publicKeyHex, e.seq, e.source]).sort(),
+      [
+        [ALICE.publicKeyHex, 12, 'cache'],
+        [CAROL.publicKeyHex, 12, 'cache'],
+        [DAVE.publicKeyHex, 10, 'cache'],
+      ].sort(),
+    )
+    const r = again.discovery.acceptItems(ALICE.publicKeyHex, items(11, [], ALICE))
+    assert.equal(r.status === 'rejected' && r.reason, 'stale')
+  })
+
+  test('the peer cache is written again after the interval without a stop', async (t) => {
+    const writes = t.mock.method(JsonStateFile.prototype, 'write')
+    const { discovery } = setup(t, undefined, { persistMs: 30 })
+    discovery.acceptItems(ALICE.publicKeyHex, items(10, []))
+    await waitUntil(() => writes.mock.callCount() === 1)
+    discovery.acceptItems(ALICE.publicKeyHex, items(11, []))
+    discovery.acceptItems(ALICE.publicKeyHex, items(12, []))
+    await waitUntil(() => writes.mock.callCount() === 2)
+    discovery.stop()
+    assert.equal(writes.mock.callCount(), 2, 'nothing pending at stop: no extra write')
+  })
 })
+
+async function waitUntil(cond: () => boolean): Promise<void> {
+  for (let i = 0; i < 500 && !cond(); i++) await new Promise((r) => setTimeout(r, 10))
+  assert.ok(cond(), 'condition not met within 5 s')
+}

@@ -14,6 +14,10 @@ export class FakeDhtNode implements DhtNodeLike {
   private readonly swarms = new Map<string, Map<string, PeerAddress>>()
   /** Successful puts so far. */
   puts = 0
+  /** Calls so far, per method (gets counts every getMutable, found or not). */
+  gets = 0
+  announces = 0
+  lookups = 0
   /** While true every put fails as if no node answered. */
   failPuts = false
 
@@ -31,11 +35,13 @@ export class FakeDhtNode implements DhtNodeLike {
   }
 
   async getMutable(publicKey: Uint8Array, salt: Buffer): Promise<SignedItem | null> {
+    this.gets++
     const key = itemTarget(publicKey, salt).toString('hex')
     return this.served.get(key) ?? this.items.get(key) ?? null
   }
 
   async announce(infoHash: Buffer, port: number): Promise<number> {
+    this.announces++
     const hex = infoHash.toString('hex')
     const swarm = this.swarms.get(hex) ?? new Map<string, PeerAddress>()
     swarm.set(`127.0.0.1:${port}`, { host: '127.0.0.1', port })
@@ -44,6 +50,7 @@ export class FakeDhtNode implements DhtNodeLike {
   }
 
   async lookup(infoHash: Buffer): Promise<PeerAddress[]> {
+    this.lookups++
     return [...(this.swarms.get(infoHash.toString('hex'))?.values() ?? [])]
   }
 
