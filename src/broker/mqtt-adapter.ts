@@ -159,6 +159,10 @@ export class MqttAdapter extends AdapterEvents implements BrokerAdapter {
       // MQTT.js calls its `debug` logger ~10 times per packet even when disabled (5% of a
       // relaying bridge's CPU): a no-op unless DEBUG asks for MQTT.js's own trace.
       ...(mqttDebugWanted() ? {} : { log: noop }),
+      // mqtt-packet's number cache (65,536 pre-built Buffers) is built on the first packet:
+      // ~55 ms of a bridge's start and ~12 MiB of its RSS, to save a 2-byte allocation per
+      // packet id and length (measured: docs/BENCHMARKS.md "Changes"). Process-wide flag.
+      writeCache: false,
     }
     // Not `manualConnect`: with it, MQTT.js re-arms reconnection after end(). So the first
     // CONNECT is already written when our listeners attach; 'connect' turns Nagle off then.
