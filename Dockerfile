@@ -17,7 +17,8 @@ RUN apt-get update \
 WORKDIR /app
 COPY package.json package-lock.json ./
 # --ignore-scripts: "prepare" needs the sources (copied below). Then only the two packages
-# with install scripts run them: the ed25519 addon (prebuild or compile), esbuild (tsx) and
+# with install scripts run them: the ed25519 addon (prebuild or compile), esbuild (tsx and
+# scripts/bundle.mjs, which builds dist/bridge.mjs) and
 # better-sqlite3 (compiled: the outbox database).
 RUN npm ci --ignore-scripts && npm rebuild ed25519-supercop esbuild better-sqlite3
 COPY . .

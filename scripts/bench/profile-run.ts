@@ -44,6 +44,7 @@ export async function runProfile(
       { ...ctx, dir: join(ctx.dir, `profile-${id}`) },
       {
         nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${profDir}`],
+        profile: true,
       },
     )
     const pids = new Map(ours.processes.map((p) => [p.pid, p.role]))

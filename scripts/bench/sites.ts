@@ -1,24 +1,36 @@
 /**
- * Our bridge as the user runs it: `node dist/cli/main.js <config.json>` (the compiled CLI),
- * plus `bridge dht` as the private swarm's bootstrap node. Readiness comes from the JSON
- * log lines on stderr: "site running", then "link up".
+ * Our bridge as the user runs it: `node bin/bridge.js <config.json>` (the bundled CLI,
+ * dist/bridge.mjs), plus `bridge dht` as the private swarm's bootstrap node. Readiness comes
+ * from the JSON log lines on stderr: "site running", then "link up".
  */
-import { mkdirSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { identityFromSeed } from '../../src/identity/identity.js'
 import { type Child, type Cleanup, startChild } from './children.js'
 
 export const REPO_ROOT = new URL('../..', import.meta.url).pathname
 /**
- * The bridge the bench runs: this checkout's build, or BENCH_BRIDGE_CLI (the
- * dist/cli/main.js of another checkout, e.g. a git worktree of an older commit, for a
- * before/after comparison with the same harness; docs/BENCHMARKS.md).
+ * The bridge the bench runs: this checkout's `bin/bridge.js`, or BENCH_BRIDGE_CLI (the
+ * entry of another checkout, e.g. the bin/bridge.js or dist/cli/main.js of a git worktree
+ * of an older commit, for a before/after comparison with the same harness;
+ * docs/BENCHMARKS.md).
  */
 export const CLI = process.env.BENCH_BRIDGE_CLI
   ? resolve(process.env.BENCH_BRIDGE_CLI)
-  : join(REPO_ROOT, 'dist/cli/main.js')
-/** The checkout whose bridge runs (its commit is reported). */
-export const BRIDGE_ROOT = resolve(dirname(CLI), '../..')
+  : join(REPO_ROOT, 'bin/bridge.js')
+/** The checkout whose bridge runs (its commit is reported): the nearest package.json above CLI. */
+export const BRIDGE_ROOT = packageRoot(CLI)
+/**
+ * What `--profile` runs: the unbundled build (dist/cli/main.js, one file per module, with
+ * tsc's source maps), so that self time is attributed per package and per source file.
+ */
+export const PROFILE_CLI = join(BRIDGE_ROOT, 'dist/cli/main.js')
+
+function packageRoot(from: string): string {
+  let dir = dirname(from)
+  while (!existsSync(join(dir, 'package.json')) && dirname(dir) !== dir) dir = dirname(dir)
+  return dir
+}
 
 export const SITE_RUNNING = /"msg":"site running"/
 export const LINK_UP = /"msg":"link up"/
@@ -63,6 +75,8 @@ export function writeSite(dir: string, spec: SiteSpec): string {
 export interface NodeFlags {
   /** Extra node flags, e.g. ['--cpu-prof', '--cpu-prof-dir=…']. */
   readonly nodeArgs?: readonly string[]
+  /** Run PROFILE_CLI (unbundled) instead of CLI. */
+  readonly profile?: boolean
 }
 
 /** `bridge dht --port 0 --host 127.0.0.1`; answers its `host:port` once it listens. */
@@ -87,7 +101,7 @@ export function spawnSite(cleanup: Cleanup, name: string, configPath: string, fl
   return startChild(cleanup, {
     name,
     command: process.execPath,
-    args: [...EXTRA_NODE_ARGS, ...(flags.nodeArgs ?? []), CLI, configPath],
+    args: [...EXTRA_NODE_ARGS, ...(flags.nodeArgs ?? []), flags.profile ? PROFILE_CLI : CLI, configPath],
     env: { LOG_LEVEL: 'info' },
   })
 }

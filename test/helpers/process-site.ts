@@ -33,6 +33,8 @@ const STOP_DEADLINE_MS = 15_000
 const TAIL_LINES = 40
 
 export interface ProcessOptions {
+  /** What node runs instead of `--import tsx src/cli/main.ts`, e.g. `['dist/bridge.mjs']`. */
+  readonly entry?: readonly string[]
   /** Run inside this network namespace (`ip netns exec`). */
   readonly netns?: string
   /** LOG_LEVEL for the child (default 'info'). */
@@ -100,7 +102,7 @@ class ChildRunner {
 
   spawn(): void {
     if (this.running()) throw new Error(`${this.options.label}: already running`)
-    const node = [process.execPath, '--import', 'tsx', MAIN, ...this.args]
+    const node = [process.execPath, ...(this.options.entry ?? ['--import', 'tsx', MAIN]), ...this.args]
     const [cmd, ...argv] = this.options.netns ? ['ip', 'netns', 'exec', this.options.netns, ...node] : node
     const env: NodeJS.ProcessEnv = { ...process.env, LOG_LEVEL: this.options.logLevel ?? 'info' }
     // The test runner's marker would make the child's logger silent.
