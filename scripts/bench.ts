@@ -21,7 +21,7 @@ import { formatReport, type Report } from './bench/report.js'
 import { runRouterBenchInChild } from './bench/router-process.js'
 import { BRIDGE_ROOT, CLI, REPO_ROOT } from './bench/sites.js'
 import { DEFAULT_TIMERS, runSwarm } from './bench/swarm.js'
-import { type SetupContext, startFloor, startNative, startOurs } from './bench/topology.js'
+import { type SetupContext, startEmbedded, startFloor, startNative, startOurs } from './bench/topology.js'
 
 const log = (line: string) => process.stderr.write(`${line}\n`)
 
@@ -82,6 +82,20 @@ async function runComparison(options: BenchOptions, ctx: SetupContext): Promise<
     )
     await native.stop()
     await floor.stop()
+  }
+  if (s.has('embedded')) {
+    log('bench: embedded: the native set-up against our sites on embedded brokers (aedes in the bridge process)')
+    const native = await startNative(ctx)
+    const embedded = await startEmbedded(ctx)
+    report.embedded = await runMatrix(
+      { native, ours: embedded },
+      caseMatrix().filter((c) => options.cases.length === 0 || options.cases.some((x) => c.id.includes(x))),
+      options.timing,
+      options.runs,
+      log,
+    )
+    await native.stop()
+    await embedded.stop()
   }
   if (s.has('router')) {
     log('bench: router micro-benchmark')

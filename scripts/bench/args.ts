@@ -6,7 +6,8 @@
  *                   QoS 0 and QoS 1 load (node --cpu-prof) and summarize the self time
  *   --only LIST     sections to run, comma-separated: matrix,startup,router,swarm (the
  *                   default), and floor: the matrix with two minimal Node relays
- *                   (scripts/bench/floor-relay.mjs) in place of our bridges
+ *                   (scripts/bench/floor-relay.mjs) in place of our bridges, and embedded:
+ *                   the matrix with our sites on embedded brokers (two processes, like native)
  *   --cases LIST    matrix cases whose id contains one of these, comma-separated
  *                   (with --profile: the cases to profile; default flat qos0/qos1 64B, qos0 1KiB)
  *                   (ids: flat|paced-qos0|qos1-64B|1KiB, e.g. --cases flat-qos1,paced-qos1)
@@ -23,7 +24,7 @@
 import { parseArgs } from 'node:util'
 import type { Timing } from './cases.js'
 
-export const SECTIONS = ['matrix', 'startup', 'router', 'swarm', 'floor'] as const
+export const SECTIONS = ['matrix', 'startup', 'router', 'swarm', 'floor', 'embedded'] as const
 /** What a run without --only measures (floor is asked for by name). */
 const DEFAULT_SECTIONS = ['matrix', 'startup', 'router', 'swarm']
 export type Section = (typeof SECTIONS)[number]

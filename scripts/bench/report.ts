@@ -17,6 +17,8 @@ export interface Report {
   matrix?: CaseComparison[]
   /** `--only floor`: the same cases, native against two minimal Node relays ('ours' = the floor). */
   floor?: CaseComparison[]
+  /** `--only embedded`: the same cases, native against our sites on embedded brokers ('ours' = embedded). */
+  embedded?: CaseComparison[]
   memory?: {
     idleRssBytes: Record<string, number>
     loadedRssMaxBytes?: Record<string, number>
@@ -115,6 +117,12 @@ export function formatReport(r: Report): string {
     out.push(
       'Floor: two minimal Node relays (MQTT.js, plain TCP, nothing else) in place of our bridges:',
       ...matrixTable(r.floor, 'floor'),
+      '',
+    )
+  if (r.embedded)
+    out.push(
+      'Embedded: our two sites each on its own embedded broker (aedes in the bridge process; no Mosquitto):',
+      ...matrixTable(r.embedded, 'embedded'),
       '',
     )
   if (r.startup) {

@@ -43,7 +43,9 @@ export interface SiteSpec {
   readonly name: string
   /** The 32-byte seed is this byte repeated. */
   readonly seedByte: number
+  /** The site's broker: a Mosquitto URL, or its own embedded broker on this port. */
   readonly brokerUrl: string
+  readonly embeddedPort?: number
   readonly bootstrap: string
   readonly peers: ReadonlyArray<{ readonly name: string; readonly seedByte: number }>
   readonly subscriptions: ReadonlyArray<{ readonly filter: string; readonly qos: 0 | 1 }>
@@ -60,7 +62,10 @@ export function writeSite(dir: string, spec: SiteSpec): string {
     keyFile,
     stateDir: join(home, 'state'),
     // Defaults everywhere else: sessionExpirySeconds 86,400, the default outbox bounds.
-    broker: { url: spec.brokerUrl },
+    broker:
+      spec.embeddedPort === undefined
+        ? { url: spec.brokerUrl }
+        : { embedded: { host: '127.0.0.1', port: spec.embeddedPort } },
     dht: { host: '127.0.0.1', port: 0, bootstrap: [spec.bootstrap] },
     swarm: 'bench',
     listen: { host: '127.0.0.1', port: 0 },

@@ -4,6 +4,8 @@
  * - ours: brokers A and B, a DHT bootstrap node (`bridge dht`), site B (subscribed to
  *   bench/# at QoS 1), then site A (allow-lists B, exports everything by default).
  * - floor (`--only floor`): brokers A and B joined by two minimal Node relays (startFloor).
+ * - embedded (`--only embedded`): our two sites each on its own embedded broker (aedes in
+ *   the bridge process): two processes in all, like native (startEmbedded).
  * In all, the publisher connects to A and the subscriber to B. Starting a set-up also
  * measures how long its sending side takes from spawn to the first relayed message.
  */
@@ -15,7 +17,7 @@ import { LoadClients } from './load.js'
 import { decodePayload, encodePayload } from './payload.js'
 import { LINK_UP, type NodeFlags, SITE_RUNNING, spawnSite, startBootstrap, writeSite } from './sites.js'
 
-export type SetupKind = 'native' | 'ours' | 'floor'
+export type SetupKind = 'native' | 'ours' | 'floor' | 'embedded'
 
 export interface ProcessRole {
   readonly role: 'brokerA' | 'brokerB' | 'bridgeA' | 'bridgeB'
@@ -215,6 +217,64 @@ export async function startFloor(ctx: SetupContext): Promise<Topology> {
       await out.stop()
       await brokerA.child.stop()
       await brokerB.child.stop()
+    },
+  }
+}
+
+/**
+ * Our sites on embedded brokers (`broker.embedded`: aedes inside the bridge process, the
+ * bridge attached in-process): site B, then site A, each one process with its broker, and
+ * the load clients on their ports. Reported in the bridges' roles (no broker processes).
+ * What the "bridge inside the broker process" architecture costs here, for comparison.
+ */
+export async function startEmbedded(ctx: SetupContext): Promise<Topology> {
+  const { cleanup } = ctx
+  const home = join(ctx.dir, 'embedded')
+  mkdirSync(home, { recursive: true })
+  const dht = await startBootstrap(cleanup)
+  const siteA = { name: 'site-a', seedByte: 0xa1 }
+  const siteB = { name: 'site-b', seedByte: 0xb2 }
+  const [portA, portB] = [await freePort(), await freePort()]
+  const configB = writeSite(home, {
+    ...siteB,
+    brokerUrl: '',
+    embeddedPort: portB,
+    bootstrap: dht.bootstrap,
+    peers: [siteA],
+    subscriptions: [{ filter: BENCH_FILTER, qos: 1 }],
+  })
+  const configA = writeSite(home, {
+    ...siteA,
+    brokerUrl: '',
+    embeddedPort: portA,
+    bootstrap: dht.bootstrap,
+    peers: [siteB],
+    subscriptions: [],
+  })
+  const bridgeB = spawnSite(cleanup, 'bridgeB', configB)
+  await bridgeB.waitLine(SITE_RUNNING, STARTUP_DEADLINE_MS)
+  const spawned = performance.now()
+  const bridgeA = spawnSite(cleanup, 'bridgeA', configA)
+  await bridgeA.waitLine(SITE_RUNNING, STARTUP_DEADLINE_MS)
+  const clients = await LoadClients.connect(`mqtt://127.0.0.1:${portA}`, `mqtt://127.0.0.1:${portB}`, BENCH_FILTER)
+  cleanup.add(() => clients.close())
+  const first = await firstRelayed(clients)
+  return {
+    kind: 'embedded',
+    clients,
+    processes: [
+      { role: 'bridgeA', pid: bridgeA.pid },
+      { role: 'bridgeB', pid: bridgeB.pid },
+    ],
+    startup: { firstMessageMs: first - spawned },
+    bridgeCounters() {
+      return { bridgeA: stoppedCounters(bridgeA), bridgeB: stoppedCounters(bridgeB) }
+    },
+    async stop() {
+      await clients.close()
+      await bridgeA.stop()
+      await bridgeB.stop()
+      await dht.child.stop()
     },
   }
 }
