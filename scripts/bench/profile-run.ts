@@ -12,7 +12,7 @@ import type { BenchOptions } from './args.js'
 import { type CaseSpec, caseMatrix, measureCase } from './cases.js'
 import { formatSummary, type ProfileSummary, summarizeProfile } from './cpuprofile.js'
 import { originalPosition } from './source-maps.js'
-import { type SetupContext, startOurs } from './topology.js'
+import { type SetupContext, startEmbedded, startOurs } from './topology.js'
 
 /**
  * The cases profiled by default: flat out at QoS 0 and 1 with 64 B, and QoS 0 with 1 KiB
@@ -40,7 +40,9 @@ export async function runProfile(
     const profDir = join(root, id)
     mkdirSync(profDir, { recursive: true })
     log(`bench: profiling ${id}`)
-    const ours = await startOurs(
+    // `--only embedded --profile`: our sites on embedded brokers instead of on Mosquittos.
+    const start = options.sections.has('embedded') ? startEmbedded : startOurs
+    const ours = await start(
       { ...ctx, dir: join(ctx.dir, `profile-${id}`) },
       {
         nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${profDir}`],

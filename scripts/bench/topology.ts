@@ -227,7 +227,7 @@ export async function startFloor(ctx: SetupContext): Promise<Topology> {
  * the load clients on their ports. Reported in the bridges' roles (no broker processes).
  * What the "bridge inside the broker process" architecture costs here, for comparison.
  */
-export async function startEmbedded(ctx: SetupContext): Promise<Topology> {
+export async function startEmbedded(ctx: SetupContext, flags: NodeFlags = {}): Promise<Topology> {
   const { cleanup } = ctx
   const home = join(ctx.dir, 'embedded')
   mkdirSync(home, { recursive: true })
@@ -251,10 +251,10 @@ export async function startEmbedded(ctx: SetupContext): Promise<Topology> {
     peers: [siteB],
     subscriptions: [],
   })
-  const bridgeB = spawnSite(cleanup, 'bridgeB', configB)
+  const bridgeB = spawnSite(cleanup, 'bridgeB', configB, flags)
   await bridgeB.waitLine(SITE_RUNNING, STARTUP_DEADLINE_MS)
   const spawned = performance.now()
-  const bridgeA = spawnSite(cleanup, 'bridgeA', configA)
+  const bridgeA = spawnSite(cleanup, 'bridgeA', configA, flags)
   await bridgeA.waitLine(SITE_RUNNING, STARTUP_DEADLINE_MS)
   const clients = await LoadClients.connect(`mqtt://127.0.0.1:${portA}`, `mqtt://127.0.0.1:${portB}`, BENCH_FILTER)
   cleanup.add(() => clients.close())

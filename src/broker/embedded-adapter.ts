@@ -73,6 +73,9 @@ export class EmbeddedAdapter extends AdapterEvents implements BrokerAdapter {
    * (moscajs/aedes#994, reproduced here with two back-to-back publishes).
    */
   private publishChain: Promise<void> = Promise.resolve()
+  /** Socket holds (holdWrites) not released yet; one is taken per event-loop turn at most. */
+  private readonly holds = new Set<{ release(): void; fits(bytes: number): boolean }>()
+  private holdingThisTurn = false
   /** Marks our own publishes; never a real client's id (aedes ids are what clients send). */
   private readonly selfId = `$bridge/${randomUUID()}`
 
@@ -126,6 +129,29 @@ export class EmbeddedAdapter extends AdapterEvents implements BrokerAdapter {
     await this.scheduleSync()
   }
 
+  /**
+   * aedes writes every delivered publish on its own (and, publishes being chained, one per
+   * event-loop turn): a frame of relayed messages cost one writev and one wake-up of each
+   * subscriber per message. The subscribers' sockets are held from here until every publish
+   * queued by then (this turn's) has been handed to aedes, then written together; earlier
+   * if the next publish might fill a held socket (aedes would wait for a 'drain' that a
+   * held socket never emits).
+   */
+  holdWrites(): void {
+    if (this.holdingThisTurn || this.brokerRef === undefined) return
+    const hold = this.brokerRef.holdWrites()
+    this.holds.add(hold)
+    this.holdingThisTurn = true
+    setImmediate(() => {
+      this.holdingThisTurn = false
+      const release = () => {
+        this.holds.delete(hold)
+        hold.release()
+      }
+      this.publishChain.then(release, release)
+    })
+  }
+
   async publish(msg: LocalMessage): Promise<void> {
     checkPublish(msg)
     const aedes = this.attached
@@ -149,6 +175,10 @@ export class EmbeddedAdapter extends AdapterEvents implements BrokerAdapter {
     })
     await previous
     try {
+      // Topic, payload and a header: what aedes writes to each subscriber (an upper bound
+      // for the header; the payload dominates).
+      const bytes = msg.payload.length + msg.topic.length * 3 + 16
+      for (const hold of this.holds) if (!hold.fits(bytes)) hold.release()
       await this.publishNow(aedes, packet, msg.topic)
     } finally {
       release()

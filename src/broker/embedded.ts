@@ -85,6 +85,28 @@ export class EmbeddedBroker {
     this.listeners.clear()
   }
 
+  /**
+   * Holds every client socket's writes (cork) until `release()` (uncork, idempotent): the
+   * writes made meanwhile go out together. Sockets accepted meanwhile are not held.
+   * `fits(bytes)`: whether `bytes` more can be written to every held socket without
+   * reaching its high-water mark. Past it a writer (aedes) waits for 'drain', which a held
+   * socket never emits: release first.
+   */
+  holdWrites(): { release(): void; fits(bytes: number): boolean } {
+    let corked: net.Socket[] | undefined = [...this.sockets]
+    for (const socket of corked) socket.cork()
+    return {
+      release() {
+        const held = corked
+        corked = undefined
+        for (const socket of held ?? []) socket.uncork()
+      },
+      fits(bytes) {
+        return (corked ?? []).every((s) => s.writableLength + bytes < s.writableHighWaterMark)
+      },
+    }
+  }
+
   private async open(): Promise<void> {
     const aedes = await Aedes.createBroker()
     // Aedes is an EventEmitter whose typed `on` omits 'error' (emitted on persistence failure).

@@ -58,6 +58,12 @@ export interface BrokerAdapter {
    * connection is down is sent after the reconnect.
    */
   publish(msg: LocalMessage): Promise<void>
+  /**
+   * Optional: the publishes made until the end of this event-loop turn are written to the
+   * broker's sockets together (one write per socket, not one per message). Nothing else
+   * changes; a no-op where the adapter cannot do it.
+   */
+  holdWrites?(): void
   on<E extends keyof BrokerAdapterEvents>(event: E, listener: BrokerAdapterEvents[E]): this
   off<E extends keyof BrokerAdapterEvents>(event: E, listener: BrokerAdapterEvents[E]): this
   readonly status: BrokerStatus

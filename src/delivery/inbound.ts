@@ -29,7 +29,7 @@ export interface RetainedBookkeeping {
 }
 
 export interface InboundDeps {
-  readonly broker: Pick<BrokerAdapter, 'publish'>
+  readonly broker: Pick<BrokerAdapter, 'publish' | 'holdWrites'>
   readonly counters: Counters
   readonly log?: Logger
   /** Sends acknowledgements for QoS 1 ids to the origin peer (batched by the caller's link). */
@@ -116,6 +116,7 @@ export class InboundDelivery {
       this.drop('not_allowed', peerKeyHex, messages.length)
       return
     }
+    this.deps.broker.holdWrites?.() // a frame's publishes reach the subscribers in one write
     for (const m of messages) this.receiveOne(peerKeyHex, acl, m)
   }
 
