@@ -84,7 +84,9 @@ async function runComparison(options: BenchOptions, ctx: SetupContext): Promise<
     await floor.stop()
   }
   if (s.has('embedded')) {
-    log('bench: embedded: the native set-up against our sites on embedded brokers (aedes in the bridge process)')
+    log(
+      'bench: embedded: the native set-up against our sites on embedded brokers (aedes in the bridge process)',
+    )
     const native = await startNative(ctx)
     const embedded = await startEmbedded(ctx)
     report.embedded = await runMatrix(

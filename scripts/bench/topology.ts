@@ -256,7 +256,11 @@ export async function startEmbedded(ctx: SetupContext, flags: NodeFlags = {}): P
   const spawned = performance.now()
   const bridgeA = spawnSite(cleanup, 'bridgeA', configA, flags)
   await bridgeA.waitLine(SITE_RUNNING, STARTUP_DEADLINE_MS)
-  const clients = await LoadClients.connect(`mqtt://127.0.0.1:${portA}`, `mqtt://127.0.0.1:${portB}`, BENCH_FILTER)
+  const clients = await LoadClients.connect(
+    `mqtt://127.0.0.1:${portA}`,
+    `mqtt://127.0.0.1:${portB}`,
+    BENCH_FILTER,
+  )
   cleanup.add(() => clients.close())
   const first = await firstRelayed(clients)
   return {
