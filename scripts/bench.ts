@@ -21,7 +21,14 @@ import { formatReport, type Report } from './bench/report.js'
 import { runRouterBenchInChild } from './bench/router-process.js'
 import { BRIDGE_ROOT, CLI, REPO_ROOT } from './bench/sites.js'
 import { DEFAULT_TIMERS, runSwarm } from './bench/swarm.js'
-import { type SetupContext, startEmbedded, startFloor, startNative, startOurs } from './bench/topology.js'
+import {
+  type SetupContext,
+  startEmbedded,
+  startFloor,
+  startNative,
+  startOurs,
+  type Topology,
+} from './bench/topology.js'
 
 const log = (line: string) => process.stderr.write(`${line}\n`)
 
@@ -69,35 +76,30 @@ async function runComparison(options: BenchOptions, ctx: SetupContext): Promise<
     await ours.stop()
     report.bridgeCounters = ours.bridgeCounters?.()
   }
-  if (s.has('floor')) {
-    log('bench: floor: the native set-up against two minimal Node relays (scripts/bench/floor-relay.mjs)')
+  /** Native against another set-up in place of ours, the same cases (floor, embedded). */
+  const againstNative = async (start: (c: SetupContext) => Promise<Topology>) => {
     const native = await startNative(ctx)
-    const floor = await startFloor(ctx)
-    report.floor = await runMatrix(
-      { native, ours: floor },
+    const other = await start(ctx)
+    const result = await runMatrix(
+      { native, ours: other },
       caseMatrix().filter((c) => options.cases.length === 0 || options.cases.some((x) => c.id.includes(x))),
       options.timing,
       options.runs,
       log,
     )
     await native.stop()
-    await floor.stop()
+    await other.stop()
+    return result
+  }
+  if (s.has('floor')) {
+    log('bench: floor: the native set-up against two minimal Node relays (scripts/bench/floor-relay.mjs)')
+    report.floor = await againstNative(startFloor)
   }
   if (s.has('embedded')) {
     log(
       'bench: embedded: the native set-up against our sites on embedded brokers (aedes in the bridge process)',
     )
-    const native = await startNative(ctx)
-    const embedded = await startEmbedded(ctx)
-    report.embedded = await runMatrix(
-      { native, ours: embedded },
-      caseMatrix().filter((c) => options.cases.length === 0 || options.cases.some((x) => c.id.includes(x))),
-      options.timing,
-      options.runs,
-      log,
-    )
-    await native.stop()
-    await embedded.stop()
+    report.embedded = await againstNative((c) => startEmbedded(c))
   }
   if (s.has('router')) {
     log('bench: router micro-benchmark')

@@ -199,49 +199,13 @@ describe('PeerOutbound: QoS 1 from memory when caught up, from disk otherwise', 
 
   test('randomised commits, acks, full sockets and reconnects: every id delivered in order per link', async (t) => {
     const { outbound, commit } = setup(t, { maxInflight: 7, maxBatchMessages: 3 }, 100_000)
-    let seed = 42
-    const rnd = () => {
-      seed = (seed * 1103515245 + 12345) % 2 ** 31
-      return seed / 2 ** 31
-    }
-    let link = new FakeLink()
-    outbound.attach(link)
-    let next = 1
-    const acked = new Set<number>()
-    for (let step = 0; step < 300; step++) {
-      const r = rnd()
-      if (r < 0.3) {
-        const n = 1 + Math.floor(rnd() * 4)
-        await commit(Array.from({ length: n }, () => next++))
-      } else if (r < 0.75) {
-        const unacked = link.sent.filter((id) => !acked.has(id))
-        const ids = unacked.slice(0, 1 + Math.floor(rnd() * 3))
-        for (const id of ids) acked.add(id)
-        outbound.acknowledge(ids)
-      } else if (r < 0.85) {
-        link.full = !link.full
-        if (!link.full) link.emit('drain')
-      } else if (r < 0.9) {
-        outbound.detach()
-        link.closed = true
-        link = new FakeLink()
-        outbound.attach(link)
-      }
-      await turn()
-      increasing(link.sent, `step ${step}`)
-    }
-    // Drain: everything committed reaches the peer and is acknowledged.
-    link.full = false
-    link.emit('drain')
-    for (let round = 0; round < 200 && acked.size < next - 1; round++) {
-      await turns(2)
-      const ids = link.sent.filter((id) => !acked.has(id))
-      for (const id of ids) acked.add(id)
-      outbound.acknowledge(ids)
-    }
-    await turns(3)
-    increasing(link.sent, 'after the drain')
-    assert.equal(acked.size, next - 1, 'every committed id was delivered')
+    await randomised(outbound, commit, {
+      seed: 42,
+      steps: 300,
+      appendBelow: 0.3,
+      awaitAppends: true,
+      turnEvery: 1,
+    })
   })
 })
 
@@ -311,52 +275,74 @@ describe('PeerOutbound: QoS 1 sent while its append commits (sendEarly)', () => 
       { maxInflight: 7, maxBatchMessages: 3, maxFreshBytes: 40 },
       100_000,
     )
-    let seed = 7
-    const rnd = () => {
-      seed = (seed * 1103515245 + 12345) % 2 ** 31
-      return seed / 2 ** 31
-    }
-    let link = new FakeLink()
-    outbound.attach(link)
-    let next = 1
-    const acked = new Set<number>()
-    const appends: Promise<unknown>[] = []
-    for (let step = 0; step < 400; step++) {
-      const r = rnd()
-      if (r < 0.35) {
-        const n = 1 + Math.floor(rnd() * 4)
-        appends.push(commitEarly(Array.from({ length: n }, () => next++))) // not awaited
-      } else if (r < 0.75) {
-        const unacked = link.sent.filter((id) => !acked.has(id))
-        const ids = unacked.slice(0, 1 + Math.floor(rnd() * 3))
-        for (const id of ids) acked.add(id)
-        outbound.acknowledge(ids)
-      } else if (r < 0.85) {
-        link.full = !link.full
-        if (!link.full) link.emit('drain')
-      } else if (r < 0.9) {
-        outbound.detach()
-        link.closed = true
-        link = new FakeLink()
-        outbound.attach(link)
-      }
-      if (rnd() < 0.5) await turn()
-      increasing(link.sent, `step ${step}`)
-    }
-    await Promise.all(appends)
-    link.full = false
-    link.emit('drain')
-    for (let round = 0; round < 200 && acked.size < next - 1; round++) {
-      await turns(2)
-      const ids = link.sent.filter((id) => !acked.has(id))
-      for (const id of ids) acked.add(id)
-      outbound.acknowledge(ids)
-    }
-    await turns(3)
-    increasing(link.sent, 'after the drain')
-    assert.equal(acked.size, next - 1, 'every appended id was delivered')
+    await randomised(outbound, commitEarly, {
+      seed: 7,
+      steps: 400,
+      appendBelow: 0.35,
+      awaitAppends: false,
+      turnEvery: 0.5,
+    })
   })
 })
+
+/**
+ * Random appends (awaited, or not: several in flight), acks, full sockets and reconnects;
+ * per link the ids must stay strictly increasing; then a drain where everything appended
+ * reaches the peer. `append` is how a batch of ids is appended.
+ */
+async function randomised(
+  outbound: PeerOutbound,
+  append: (ids: number[]) => Promise<unknown>,
+  o: { seed: number; steps: number; appendBelow: number; awaitAppends: boolean; turnEvery: number },
+): Promise<void> {
+  let seed = o.seed
+  const rnd = () => {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31
+    return seed / 2 ** 31
+  }
+  let link = new FakeLink()
+  outbound.attach(link)
+  let next = 1
+  const acked = new Set<number>()
+  const appends: Promise<unknown>[] = []
+  for (let step = 0; step < o.steps; step++) {
+    const r = rnd()
+    if (r < o.appendBelow) {
+      const n = 1 + Math.floor(rnd() * 4)
+      const appended = append(Array.from({ length: n }, () => next++))
+      if (o.awaitAppends) await appended
+      else appends.push(appended)
+    } else if (r < 0.75) {
+      const unacked = link.sent.filter((id) => !acked.has(id))
+      const ids = unacked.slice(0, 1 + Math.floor(rnd() * 3))
+      for (const id of ids) acked.add(id)
+      outbound.acknowledge(ids)
+    } else if (r < 0.85) {
+      link.full = !link.full
+      if (!link.full) link.emit('drain')
+    } else if (r < 0.9) {
+      outbound.detach()
+      link.closed = true
+      link = new FakeLink()
+      outbound.attach(link)
+    }
+    if (o.turnEvery >= 1 || rnd() < o.turnEvery) await turn()
+    increasing(link.sent, `step ${step}`)
+  }
+  await Promise.all(appends)
+  // Drain: everything appended reaches the peer and is acknowledged.
+  link.full = false
+  link.emit('drain')
+  for (let round = 0; round < 200 && acked.size < next - 1; round++) {
+    await turns(2)
+    const ids = link.sent.filter((id) => !acked.has(id))
+    for (const id of ids) acked.add(id)
+    outbound.acknowledge(ids)
+  }
+  await turns(3)
+  increasing(link.sent, 'after the drain')
+  assert.equal(acked.size, next - 1, 'every appended id was delivered')
+}
 
 /** Per link: strictly increasing ids (no repeat, no reordering). */
 function increasing(ids: readonly number[], where: string): void {
