@@ -44,17 +44,44 @@ const MIGRATIONS: ReadonlyArray<(db: Database.Database) => void> = [
         origin  TEXT                        -- remote only: origin site public key, hex
       );
     `),
+  // v2: outbox as a rowid table with a UNIQUE (pid, id) index. In v1's WITHOUT ROWID
+  // table the whole row lives in the primary-key b-tree, whose cells hold at most ~1 KB
+  // inline at 4 KiB pages: a 1 KiB payload spilled to an overflow page on every insert,
+  // and append + delete cost ~48 µs per message (batch of 50) against ~10 µs now
+  // (docs/BENCHMARKS.md). The small columns come first, so reading `size` (DELETE …
+  // RETURNING size) never walks a large payload's overflow chain.
+  (db) =>
+    db.exec(`
+      CREATE TABLE outbox_v2 (
+        pid     INTEGER NOT NULL,
+        id      INTEGER NOT NULL,           -- origin message id (this site's), increasing
+        qos     INTEGER NOT NULL,
+        retain  INTEGER NOT NULL,
+        size    INTEGER NOT NULL,           -- UTF-8 topic bytes + payload bytes
+        topic   TEXT NOT NULL,
+        payload BLOB NOT NULL
+      );
+      INSERT INTO outbox_v2 (pid, id, qos, retain, size, topic, payload)
+        SELECT pid, id, qos, retain, size, topic, payload FROM outbox ORDER BY pid, id;
+      DROP TABLE outbox;
+      ALTER TABLE outbox_v2 RENAME TO outbox;
+      CREATE UNIQUE INDEX outbox_pid_id ON outbox (pid, id);
+    `),
 ]
 
 /** The version this code writes. */
 export const SCHEMA_VERSION = MIGRATIONS.length
 
 /**
- * Brings the schema to SCHEMA_VERSION inside one IMMEDIATE transaction (which also takes
+ * Brings the schema to `target` (default SCHEMA_VERSION; lower only in tests of a
+ * migration) inside one IMMEDIATE transaction (which also takes
  * the write lock, held for the connection's life in EXCLUSIVE locking mode). Throws a
  * plain Error for a database written by a newer version; the caller wraps it.
  */
-export function migrate(db: Database.Database): { from: number; to: number } {
+export function migrate(db: Database.Database, target = SCHEMA_VERSION): { from: number; to: number } {
+  if (!(Number.isInteger(target) && target >= 1 && target <= SCHEMA_VERSION)) {
+    throw new RangeError(`migration target must be 1..${SCHEMA_VERSION}`)
+  }
   return db
     .transaction(() => {
       db.exec(
@@ -66,11 +93,11 @@ export function migrate(db: Database.Database): { from: number; to: number } {
         throw new Error(`schema version ${from} is newer than this bridge supports (${SCHEMA_VERSION})`)
       }
       const record = db.prepare('INSERT INTO schema_version (version, applied_at) VALUES (?, ?)')
-      for (let v = from; v < SCHEMA_VERSION; v++) {
+      for (let v = from; v < target; v++) {
         ;(MIGRATIONS[v] as (db: Database.Database) => void)(db)
         record.run(v + 1, Date.now())
       }
-      return { from, to: SCHEMA_VERSION }
+      return { from, to: Math.max(from, target) }
     })
     .immediate()
 }

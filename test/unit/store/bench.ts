@@ -1,6 +1,7 @@
 /**
  * Store throughput on this machine (not a test; run by hand, figures go to docs/STORE.md):
- *   node --import tsx test/unit/store/bench.ts [seconds-per-case]
+ *   node --import tsx test/unit/store/bench.ts [seconds-per-case] [cycle]
+ * (`cycle`: only the relay-cycle cases.)
  * Appends of 64 B messages with synchronous FULL vs NORMAL, at group sizes 1 (each append
  * awaited alone: one commit each) and 100 (100 appends requested per turn: one commit),
  * plus one append of 1,000 messages per commit, ack removal, dedupe adds, and open time.
@@ -128,6 +129,43 @@ async function openTime(): Promise<void> {
   }
   rmSync(dir, { recursive: true, force: true })
 }
+
+/**
+ * The relay's steady state: one append of 50 messages per commit, the acks trailing 500
+ * behind and removed 50 per remove() (one ACK frame), synchronous normal. The case that
+ * showed v1's WITHOUT ROWID outbox spilling every 1 KiB row to an overflow page.
+ */
+async function cycleBench(payloadBytes: number): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'store-bench-'))
+  const store = openStore(dir, {}, { synchronous: 'normal' })
+  const outbox = new DurableOutbox({ store })
+  const body = Buffer.alloc(payloadBytes, 7)
+  let next = 1
+  let acked = 1
+  const start = process.hrtime.bigint()
+  const deadline = start + BigInt(SECONDS * 1e9)
+  while (process.hrtime.bigint() < deadline) {
+    const batch: OutboxMessage[] = []
+    for (let i = 0; i < 50; i++) batch.push({ ...message(next++), payload: body })
+    const writes: Promise<unknown>[] = [outbox.append(PEER, batch)]
+    if (next - acked > 500) {
+      const ids: number[] = []
+      for (let i = 0; i < 50; i++) ids.push(acked++)
+      writes.push(outbox.remove(PEER, ids))
+    }
+    await Promise.all(writes)
+  }
+  const us = Number(process.hrtime.bigint() - start) / 1e3 / (next - 1)
+  store.close()
+  rmSync(dir, { recursive: true, force: true })
+  console.log(
+    `relay cycle, ${payloadBytes} B payloads (append 50 + ack 50 per commit): ${us.toFixed(1)} µs/msg`,
+  )
+}
+
+await cycleBench(64)
+await cycleBench(1024)
+if (process.argv[3] === 'cycle') process.exit(0)
 
 for (const sync of ['full', 'normal'] as const) {
   await bench(`${sync}: group 1 (1 append of 1 msg per commit)`, sync, 1, 1)
