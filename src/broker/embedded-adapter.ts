@@ -74,7 +74,7 @@ export class EmbeddedAdapter extends AdapterEvents implements BrokerAdapter {
    */
   private publishChain: Promise<void> = Promise.resolve()
   /** Socket holds (holdWrites) not released yet; one is taken per event-loop turn at most. */
-  private readonly holds = new Set<{ release(): void; fits(bytes: number): boolean }>()
+  private readonly holds = new Set<{ release(): void; makeRoom(bytes: number): void }>()
   private holdingThisTurn = false
   /** Marks our own publishes; never a real client's id (aedes ids are what clients send). */
   private readonly selfId = `$bridge/${randomUUID()}`
@@ -133,9 +133,10 @@ export class EmbeddedAdapter extends AdapterEvents implements BrokerAdapter {
    * aedes writes every delivered publish on its own (and, publishes being chained, one per
    * event-loop turn): a frame of relayed messages cost one writev and one wake-up of each
    * subscriber per message. The subscribers' sockets are held from here until every publish
-   * queued by then (this turn's) has been handed to aedes, then written together; earlier
-   * if the next publish might fill a held socket (aedes would wait for a 'drain' that a
-   * held socket never emits).
+   * queued by then (this turn's) has been handed to aedes, then written together. A held
+   * socket the next publish might fill is flushed first and held again (makeRoom): aedes
+   * would wait for a 'drain' that a held socket never emits, and releasing it for the rest
+   * of the turn sent 3 KB payloads one write each after the first five.
    */
   holdWrites(): void {
     if (this.holdingThisTurn || this.brokerRef === undefined) return
@@ -178,7 +179,7 @@ export class EmbeddedAdapter extends AdapterEvents implements BrokerAdapter {
       // Topic, payload and a header: what aedes writes to each subscriber (an upper bound
       // for the header; the payload dominates).
       const bytes = msg.payload.length + msg.topic.length * 3 + 16
-      for (const hold of this.holds) if (!hold.fits(bytes)) hold.release()
+      for (const hold of this.holds) hold.makeRoom(bytes)
       await this.publishNow(aedes, packet, msg.topic)
     } finally {
       release()

@@ -88,21 +88,28 @@ export class EmbeddedBroker {
   /**
    * Holds every client socket's writes (cork) until `release()` (uncork, idempotent): the
    * writes made meanwhile go out together. Sockets accepted meanwhile are not held.
-   * `fits(bytes)`: whether `bytes` more can be written to every held socket without
-   * reaching its high-water mark. Past it a writer (aedes) waits for 'drain', which a held
-   * socket never emits: release first.
+   * `makeRoom(bytes)`: call before writing `bytes` more. A held socket that could reach its
+   * high-water mark with them is flushed (uncorked: Node hands its buffer to the kernel at
+   * once) and held again if it now has room, else let go. Past the mark a writer (aedes)
+   * waits for 'drain', which a held socket never emits.
    */
-  holdWrites(): { release(): void; fits(bytes: number): boolean } {
-    let corked: net.Socket[] | undefined = [...this.sockets]
+  holdWrites(): { release(): void; makeRoom(bytes: number): void } {
+    let corked = new Set<net.Socket>(this.sockets)
     for (const socket of corked) socket.cork()
+    const fits = (s: net.Socket, bytes: number) => s.writableLength + bytes < s.writableHighWaterMark
     return {
       release() {
         const held = corked
-        corked = undefined
-        for (const socket of held ?? []) socket.uncork()
+        corked = new Set()
+        for (const socket of held) socket.uncork()
       },
-      fits(bytes) {
-        return (corked ?? []).every((s) => s.writableLength + bytes < s.writableHighWaterMark)
+      makeRoom(bytes) {
+        for (const socket of corked) {
+          if (fits(socket, bytes)) continue
+          socket.uncork()
+          if (fits(socket, bytes) && !socket.destroyed) socket.cork()
+          else corked.delete(socket)
+        }
       },
     }
   }
