@@ -144,6 +144,7 @@ function describeOptions(o: BenchOptions): Record<string, unknown> {
     timing: o.timing,
     swarmSites: o.swarmSites,
     brokerMaxInflightMessages: o.brokerInflight ?? 'mosquitto default (20)',
+    durability: o.durability,
     brokerMaxQueuedMessages: MAX_QUEUED_MESSAGES,
   }
 }
@@ -178,7 +179,13 @@ async function main(argv: readonly string[]): Promise<number> {
   process.once('SIGINT', onSignal)
   process.once('SIGTERM', onSignal)
   const stamp = new Date().toISOString().replace(/[:.]/g, '-')
-  const ctx: SetupContext = { cleanup, bin, dir, broker: { maxInflightMessages: options.brokerInflight } }
+  const ctx: SetupContext = {
+    cleanup,
+    bin,
+    dir,
+    broker: { maxInflightMessages: options.brokerInflight },
+    durability: options.durability,
+  }
   try {
     if (options.profile) {
       const summary = await runProfile(ctx, join(outDir, `profile-${stamp}`), options, log)

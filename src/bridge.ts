@@ -222,7 +222,10 @@ export class Bridge extends EventEmitter<BridgeEvents> {
       const db = openStore(
         c.stateDir,
         { log: log('store'), counters: this.counters },
-        { wrapDurability: this.deps.wrapDurability },
+        {
+          synchronous: c.durability === 'commit' ? 'normal' : 'full',
+          wrapDurability: this.deps.wrapDurability,
+        },
       )
       const store = {
         db,

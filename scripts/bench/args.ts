@@ -18,6 +18,9 @@
  *   --swarm N       sites in the swarm (default 100)
  *   --broker-inflight N  max_inflight_messages in every broker's config (default: not set,
  *                   i.e. Mosquitto's 20); the same for both set-ups
+ *   --durability D  our sites' `durability` config: fsync (the default) or commit (no fsync
+ *                   per QoS 1 message; closer to the native bridge, which keeps its queue
+ *                   in memory)
  *   --out DIR       where results go (default bench-results/)
  *   --no-build      skip `npm run build` (dist/ must exist)
  */
@@ -40,6 +43,8 @@ export interface BenchOptions {
   readonly swarmSites: number
   /** max_inflight_messages for every broker; undefined = Mosquitto's default. */
   readonly brokerInflight: number | undefined
+  /** Our sites' `durability` (the config field). */
+  readonly durability: 'fsync' | 'commit'
   readonly outDir: string
   readonly build: boolean
 }
@@ -71,6 +76,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
         seconds: { type: 'string' },
         swarm: { type: 'string' },
         'broker-inflight': { type: 'string' },
+        durability: { type: 'string' },
         out: { type: 'string' },
         'no-build': { type: 'boolean' },
       },
@@ -91,6 +97,9 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
   const seconds = positive('seconds', str('seconds'), quick ? 1 : 4)
   const runs = positive('runs', str('runs'), quick ? 1 : 3)
   if (!Number.isInteger(runs)) throw new UsageError('--runs: must be a whole number')
+  const durability = str('durability') ?? 'fsync'
+  if (durability !== 'fsync' && durability !== 'commit')
+    throw new UsageError(`--durability: must be fsync or commit, got "${durability}"`)
   return {
     runs,
     quick,
@@ -112,6 +121,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
       str('broker-inflight') === undefined
         ? undefined
         : Math.floor(positive('broker-inflight', str('broker-inflight'), 20)),
+    durability,
     outDir: str('out') ?? 'bench-results',
     build: values['no-build'] !== true,
   }

@@ -49,6 +49,8 @@ export interface SiteSpec {
   readonly bootstrap: string
   readonly peers: ReadonlyArray<{ readonly name: string; readonly seedByte: number }>
   readonly subscriptions: ReadonlyArray<{ readonly filter: string; readonly qos: 0 | 1 }>
+  /** The config's `durability` (absent: the default, fsync). */
+  readonly durability?: 'fsync' | 'commit'
 }
 
 /** Writes `<dir>/<name>/{site.key, state/, config.json}`; answers the config path. */
@@ -71,6 +73,7 @@ export function writeSite(dir: string, spec: SiteSpec): string {
     listen: { host: '127.0.0.1', port: 0 },
     peers: spec.peers.map((p) => ({ name: p.name, publicKey: publicKeyOf(p.seedByte) })),
     subscriptions: spec.subscriptions,
+    ...(spec.durability === undefined ? {} : { durability: spec.durability }),
   }
   const path = join(home, 'config.json')
   writeFileSync(path, `${JSON.stringify(config, null, 2)}\n`)

@@ -51,6 +51,8 @@ export interface SetupContext {
   readonly dir: string
   /** Applied to every broker of both set-ups alike. */
   readonly broker: BrokerTuning
+  /** Our sites' `durability` config field (absent: the default). */
+  readonly durability?: 'fsync' | 'commit'
 }
 
 export const BENCH_FILTER = 'bench/#'
@@ -139,6 +141,7 @@ export async function startOurs(ctx: SetupContext, flags: NodeFlags = {}): Promi
     bootstrap: dht.bootstrap,
     peers: [siteA],
     subscriptions: [{ filter: BENCH_FILTER, qos: 1 }],
+    durability: ctx.durability,
   })
   const configA = writeSite(home, {
     ...siteA,
@@ -146,6 +149,7 @@ export async function startOurs(ctx: SetupContext, flags: NodeFlags = {}): Promi
     bootstrap: dht.bootstrap,
     peers: [siteB],
     subscriptions: [],
+    durability: ctx.durability,
   })
   const bridgeB = spawnSite(cleanup, 'bridgeB', configB, flags)
   await bridgeB.waitLine(SITE_RUNNING, STARTUP_DEADLINE_MS)
@@ -242,6 +246,7 @@ export async function startEmbedded(ctx: SetupContext, flags: NodeFlags = {}): P
     bootstrap: dht.bootstrap,
     peers: [siteA],
     subscriptions: [{ filter: BENCH_FILTER, qos: 1 }],
+    durability: ctx.durability,
   })
   const configA = writeSite(home, {
     ...siteA,
@@ -250,6 +255,7 @@ export async function startEmbedded(ctx: SetupContext, flags: NodeFlags = {}): P
     bootstrap: dht.bootstrap,
     peers: [siteB],
     subscriptions: [],
+    durability: ctx.durability,
   })
   const bridgeB = spawnSite(cleanup, 'bridgeB', configB, flags)
   await bridgeB.waitLine(SITE_RUNNING, STARTUP_DEADLINE_MS)

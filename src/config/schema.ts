@@ -141,6 +141,13 @@ export const configSchema = z
           .default('drop-oldest'),
       })
       .default({ maxMessages: 100_000, maxBytes: 64 * 1024 * 1024, policy: 'drop-oldest' }),
+    /**
+     * When a write to stateDir counts as done (above all a QoS 1 message appended to an
+     * outbox, which the local broker's PUBACK waits for): "fsync" once fsynced (survives
+     * kill -9 and power loss), "commit" once committed (survives kill -9 of the bridge; a
+     * power cut or OS crash may lose the last ~second of messages).
+     */
+    durability: z.enum(['fsync', 'commit'], { error: 'must be "fsync" or "commit"' }).default('fsync'),
     peers: z.array(peerSchema).default([]),
     subscriptions: z.array(subscriptionSchema).default([]),
     treeInput: treeInputSchema.optional(),

@@ -65,7 +65,11 @@ export interface LoopbackPair {
 /** A bridge's line in a Mosquitto `log_type subscribe` log: `<client id> <qos> fault/#`. */
 const BRIDGE_SUBSCRIBED = /\S+ [01] fault\/#\s*$/
 
-export async function loopbackPair(t: TestContext): Promise<LoopbackPair> {
+/** `extra.alice`: more config fields for alice (the sending site). */
+export async function loopbackPair(
+  t: TestContext,
+  extra: { alice?: Record<string, unknown> } = {},
+): Promise<LoopbackPair> {
   const dht = await startDhtTestnet(t, 1)
   const mosqA = await startMosquitto(t, { persistence: true, extraConf: BROKER_CONF })
   const mosqB = await startMosquitto(t, { persistence: true, extraConf: BROKER_CONF })
@@ -76,6 +80,7 @@ export async function loopbackPair(t: TestContext): Promise<LoopbackPair> {
     brokerUrl: mosqA.url,
     peers: [{ name: 'bob', seedByte: SEED.bob }],
     ...common,
+    extra: extra.alice,
   })
   const filesB = await writeSiteConfig(t, {
     name: 'bob',

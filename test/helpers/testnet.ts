@@ -37,6 +37,8 @@ export interface SiteSpec {
   readonly treeInput?: { prefix?: string }
   /** Don't start it yet (late joiner): call `site.start()` yourself. */
   readonly deferStart?: boolean
+  /** The config's `durability` (absent: the default, "fsync"). */
+  readonly durability?: 'fsync' | 'commit'
   /** Test seam passed to every Bridge of this site (also after restart()). */
   readonly wrapDurability?: BridgeDeps['wrapDurability']
 }
@@ -114,6 +116,7 @@ export async function startTestnet(
       peers: peerNames.map((n) => ({ name: n, publicKey: keys.get(n), ...spec.acl?.[n] })),
       subscriptions: spec.subscriptions ?? [],
       ...(spec.treeInput ? { treeInput: spec.treeInput } : {}),
+      ...(spec.durability ? { durability: spec.durability } : {}),
     }
     mkdirSync(dir, { recursive: true })
     writeFileSync(join(dir, 'site.key'), Buffer.alloc(32, seedByte), { mode: 0o600 })

@@ -89,6 +89,49 @@ describe('store and forward (mosquitto)', { skip: mosquitto?.skip }, () => {
 })
 
 for (const variant of variants) {
+  describe(`durability (${variant.name})`, { skip: variant.skip }, () => {
+    test('"commit" acknowledges QoS 1 without an fsync; the default "fsync" waits for one', async (t) => {
+      const syncs = { alice: 0, dave: 0 }
+      const counting =
+        (site: keyof typeof syncs) =>
+        (inner: Durability): Durability => ({
+          sync(cb) {
+            syncs[site]++
+            inner.sync(cb)
+          },
+          syncNow: () => inner.syncNow(),
+        })
+      const net = await startTestnet(t, {
+        broker: variant.name,
+        sites: [
+          { name: 'alice', durability: 'commit', wrapDurability: counting('alice') },
+          { name: 'dave', wrapDurability: counting('dave') },
+          { name: 'bob', subscriptions: [{ filter: 'dur/#', qos: 1 }] },
+        ],
+      })
+      await net.waitMeshed()
+      const [alice, dave, bob] = await Promise.all(['alice', 'dave', 'bob'].map((n) => net.site(n).client()))
+      if (!alice || !dave || !bob) throw new Error('clients')
+      const got = await collect(bob, 'dur/#')
+      await waitRelayed(alice, got, 'dur/probe/alice')
+      await waitRelayed(dave, got, 'dur/probe/dave')
+      const N = 20
+      for (let i = 0; i < N; i++) {
+        await alice.publishAsync('dur/alice', String(i), { qos: 1 })
+        await dave.publishAsync('dur/dave', String(i), { qos: 1 })
+      }
+      const from = (topic: string) => got.filter((m) => m.topic === topic).map((m) => Number(m.payload))
+      await waitFor(() => from('dur/alice').length === N && from('dur/dave').length === N, {
+        what: `${N} messages from each at bob`,
+      })
+      const all = Array.from({ length: N }, (_, i) => i)
+      assert.deepEqual(from('dur/alice'), all)
+      assert.deepEqual(from('dur/dave'), all)
+      assert.equal(syncs.alice, 0, 'alice ("commit") never fsynced')
+      assert.ok(syncs.dave >= N, `dave (default) fsynced before each PUBACK: ${syncs.dave} for ${N}`)
+    })
+  })
+
   describe(`a dead peer (${variant.name})`, { skip: variant.skip }, () => {
     test('does not stall relaying to a healthy one; its backlog waits on disk and drains when it returns', async (t) => {
       const subs = [{ filter: 'fan/#', qos: 1 as const }]

@@ -5,6 +5,9 @@
  * compute the right things.
  */
 import assert from 'node:assert/strict'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { describe, test } from 'node:test'
 import { parseBenchArgs, UsageError } from '../../../scripts/bench/args.js'
 import { brokerConf, MAX_QUEUED_MESSAGES } from '../../../scripts/bench/brokers.js'
@@ -27,6 +30,7 @@ import {
 } from '../../../scripts/bench/procfs.js'
 import { formatReport } from '../../../scripts/bench/report.js'
 import { linearRoute, routerWorkload, runRouterBench } from '../../../scripts/bench/router-bench.js'
+import { writeSite } from '../../../scripts/bench/sites.js'
 import { median, percentileSorted, Samples, summarize } from '../../../scripts/bench/stats.js'
 import { FAST_TIMERS, runSwarm } from '../../../scripts/bench/swarm.js'
 import { type RemoteSubscription, Router } from '../../../src/routing/router.js'
@@ -293,6 +297,31 @@ describe('bench plumbing', () => {
     assert.throws(() => parseBenchArgs(['--runs', '0']), UsageError)
     assert.throws(() => parseBenchArgs(['--only', 'nope']), UsageError)
     assert.throws(() => parseBenchArgs(['--frobnicate']), UsageError)
+    assert.equal(d.durability, 'fsync')
+    assert.equal(parseBenchArgs(['--durability', 'commit']).durability, 'commit')
+    assert.throws(() => parseBenchArgs(['--durability', 'none']), /--durability: must be fsync or commit/)
+  })
+
+  test('site config: durability only when asked for', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'bench-site-'))
+    try {
+      const spec = {
+        name: 's',
+        seedByte: 1,
+        brokerUrl: 'mqtt://127.0.0.1:1',
+        bootstrap: '127.0.0.1:2',
+        peers: [],
+        subscriptions: [],
+      }
+      const plain = JSON.parse(readFileSync(writeSite(dir, spec), 'utf8'))
+      assert.equal(plain.durability, undefined)
+      const commit = JSON.parse(
+        readFileSync(writeSite(dir, { ...spec, name: 't', durability: 'commit' }), 'utf8'),
+      )
+      assert.equal(commit.durability, 'commit')
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
   })
 
   test('the report formats a partial result', () => {

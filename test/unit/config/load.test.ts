@@ -83,6 +83,13 @@ const errorCases: Array<[string, (c: Record<string, unknown>) => void, RegExp]> 
     /subscriptions\[1\]\.tree\.topic: same tree topic as subscriptions\[0\]/,
   ],
   [
+    'unknown durability',
+    (c) => {
+      c.durability = 'none'
+    },
+    /durability: must be "fsync" or "commit"/,
+  ],
+  [
     'tree topic under the tree input prefix',
     (c) => {
       c.treeInput = { prefix: 'tree-in/' }
@@ -99,6 +106,7 @@ describe('config validation', () => {
     assert.equal(c.stateDir, '/x/state/alice')
     assert.deepEqual(c.broker, { embedded: { port: 1883, host: '0.0.0.0' }, sessionExpirySeconds: 86_400 })
     assert.deepEqual(c.outbox, { maxMessages: 100_000, maxBytes: 64 * 1024 * 1024, policy: 'drop-oldest' })
+    assert.equal(c.durability, 'fsync')
     assert.equal(c.dht.port, 6881)
     assert.equal(c.dht.bootstrap, undefined, 'absent bootstrap means the public routers')
     assert.equal(c.listen.port, 0)
