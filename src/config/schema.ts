@@ -145,7 +145,8 @@ export const configSchema = z
      * When a write to stateDir counts as done (above all a QoS 1 message appended to an
      * outbox, which the local broker's PUBACK waits for): "fsync" once fsynced (survives
      * kill -9 and power loss), "commit" once committed (survives kill -9 of the bridge; a
-     * power cut or OS crash may lose the last ~second of messages).
+     * power cut or OS crash may lose what the kernel had not written back yet: up to its
+     * writeback delay, ~30 s by default, fewer at high rates where checkpoints sync sooner).
      */
     durability: z.enum(['fsync', 'commit'], { error: 'must be "fsync" or "commit"' }).default('fsync'),
     peers: z.array(peerSchema).default([]),
