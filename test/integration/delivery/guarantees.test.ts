@@ -128,7 +128,10 @@ for (const variant of variants) {
       assert.deepEqual(from('dur/alice'), all)
       assert.deepEqual(from('dur/dave'), all)
       assert.equal(syncs.alice, 0, 'alice ("commit") never fsynced')
-      assert.ok(syncs.dave >= N, `dave (default) fsynced before each PUBACK: ${syncs.dave} for ${N}`)
+      // Embedded, the client's PUBACK waits for the fsync: one each. Mosquitto acks its
+      // client at once, so its deliveries to the bridge may share a commit and an fsync.
+      const least = variant.name === 'embedded' ? N : 1
+      assert.ok(syncs.dave >= least, `dave (default) fsynced: ${syncs.dave} times for ${N} messages`)
     })
   })
 
