@@ -49,6 +49,7 @@ export class BridgeStore {
   private readonly group: GroupCommit
   private readonly walSync: WalSync | undefined
   private isClosed = false
+  private commitFailures = 0
 
   /** Use openStore(). */
   constructor(
@@ -67,6 +68,7 @@ export class BridgeStore {
       db,
       {
         onCommitFailed: (err, jobs) => {
+          this.commitFailures++
           this.counters.inc('store.commit_failed')
           this.log.error({ err, jobs, path }, 'state database commit failed')
           return stateError(`commit to ${path} failed`, err)
@@ -94,6 +96,14 @@ export class BridgeStore {
   /** fsyncs of the WAL completed (one covers every commit made before it started). */
   get syncs(): number {
     return this.walSync?.syncs ?? 0
+  }
+
+  /**
+   * Group commits that failed (and were rolled back whole). State kept in memory beside
+   * the database (DurableOutbox's totals) re-reads it when this changes.
+   */
+  get failedCommits(): number {
+    return this.commitFailures
   }
 
   get closed(): boolean {

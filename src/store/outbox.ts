@@ -34,10 +34,11 @@ export interface OutboxOptions {
   policy?: 'drop-oldest' | 'drop-newest'
 }
 
-interface PeerRow {
-  pid: number
-  messages: number
-  bytes: number
+/** A peer's outbox row id and its totals (counted from its rows at first use, then kept here). */
+interface PeerTotals {
+  readonly pid: number
+  readonly messages: number
+  readonly bytes: number
 }
 
 interface MessageRow {
@@ -54,7 +55,9 @@ const MAX_EVICT_PAGE = 4096
  * The per-peer durable outbox: QoS 1 messages waiting for the peer's ack, in SQLite.
  * Appends and removals are group-committed (see BridgeStore.write); bounds are applied at
  * append inside the same transaction, so what the promise reports is what is on disk.
- * Reads (peek, stats, peers) see committed state only.
+ * Reads (peek, stats, peers) see committed state only. Each peer's message and byte
+ * totals live in memory once counted (schema v3); a failed group commit drops them, to be
+ * counted again from what the rollback left.
  */
 export class DurableOutbox {
   private readonly store: BridgeStore
@@ -62,10 +65,12 @@ export class DurableOutbox {
   private readonly maxMessages: number
   private readonly maxBytes: number
   private readonly policy: 'drop-oldest' | 'drop-newest'
+  private readonly totals = new Map<string, PeerTotals>()
+  private seenFailedCommits = 0
   private readonly sql: {
     ensurePeer: Statement
-    peerRow: Statement
-    setPeer: Statement
+    pidOf: Statement
+    count: Statement
     insert: Statement
     exists: Statement
     oldest: Statement
@@ -88,8 +93,10 @@ export class DurableOutbox {
     const db = deps.store.db
     this.sql = {
       ensurePeer: db.prepare('INSERT OR IGNORE INTO outbox_peers (peer) VALUES (?)'),
-      peerRow: db.prepare('SELECT pid, messages, bytes FROM outbox_peers WHERE peer = ?'),
-      setPeer: db.prepare('UPDATE outbox_peers SET messages = ?, bytes = ? WHERE pid = ?'),
+      pidOf: db.prepare('SELECT pid FROM outbox_peers WHERE peer = ?').pluck(),
+      count: db.prepare(
+        'SELECT count(*) AS messages, coalesce(sum(size), 0) AS bytes FROM outbox WHERE pid = ?',
+      ),
       insert: db.prepare(
         'INSERT OR IGNORE INTO outbox (pid, id, topic, payload, qos, retain, size) VALUES (?, ?, ?, ?, ?, ?, ?)',
       ),
@@ -106,7 +113,11 @@ export class DurableOutbox {
         'SELECT id, topic, payload, retain FROM outbox WHERE pid = ? AND id > ? ORDER BY id LIMIT ?',
       ),
       minId: db.prepare('SELECT min(id) FROM outbox WHERE pid = ?').pluck(),
-      peers: db.prepare('SELECT peer FROM outbox_peers WHERE messages > 0 ORDER BY peer').pluck(),
+      peers: db
+        .prepare(
+          'SELECT peer FROM outbox_peers p WHERE EXISTS (SELECT 1 FROM outbox o WHERE o.pid = p.pid) ORDER BY peer',
+        )
+        .pluck(),
       clear: db.prepare('DELETE FROM outbox WHERE pid = ?'),
     }
   }
@@ -132,7 +143,7 @@ export class DurableOutbox {
 
   /** Up to `limit` queued messages with id > afterId, in id order (committed state). */
   peek(peerKeyHex: string, afterId: number, limit: number): OutboxMessage[] {
-    const peer = this.peerRow(peerKeyHex)
+    const peer = this.peerTotals(peerKeyHex)
     if (!peer) return []
     const rows = this.sql.page.all(peer.pid, afterId, limit) as MessageRow[]
     return rows.map((r) => ({ id: r.id, topic: r.topic, payload: r.payload, qos: 1, retain: r.retain === 1 }))
@@ -147,7 +158,7 @@ export class DurableOutbox {
     if (ids.length === 0) return Promise.resolve(0)
     return this.store.write(
       () => {
-        const peer = this.peerRow(peerKeyHex)
+        const peer = this.peerTotals(peerKeyHex)
         if (!peer) return 0
         const sizes = (
           ids.length === 1
@@ -157,7 +168,12 @@ export class DurableOutbox {
         const removed = sizes.length
         let bytes = 0
         for (const size of sizes) bytes += size
-        if (removed > 0) this.sql.setPeer.run(peer.messages - removed, peer.bytes - bytes, peer.pid)
+        if (removed > 0)
+          this.totals.set(peerKeyHex, {
+            pid: peer.pid,
+            messages: peer.messages - removed,
+            bytes: peer.bytes - bytes,
+          })
         return removed
       },
       undefined,
@@ -168,16 +184,16 @@ export class DurableOutbox {
   /** Drops everything queued for a peer (e.g. removed from the allow-list); resolves with the count. */
   clear(peerKeyHex: string): Promise<number> {
     return this.store.write(() => {
-      const peer = this.peerRow(peerKeyHex)
+      const peer = this.peerTotals(peerKeyHex)
       if (!peer) return 0
       const n = this.sql.clear.run(peer.pid).changes
-      this.sql.setPeer.run(0, 0, peer.pid)
+      this.totals.set(peerKeyHex, { pid: peer.pid, messages: 0, bytes: 0 })
       return n
     })
   }
 
   stats(peerKeyHex: string): OutboxStats {
-    const peer = this.peerRow(peerKeyHex)
+    const peer = this.peerTotals(peerKeyHex)
     if (!peer || peer.messages === 0) return { messages: 0, bytes: 0, oldestId: null }
     const oldestId = (this.sql.minId.get(peer.pid) as number | null) ?? null
     return { messages: peer.messages, bytes: peer.bytes, oldestId }
@@ -188,14 +204,36 @@ export class DurableOutbox {
     return this.sql.peers.all() as string[]
   }
 
-  private peerRow(peerKeyHex: string): PeerRow | undefined {
-    return this.sql.peerRow.get(peerKeyHex) as PeerRow | undefined
+  /**
+   * The peer's totals: from memory, or counted from its rows (and then remembered; callers
+   * inside a transaction remember their new totals only after their last statement, so a
+   * job rolled back alone leaves memory as it was). Undefined for a peer never seen;
+   * `create` adds its row (remembered only by the caller, at the end of its job: the row
+   * may yet be rolled back).
+   */
+  private peerTotals(peerKeyHex: string, create = false): PeerTotals | undefined {
+    if (this.store.failedCommits !== this.seenFailedCommits) {
+      this.totals.clear()
+      this.seenFailedCommits = this.store.failedCommits
+    }
+    const known = this.totals.get(peerKeyHex)
+    if (known !== undefined) return known
+    let pid = this.sql.pidOf.get(peerKeyHex) as number | undefined
+    const existed = pid !== undefined
+    if (pid === undefined) {
+      if (!create) return undefined
+      this.sql.ensurePeer.run(peerKeyHex)
+      pid = this.sql.pidOf.get(peerKeyHex) as number
+    }
+    const { messages, bytes } = this.sql.count.get(pid) as { messages: number; bytes: number }
+    const totals = { pid, messages, bytes }
+    if (existed) this.totals.set(peerKeyHex, totals)
+    return totals
   }
 
   /** Runs inside the group transaction. */
   private appendInTx(peerKeyHex: string, messages: readonly OutboxMessage[]): OutboxDrop[] {
-    this.sql.ensurePeer.run(peerKeyHex)
-    const peer = this.peerRow(peerKeyHex) as PeerRow
+    const peer = this.peerTotals(peerKeyHex, true) as PeerTotals
     const dropped: OutboxDrop[] = []
     let count = peer.messages
     let bytes = peer.bytes
@@ -242,7 +280,7 @@ export class DurableOutbox {
       }
       this.sql.deleteThrough.run(peer.pid, last)
     }
-    this.sql.setPeer.run(count, bytes, peer.pid)
+    this.totals.set(peerKeyHex, { pid: peer.pid, messages: count, bytes })
     return dropped
   }
 }

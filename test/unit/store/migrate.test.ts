@@ -52,6 +52,12 @@ describe('schema migrations', () => {
       .pluck()
       .get() as string
     assert.doesNotMatch(ddl, /WITHOUT ROWID/i)
+    // v3: the totals are counted from the rows, no longer stored.
+    const peerCols = store.db
+      .prepare("SELECT name FROM pragma_table_info('outbox_peers') ORDER BY cid")
+      .pluck()
+      .all()
+    assert.deepEqual(peerCols, ['pid', 'peer'])
     const outbox = new DurableOutbox({ store })
     assert.deepEqual(
       outbox.peek(PEER_A, 0, 10).map((m) => [m.id, m.topic, m.payload.length, m.retain]),
@@ -66,6 +72,7 @@ describe('schema migrations', () => {
       { id: 7, topic: 'zz', payload: Buffer.from('hi'), qos: 1, retain: true },
     ])
     assert.deepEqual(outbox.stats(PEER_A), { messages: 3, bytes: 5010, oldestId: 4 })
+    assert.deepEqual(outbox.stats(PEER_B), { messages: 1, bytes: 4, oldestId: 7 })
 
     // The (pid, id) uniqueness still holds: a re-append of a migrated id is a no-op.
     await outbox.append(PEER_A, [{ id: 12, topic: 'big', payload: big, qos: 1, retain: false }])

@@ -268,3 +268,51 @@ describe('DurableOutbox bounds', () => {
     assert.deepEqual(outbox.stats(PEER_A), { messages: 100_000, bytes: 100_000, oldestId: 1001 })
   })
 })
+
+describe('DurableOutbox totals (kept in memory, schema v3)', () => {
+  test('counted from the rows when the store is reopened', async (t) => {
+    const dir = tempDir(t)
+    const first = openStore(dir)
+    const a = new DurableOutbox({ store: first })
+    await a.append(PEER_A, [msg(1), msg(2, 30), msg(3)])
+    await a.remove(PEER_A, [1])
+    first.close()
+    const again = open(t, dir)
+    const b = new DurableOutbox({ store: again })
+    assert.deepEqual(b.stats(PEER_A), { messages: 2, bytes: 31 + 10, oldestId: 2 })
+    await b.append(PEER_A, [msg(4)])
+    assert.deepEqual(b.stats(PEER_A), { messages: 3, bytes: 51, oldestId: 2 })
+  })
+
+  test('a failed group COMMIT rolls back the totals with the rows', async (t) => {
+    const store = open(t, tempDir(t))
+    const outbox = new DurableOutbox({ store }, { maxMessages: 3 })
+    await outbox.append(PEER_A, [msg(1), msg(2)])
+    // A deferred foreign key is checked at COMMIT: the whole group fails, as a full disk would.
+    store.db.pragma('foreign_keys = ON')
+    store.db.exec('CREATE TABLE p (id INTEGER PRIMARY KEY)')
+    store.db.exec('CREATE TABLE c (p INTEGER REFERENCES p (id) DEFERRABLE INITIALLY DEFERRED)')
+    const results = await Promise.allSettled([
+      outbox.append(PEER_A, [msg(3), msg(4)]), // evicts id 1 in the transaction
+      outbox.append(PEER_B, [msg(9)]), // a new peer, in the same group
+      store.write(() => store.db.prepare('INSERT INTO c VALUES (99)').run()),
+    ])
+    assert.deepEqual(
+      results.map((r) => r.status),
+      ['rejected', 'rejected', 'rejected'],
+    )
+    assert.deepEqual(outbox.stats(PEER_A), { messages: 2, bytes: 20, oldestId: 1 })
+    assert.deepEqual(outbox.stats(PEER_B), { messages: 0, bytes: 0, oldestId: null })
+    assert.deepEqual(outbox.peers(), [PEER_A])
+    // Later appends count from the rolled-back state: the bound still holds exactly.
+    const { dropped } = await outbox.append(PEER_A, [msg(3), msg(4)])
+    assert.deepEqual(dropped, [{ id: 1, reason: 'drop_oldest' }])
+    assert.deepEqual(outbox.stats(PEER_A), { messages: 3, bytes: 30, oldestId: 2 })
+    await outbox.append(PEER_B, [msg(9)])
+    assert.deepEqual(outbox.stats(PEER_B), { messages: 1, bytes: 10, oldestId: 9 })
+    assert.deepEqual(store.db.prepare('SELECT peer FROM outbox_peers ORDER BY pid').pluck().all(), [
+      PEER_A,
+      PEER_B,
+    ])
+  })
+})
