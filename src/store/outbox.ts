@@ -57,7 +57,9 @@ const MAX_EVICT_PAGE = 4096
  * append inside the same transaction, so what the promise reports is what is on disk.
  * Reads (peek, stats, peers) see committed state only. Each peer's message and byte
  * totals live in memory once counted (schema v3); a failed group commit drops them, to be
- * counted again from what the rollback left.
+ * counted again from what the rollback left. Hence one DurableOutbox per BridgeStore (the
+ * bridge makes one): a second instance writing the same peers would not see the first's
+ * changes in its totals.
  */
 export class DurableOutbox {
   private readonly store: BridgeStore
