@@ -86,6 +86,10 @@ export interface CaseComparison {
   readonly runRatios: readonly number[]
   /** ours − native p99, ms: the median of the per-run differences. */
   readonly p99DeltaMs: number
+  /** ours − native p99, each run's, ms: the spread behind the median (one host stall moves a p99 by milliseconds). */
+  readonly runP99DeltasMs: readonly number[]
+  /** ours − native p95, ms: the median of the per-run differences. */
+  readonly p95DeltaMs: number
   /** Every message of every run lost, on either side (must be 0 at QoS 1). */
   readonly totalLost: { readonly native: number; readonly ours: number }
   /** Pairs measured again because something else ran (see OTHER_LIMIT_PERCENT), kept here. */
@@ -146,20 +150,33 @@ export async function runMatrix(
   }
   return cases.map((spec) => {
     const r = results.get(spec.id) as Record<Side, Measurement[]>
-    const native = summarizeRuns(r.native)
-    const ours = summarizeRuns(r.ours)
-    const sumLost = (xs: readonly Measurement[]) => xs.reduce((a, x) => a + x.lost, 0)
-    const pairs = r.ours.map((o, i) => [o, r.native[i]] as const)
-    const runRatios = pairs.map(([o, n]) => o.deliveredPerSecond / (n?.deliveredPerSecond ?? Number.NaN))
-    return {
-      spec,
-      native,
-      ours,
-      throughputRatio: median(runRatios),
-      runRatios,
-      p99DeltaMs: median(pairs.map(([o, n]) => o.latencyMs.p99 - (n?.latencyMs.p99 ?? Number.NaN))),
-      totalLost: { native: sumLost(r.native), ours: sumLost(r.ours) },
-      discarded: discarded.get(spec.id) ?? [],
-    }
+    return compareRuns(spec, r.native, r.ours, discarded.get(spec.id) ?? [])
   })
+}
+
+/** One case's comparison from its runs (run i of each side measured back to back). */
+export function compareRuns(
+  spec: CaseSpec,
+  nativeRuns: readonly Measurement[],
+  oursRuns: readonly Measurement[],
+  discarded: CaseComparison['discarded'] = [],
+): CaseComparison {
+  const sumLost = (xs: readonly Measurement[]) => xs.reduce((a, x) => a + x.lost, 0)
+  const pairs = oursRuns.map((o, i) => [o, nativeRuns[i]] as const)
+  const runRatios = pairs.map(([o, n]) => o.deliveredPerSecond / (n?.deliveredPerSecond ?? Number.NaN))
+  const delta = (pick: (l: Measurement['latencyMs']) => number) =>
+    pairs.map(([o, n]) => pick(o.latencyMs) - (n ? pick(n.latencyMs) : Number.NaN))
+  const runP99DeltasMs = delta((l) => l.p99)
+  return {
+    spec,
+    native: summarizeRuns(nativeRuns),
+    ours: summarizeRuns(oursRuns),
+    throughputRatio: median(runRatios),
+    runRatios,
+    p99DeltaMs: median(runP99DeltasMs),
+    runP99DeltasMs,
+    p95DeltaMs: median(delta((l) => l.p95)),
+    totalLost: { native: sumLost(nativeRuns), ours: sumLost(oursRuns) },
+    discarded,
+  }
 }

@@ -83,13 +83,23 @@ function summaryRow(id: string, setup: string, s: CaseSummary): string {
   )
 }
 
+/** A difference with its sign, 2 decimals: +3.40, -0.07. */
+function signed(x: number): string {
+  return `${x >= 0 ? '+' : ''}${x.toFixed(2)}`
+}
+
 function matrixTable(matrix: readonly CaseComparison[], label = 'ours'): string[] {
   const lines = [row(HEAD, WIDTHS), '-'.repeat(WIDTHS.reduce((a, b) => a + b + 1, 0))]
   for (const c of matrix) {
     lines.push(summaryRow(c.spec.id, 'native', c.native), summaryRow('', label, c.ours))
     const again = c.discarded.length > 0 ? `; ${c.discarded.length} disturbed pair(s) measured again` : ''
     const ratio = `${label}/native ${c.throughputRatio.toFixed(2)} (runs: ${c.runRatios.map((x) => x.toFixed(2)).join(' ')})${again}`
-    lines.push(`${''.padEnd(17)}${ratio}   p99 ${c.p99DeltaMs >= 0 ? '+' : ''}${c.p99DeltaMs.toFixed(2)} ms`)
+    lines.push(`${''.padEnd(17)}${ratio}`)
+    const runs =
+      c.runP99DeltasMs.length > 1 ? ` (runs: ${c.runP99DeltasMs.map((x) => signed(x)).join(' ')})` : ''
+    lines.push(
+      `${''.padEnd(17)}latency ${label} − native: p95 ${signed(c.p95DeltaMs)} ms, p99 ${signed(c.p99DeltaMs)} ms${runs}`,
+    )
     const bridges = c.ours.bridgeMicrosPerMessage
     lines.push(
       `${''.padEnd(17)}CPU per message: native ${num(c.native.cpuMicrosPerMessage)} µs, ${label} ${num(c.ours.cpuMicrosPerMessage)} µs` +
@@ -99,7 +109,7 @@ function matrixTable(matrix: readonly CaseComparison[], label = 'ours'): string[
   lines.push(
     'msg/s delivered at B; lost/dup per run (median); cpu = % of one core over the window (median):',
     'brokers A and B, bridges A and B, their total, the load generator, and anything else (other).',
-    'ours/native: median of the per-run ratios; p99: median of the per-run differences.',
+    'ours/native: median of the per-run ratios; p95, p99: medians of the per-run differences.',
     "CPU per message: CPU time of the set-up's processes (load generator excluded) per delivered message.",
   )
   return lines

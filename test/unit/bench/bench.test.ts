@@ -18,7 +18,7 @@ import {
   formatSummary,
   summarizeProfile,
 } from '../../../scripts/bench/cpuprofile.js'
-import { summarizeRuns } from '../../../scripts/bench/matrix.js'
+import { compareRuns, summarizeRuns } from '../../../scripts/bench/matrix.js'
 import { decodePayload, encodePayload, HEADER_BYTES } from '../../../scripts/bench/payload.js'
 import {
   memory,
@@ -218,6 +218,42 @@ describe('statistics', () => {
     const s = summarizeRuns([m])
     assert.equal(s.bridgeMicrosPerMessage, 40) // 40% of a core / 10,000 msg/s = 40 µs
     assert.equal(s.cpuMicrosPerMessage, 120)
+  })
+
+  test('compareRuns pairs run i of each side: ratios, p95/p99 differences and their spread', () => {
+    const spec = caseMatrix().find((c) => c.id === 'paced-qos1-64B')
+    assert.ok(spec)
+    const native = [measurement(1000, 2, {}), measurement(1000, 4, {}), measurement(1000, 3, {})]
+    const ours = [measurement(900, 5, {}), measurement(1000, 4.5, {}), measurement(950, 9, {})]
+    const c = compareRuns(spec, native, ours)
+    assert.deepEqual(c.runRatios, [0.9, 1, 0.95])
+    assert.equal(c.throughputRatio, 0.95)
+    assert.deepEqual(c.runP99DeltasMs, [3, 0.5, 6])
+    assert.equal(c.p99DeltaMs, 3)
+    assert.equal(c.p95DeltaMs, 0) // both sides' p95 is 2 in every run
+    const text = formatReport({
+      startedAt: 'now',
+      machine: {
+        cores: 2,
+        cpuModel: 'cpu',
+        memoryGiB: 1,
+        kernel: 'k',
+        node: 'v20',
+        mosquitto: '2.0.11',
+        mqttJs: '5',
+        stateFilesystem: 'ext4',
+        loadAverage: [0],
+        gitCommit: 'abc',
+        gitDirty: false,
+      },
+      options: {},
+      matrix: [c],
+    })
+    assert.match(text, /ours\/native 0\.95 \(runs: 0\.90 1\.00 0\.95\)/)
+    assert.match(
+      text,
+      /latency ours − native: p95 \+0\.00 ms, p99 \+3\.00 ms \(runs: \+3\.00 \+0\.50 \+6\.00\)/,
+    )
   })
 })
 
