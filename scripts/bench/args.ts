@@ -26,6 +26,7 @@
  */
 import { parseArgs } from 'node:util'
 import type { Timing } from './cases.js'
+import type { Durability } from './sites.js'
 
 export const SECTIONS = ['matrix', 'startup', 'router', 'swarm', 'floor', 'embedded'] as const
 /** What a run without --only measures (floor is asked for by name). */
@@ -44,7 +45,7 @@ export interface BenchOptions {
   /** max_inflight_messages for every broker; undefined = Mosquitto's default. */
   readonly brokerInflight: number | undefined
   /** Our sites' `durability` (the config field). */
-  readonly durability: 'fsync' | 'commit'
+  readonly durability: Durability
   readonly outDir: string
   readonly build: boolean
 }

@@ -5,6 +5,7 @@
  */
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
+import type { BridgeConfig } from '../../src/config/schema.js'
 import { identityFromSeed } from '../../src/identity/identity.js'
 import { type Child, type Cleanup, startChild } from './children.js'
 
@@ -50,8 +51,11 @@ export interface SiteSpec {
   readonly peers: ReadonlyArray<{ readonly name: string; readonly seedByte: number }>
   readonly subscriptions: ReadonlyArray<{ readonly filter: string; readonly qos: 0 | 1 }>
   /** The config's `durability` (absent: the default, fsync). */
-  readonly durability?: 'fsync' | 'commit'
+  readonly durability?: Durability
 }
+
+/** The config field `durability`, as the config schema defines it. */
+export type Durability = BridgeConfig['durability']
 
 /** Writes `<dir>/<name>/{site.key, state/, config.json}`; answers the config path. */
 export function writeSite(dir: string, spec: SiteSpec): string {

@@ -15,7 +15,15 @@ import { type Broker, type BrokerTuning, freePort, startBroker } from './brokers
 import { type Child, type Cleanup, startChild } from './children.js'
 import { LoadClients } from './load.js'
 import { decodePayload, encodePayload } from './payload.js'
-import { LINK_UP, type NodeFlags, SITE_RUNNING, spawnSite, startBootstrap, writeSite } from './sites.js'
+import {
+  type Durability,
+  LINK_UP,
+  type NodeFlags,
+  SITE_RUNNING,
+  spawnSite,
+  startBootstrap,
+  writeSite,
+} from './sites.js'
 
 export type SetupKind = 'native' | 'ours' | 'floor' | 'embedded'
 
@@ -52,7 +60,7 @@ export interface SetupContext {
   /** Applied to every broker of both set-ups alike. */
   readonly broker: BrokerTuning
   /** Our sites' `durability` config field (absent: the default). */
-  readonly durability?: 'fsync' | 'commit'
+  readonly durability?: Durability
 }
 
 export const BENCH_FILTER = 'bench/#'
