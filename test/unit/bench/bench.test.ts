@@ -35,6 +35,21 @@ import { median, percentileSorted, Samples, summarize } from '../../../scripts/b
 import { FAST_TIMERS, runSwarm } from '../../../scripts/bench/swarm.js'
 import { type RemoteSubscription, Router } from '../../../src/routing/router.js'
 
+/** A made-up machine for the report tests. */
+const MACHINE = {
+  cores: 2,
+  cpuModel: 'cpu',
+  memoryGiB: 1,
+  kernel: 'k',
+  node: 'v20',
+  mosquitto: '2.0.11',
+  mqttJs: '5',
+  stateFilesystem: 'ext4',
+  loadAverage: [0],
+  gitCommit: 'abc',
+  gitDirty: false,
+}
+
 describe('router micro-benchmark', () => {
   test('runs on a tiny workload, and the trie agrees with the linear scan', () => {
     const r = runRouterBench({ peers: 3, filtersPerPeer: 5, topics: 50, seed: 7, minMs: 1 })
@@ -233,19 +248,7 @@ describe('statistics', () => {
     assert.equal(c.p95DeltaMs, 0) // both sides' p95 is 2 in every run
     const text = formatReport({
       startedAt: 'now',
-      machine: {
-        cores: 2,
-        cpuModel: 'cpu',
-        memoryGiB: 1,
-        kernel: 'k',
-        node: 'v20',
-        mosquitto: '2.0.11',
-        mqttJs: '5',
-        stateFilesystem: 'ext4',
-        loadAverage: [0],
-        gitCommit: 'abc',
-        gitDirty: false,
-      },
+      machine: MACHINE,
       options: {},
       matrix: [c],
     })
@@ -364,19 +367,7 @@ describe('bench plumbing', () => {
     const router = runRouterBench({ peers: 2, filtersPerPeer: 2, topics: 5, seed: 1, minMs: 1 })
     const text = formatReport({
       startedAt: 'now',
-      machine: {
-        cores: 2,
-        cpuModel: 'cpu',
-        memoryGiB: 1,
-        kernel: 'k',
-        node: 'v20',
-        mosquitto: '2.0.11',
-        mqttJs: '5',
-        stateFilesystem: 'ext4',
-        loadAverage: [0],
-        gitCommit: 'abc',
-        gitDirty: false,
-      },
+      machine: MACHINE,
       options: {},
       router,
     })
