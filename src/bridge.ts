@@ -112,6 +112,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
   private subscriptionUpdate: Promise<void> = Promise.resolve()
   private subscriptionUpdatePending = false
   private stopping: Promise<void> | undefined
+  private starting: Promise<void> | undefined
   /** Set by stop(): local messages are no longer taken (see takeLocal). */
   private intakeStopped = false
   /** Local messages taken whose `done` (the broker's PUBACK) has not been released yet. */
@@ -205,9 +206,28 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     return this.dht?.peers() ?? []
   }
 
+  /**
+   * Starts every part. A stop() during start (a signal while the broker cannot be reached)
+   * aborts it at its next step: start() then rejects with STOPPED, and nothing is left open.
+   */
   async start(): Promise<void> {
     if (this.statusValue.state !== 'new') throw new BridgeError('USAGE', 'start() called twice')
     this.statusValue = { state: 'starting' }
+    this.starting = this.startParts()
+    try {
+      await this.starting
+    } catch (err) {
+      await this.stop()
+      throw err
+    }
+  }
+
+  /** Between start()'s steps: throws STOPPED once stop() was called. */
+  private checkNotStopped(): void {
+    if (this.stopping) throw new BridgeError('STOPPED', 'stopped during start')
+  }
+
+  private async startParts(): Promise<void> {
     const c = this.config
     const identity = loadIdentity(c.keyFile)
     this.identityValue = identity
@@ -218,129 +238,129 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     this.log = log('bridge')
     this.log.info({ publicKey: key, created: identity.created || undefined }, `starting site "${c.name}"`)
 
-    try {
-      const db = openStore(
-        c.stateDir,
-        { log: log('store'), counters: this.counters },
-        {
-          synchronous: c.durability === 'commit' ? 'normal' : 'full',
-          wrapDurability: this.deps.wrapDurability,
-        },
-      )
-      const store = {
-        db,
-        outbox: new DurableOutbox({ store: db, counters: this.counters }, c.outbox),
-        dedupe: new DedupeStore({ store: db }),
-        retained: new RetainedStore({ store: db }),
-      }
-      this.store = store
-      this.broker = await createBrokerAdapter(
-        c.broker,
-        { log: log('broker'), counters: this.counters, clientIdSeed: key },
-        {
-          reconnect: this.tuning.brokerReconnect,
-          // QoS 1 published while the bridge is down waits in the broker for its session.
-          persistentSession: { expirySeconds: c.broker.sessionExpirySeconds },
-        },
-      )
-      const broker = this.broker
-      this.trees = new TreeDelivery({
-        publish: (m) => broker.publish(m),
-        // A retained tree is derived from swarm values: a broker replay of it is never exported.
-        beforeRetained: (m) =>
-          void store.retained
-            .setRemote(m.topic, payloadDigest(m.payload), key)
-            .catch(() => this.counters.inc('retained.store_failed')),
-        counters: this.counters,
-        log: log('trees'),
-      })
-      this.trees.setSubscriptions(c.subscriptions)
-      if (c.treeInput) {
-        const deps = { counters: this.counters, log: log('tree-input') }
-        const route = (m: LocalMessage, done: () => void) => this.onLocalMessage(m, done)
-        this.treeInput = new TreeInput({ ...deps, publish: (m) => broker.publish(m), route }, c.treeInput)
-      }
-      this.inbound = new InboundDelivery({
-        trees: this.trees,
-        dedupe: store.dedupe,
-        retained: {
-          setRemote: (topic, payload, origin) =>
-            store.retained.setRemote(topic, payloadDigest(payload), origin),
-          delete: (topic) => store.retained.delete(topic),
-          remoteTopicsFrom: (origin) => store.retained.remoteTopicsFrom(origin),
-        },
-        broker: this.broker,
-        counters: this.counters,
-        log: log('delivery'),
-        sendAck: (peer, ids) => this.send(peer, { type: 'ACK', ids }),
-        importAcl: (peer) => (this.allowSet.has(peer) ? this.importAcls.get(peer) : null),
-      })
-      this.inbound.setSubscriptions(c.subscriptions)
-      this.broker.on('message', (m, done) => this.takeLocal(m, done))
-      // The filters subscribed before the last stop: a resumed broker session delivers what
-      // it queued for them the moment we connect, before any peer is rediscovered.
-      this.localFiltersFile = new JsonStateFile(c.stateDir, 'local-subscriptions.json')
-      const saved = this.localFiltersFile.read()
-      if (saved) await this.broker.setSubscriptions(new Map(saved))
-      await this.broker.start()
-      if (this.treeInput) this.updateLocalSubscriptions()
-
-      this.links = new LinkManager(
-        { identity, log: log('link'), counters: this.counters },
-        {
-          listenHost: c.listen.host,
-          listenPort: c.listen.port,
-          allowList: () => this.allowSet,
-          ...this.tuning.link,
-        },
-      )
-      this.links.on('up', (peer, link) => this.onLinkUp(peer, link))
-      this.links.on('down', (peer) => this.onLinkDown(peer))
-      this.links.on('frame', (peer, frame) => this.onFrame(peer, frame))
-      const bound = await this.links.listen()
-      const endpoints = advertisedEndpoints(c.listen.host, bound.port, c.listen.advertise)
-
-      this.dht = new DhtService(
-        { identity, stateDir: c.stateDir, log: this.root, counters: this.counters },
-        {
-          name: c.name,
-          host: c.dht.host,
-          port: c.dht.port,
-          bootstrap: c.dht.bootstrap,
-          swarm: c.swarm,
-          linkPort: bound.port,
-          endpoints,
-          allowList: [...this.allowSet],
-          subscriptions: c.subscriptions.map((s) => ({ filter: s.filter, qos: s.qos })),
-          ...this.tuning.dht,
-        },
-      )
-      this.dht.on('peer', (p) => this.onPeerProfile(p))
-      const published = await this.dht.start()
-      // Cached peers were emitted by start(): route what the broker delivered meanwhile.
-      const held = this.heldLocal ?? []
-      this.heldLocal = undefined
-      for (const [m, done] of held) this.onLocalMessage(m, done)
-      this.statusValue = { state: 'running' }
-      const every = this.tuning.statusIntervalMs ?? 60_000
-      if (every > 0) {
-        this.statusTimer = setInterval(() => this.logStatus(), every)
-        this.statusTimer.unref()
-      }
-      this.log.info(
-        {
-          link: endpoints,
-          dhtPort: this.dht.address().port,
-          broker: c.broker.url ?? `embedded:${c.broker.embedded?.port}`,
-          subscriptions: c.subscriptions.map((s) => s.filter),
-          profile: published,
-        },
-        'site running',
-      )
-    } catch (err) {
-      await this.stop()
-      throw err
+    const db = openStore(
+      c.stateDir,
+      { log: log('store'), counters: this.counters },
+      {
+        synchronous: c.durability === 'commit' ? 'normal' : 'full',
+        wrapDurability: this.deps.wrapDurability,
+      },
+    )
+    const store = {
+      db,
+      outbox: new DurableOutbox({ store: db, counters: this.counters }, c.outbox),
+      dedupe: new DedupeStore({ store: db }),
+      retained: new RetainedStore({ store: db }),
     }
+    this.store = store
+    this.broker = await createBrokerAdapter(
+      c.broker,
+      { log: log('broker'), counters: this.counters, clientIdSeed: key },
+      {
+        reconnect: this.tuning.brokerReconnect,
+        // QoS 1 published while the bridge is down waits in the broker for its session.
+        persistentSession: { expirySeconds: c.broker.sessionExpirySeconds },
+      },
+    )
+    this.checkNotStopped()
+    const broker = this.broker
+    this.trees = new TreeDelivery({
+      publish: (m) => broker.publish(m),
+      // A retained tree is derived from swarm values: a broker replay of it is never exported.
+      beforeRetained: (m) =>
+        void store.retained
+          .setRemote(m.topic, payloadDigest(m.payload), key)
+          .catch(() => this.counters.inc('retained.store_failed')),
+      counters: this.counters,
+      log: log('trees'),
+    })
+    this.trees.setSubscriptions(c.subscriptions)
+    if (c.treeInput) {
+      const deps = { counters: this.counters, log: log('tree-input') }
+      const route = (m: LocalMessage, done: () => void) => this.onLocalMessage(m, done)
+      this.treeInput = new TreeInput({ ...deps, publish: (m) => broker.publish(m), route }, c.treeInput)
+    }
+    this.inbound = new InboundDelivery({
+      trees: this.trees,
+      dedupe: store.dedupe,
+      retained: {
+        setRemote: (topic, payload, origin) =>
+          store.retained.setRemote(topic, payloadDigest(payload), origin),
+        delete: (topic) => store.retained.delete(topic),
+        remoteTopicsFrom: (origin) => store.retained.remoteTopicsFrom(origin),
+      },
+      broker: this.broker,
+      counters: this.counters,
+      log: log('delivery'),
+      sendAck: (peer, ids) => this.send(peer, { type: 'ACK', ids }),
+      importAcl: (peer) => (this.allowSet.has(peer) ? this.importAcls.get(peer) : null),
+    })
+    this.inbound.setSubscriptions(c.subscriptions)
+    this.broker.on('message', (m, done) => this.takeLocal(m, done))
+    // The filters subscribed before the last stop: a resumed broker session delivers what
+    // it queued for them the moment we connect, before any peer is rediscovered.
+    this.localFiltersFile = new JsonStateFile(c.stateDir, 'local-subscriptions.json')
+    const saved = this.localFiltersFile.read()
+    if (saved) await this.broker.setSubscriptions(new Map(saved))
+    this.checkNotStopped()
+    await this.broker.start()
+    this.checkNotStopped()
+    if (this.treeInput) this.updateLocalSubscriptions()
+
+    this.links = new LinkManager(
+      { identity, log: log('link'), counters: this.counters },
+      {
+        listenHost: c.listen.host,
+        listenPort: c.listen.port,
+        allowList: () => this.allowSet,
+        ...this.tuning.link,
+      },
+    )
+    this.links.on('up', (peer, link) => this.onLinkUp(peer, link))
+    this.links.on('down', (peer) => this.onLinkDown(peer))
+    this.links.on('frame', (peer, frame) => this.onFrame(peer, frame))
+    const bound = await this.links.listen()
+    this.checkNotStopped()
+    const endpoints = advertisedEndpoints(c.listen.host, bound.port, c.listen.advertise)
+
+    this.dht = new DhtService(
+      { identity, stateDir: c.stateDir, log: this.root, counters: this.counters },
+      {
+        name: c.name,
+        host: c.dht.host,
+        port: c.dht.port,
+        bootstrap: c.dht.bootstrap,
+        swarm: c.swarm,
+        linkPort: bound.port,
+        endpoints,
+        allowList: [...this.allowSet],
+        subscriptions: c.subscriptions.map((s) => ({ filter: s.filter, qos: s.qos })),
+        ...this.tuning.dht,
+      },
+    )
+    this.dht.on('peer', (p) => this.onPeerProfile(p))
+    const published = await this.dht.start()
+    this.checkNotStopped()
+    // Cached peers were emitted by start(): route what the broker delivered meanwhile.
+    const held = this.heldLocal ?? []
+    this.heldLocal = undefined
+    for (const [m, done] of held) this.onLocalMessage(m, done)
+    this.statusValue = { state: 'running' }
+    const every = this.tuning.statusIntervalMs ?? 60_000
+    if (every > 0) {
+      this.statusTimer = setInterval(() => this.logStatus(), every)
+      this.statusTimer.unref()
+    }
+    this.log.info(
+      {
+        link: endpoints,
+        dhtPort: this.dht.address().port,
+        broker: c.broker.url ?? `embedded:${c.broker.embedded?.port}`,
+        subscriptions: c.subscriptions.map((s) => s.filter),
+        profile: published,
+      },
+      'site running',
+    )
   }
 
   /**
@@ -358,6 +378,11 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     this.stopping ??= (async () => {
       clearInterval(this.statusTimer)
       this.intakeStopped = true
+      if (this.statusValue.state === 'starting') {
+        // Stopped during start: unblock a start that waits for its broker, let it abort.
+        await this.broker?.stop().catch(() => undefined)
+        await this.starting?.catch(() => undefined)
+      }
       await this.links?.close().catch(() => undefined)
       await Promise.all([this.localInFlight.drained(DRAIN_MS), this.inbound?.drain(DRAIN_MS)])
       await this.trees?.close() // pending trees go out before the broker stops (bounded)

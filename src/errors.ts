@@ -21,6 +21,7 @@ export type BridgeErrorCode =
   | 'STATE_ERROR'
   | 'TREE_INVALID'
   | 'USAGE'
+  | 'STOPPED'
 
 export class BridgeError extends Error {
   readonly code: BridgeErrorCode

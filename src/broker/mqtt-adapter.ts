@@ -1,5 +1,11 @@
 import { createHash, randomBytes } from 'node:crypto'
-import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient, type Packet } from 'mqtt'
+import mqtt, {
+  type IClientOptions,
+  type IPublishPacket,
+  type MqttClient,
+  type MqttClientEventCallbacks,
+  type Packet,
+} from 'mqtt'
 import { BridgeError } from '../errors.js'
 import { type Logger, silentLogger } from '../log.js'
 import { Counters } from '../metrics.js'
@@ -125,6 +131,9 @@ export class MqttAdapter extends AdapterEvents implements BrokerAdapter {
   /** QoS 0 publishes that may wait for the socket (default 10,000; more are refused, not queued). */
   private readonly maxWaitingQos0: number
 
+  /** Removes the listeners wire() added (see there). */
+  private readonly unwire: Array<() => void> = []
+
   constructor(deps: MqttAdapterDeps, options: MqttAdapterOptions) {
     super(deps.log ?? silentLogger, deps.counters ?? new Counters())
     this.options = options
@@ -207,7 +216,7 @@ export class MqttAdapter extends AdapterEvents implements BrokerAdapter {
       // would wait for acknowledgements that may never come).
       const force = !client.connected || Object.keys(client.outgoing).length > 0
       await new Promise<void>((resolve) => client.end(force, {}, () => resolve()))
-      client.removeAllListeners()
+      for (const off of this.unwire.splice(0)) off()
       // A late socket error after end() must not become an uncaught 'error'.
       client.on('error', () => {})
     }
@@ -287,9 +296,16 @@ export class MqttAdapter extends AdapterEvents implements BrokerAdapter {
 
   private wire(client: MqttClient): void {
     this.heldAcks.attach(client)
-    client.on('packetsend', (p) => this.onPacketSend(client, p))
-    client.on('packetreceive', (p) => this.onPacketReceive(p))
-    client.on('connect', () => {
+    // Our listeners only, so stop() can remove them and leave MQTT.js's own: its 'close'
+    // handler clears the CONNACK timer, which would otherwise keep a stopped process alive
+    // for up to connectTimeoutMs after a stop during start.
+    const on = <E extends keyof MqttClientEventCallbacks>(event: E, fn: MqttClientEventCallbacks[E]) => {
+      client.on(event, fn)
+      this.unwire.push(() => client.off(event, fn))
+    }
+    on('packetsend', (p) => this.onPacketSend(client, p))
+    on('packetreceive', (p) => this.onPacketReceive(p))
+    on('connect', () => {
       noDelay(client)
       this.attempt = 0
       client.options.reconnectPeriod = backoffDelay(0, this.options.reconnect)
@@ -302,15 +318,15 @@ export class MqttAdapter extends AdapterEvents implements BrokerAdapter {
           if (this.client === client && client.connected) this.setStatus({ state: 'up' })
         })
     })
-    client.on('message', (topic, payload, packet) => this.onMessage(topic, payload, packet))
-    client.on('reconnect', () => {
+    on('message', (topic, payload, packet) => this.onMessage(topic, payload, packet))
+    on('reconnect', () => {
       // MQTT.js re-arms its timer with options.reconnectPeriod on the next close: this is
       // the delay after this attempt, should it fail.
       this.attempt++
       client.options.reconnectPeriod = backoffDelay(this.attempt, this.options.reconnect)
       this.setStatus({ state: 'connecting' })
     })
-    client.on('close', () => {
+    on('close', () => {
       this.heldAcks.reset()
       this.sentSubscribes.clear()
       this.sentUnsubscribes.clear()
@@ -320,7 +336,7 @@ export class MqttAdapter extends AdapterEvents implements BrokerAdapter {
         this.lastError === undefined ? { state: 'down' } : { state: 'down', error: this.lastError },
       )
     })
-    client.on('error', (err) => {
+    on('error', (err) => {
       this.lastError = err.message
       this.log.debug({ err: err.message }, 'broker connection error')
     })

@@ -71,6 +71,8 @@ export class DhtNode implements DhtNodeLike {
   private readonly counters: Counters
   private readonly bootstrap: PeerAddress[]
   private readonly listening: Promise<void>
+  /** Rejects `listening` if close() comes first (a no-op once it settled). */
+  private notListening: () => void = () => undefined
   private readonly timer: NodeJS.Timeout
   private lastRebootstrap = 0
   private closing: Promise<void> | undefined
@@ -95,6 +97,7 @@ export class DhtNode implements DhtNodeLike {
       ...(options.queryTimeoutMs !== undefined ? { timeout: options.queryTimeoutMs } : {}),
     })
     this.listening = new Promise((resolve, reject) => {
+      this.notListening = () => reject(closedError()) // close() before the bind: settle it
       const onError = (err: Error) =>
         reject(new BridgeError('DHT_ERROR', `DHT socket: ${err.message}`, { cause: err }))
       this.dht.once('error', onError)
@@ -263,6 +266,7 @@ export class DhtNode implements DhtNodeLike {
 
   close(): Promise<void> {
     clearInterval(this.timer)
+    this.notListening()
     for (const cancel of [...this.inFlight]) cancel()
     this.closing ??= new Promise((resolve) => this.dht.destroy(() => resolve()))
     return this.closing

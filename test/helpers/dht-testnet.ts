@@ -113,7 +113,12 @@ export function createDhtSite(t: TestContext, spec: DhtSiteSpec): DhtService {
   return site
 }
 
-/** A UDP port that was free a moment ago (for "start something on this port later"). */
+/**
+ * A UDP port that was free a moment ago, for "start something on this port later" only
+ * (a bootstrap node that appears after its sites, a port nobody answers on). Anything that
+ * can bind port 0 and report its port must do that instead: between this release and a
+ * later bind, a parallel test can take the port.
+ */
 export async function reserveUdpPort(): Promise<number> {
   const s = createSocket('udp4')
   await new Promise<void>((resolve) => s.bind(0, '127.0.0.1', resolve))

@@ -270,8 +270,10 @@ export async function startDhtProcess(
   })
   t.after(() => runner.kill('SIGKILL'))
   runner.spawn()
-  await runner.waitLog(/listening on/, 30_000)
-  return { bootstrap: `${options.host}:${options.port}`, stop: () => runner.terminate() }
+  // Port 0: the node binds a free port itself and names it in this line (no reserve-then-release race).
+  const line = await runner.waitLog(/listening on \S+:\d+/, 30_000)
+  const port = /listening on \S+:(\d+)/.exec(line)?.[1]
+  return { bootstrap: `${options.host}:${port}`, stop: () => runner.terminate() }
 }
 
 export interface SiteConfigSpec {

@@ -2,7 +2,7 @@ import { DhtNode } from '../../dht/node.js'
 import { BridgeError } from '../../errors.js'
 import { componentLogger, createRootLogger } from '../../log.js'
 import { Counters } from '../../metrics.js'
-import { waitForShutdownSignal } from '../signals.js'
+import { startUnlessSignalled, waitForShutdownSignal } from '../signals.js'
 
 /**
  * `bridge dht --port P [--host H] [--bootstrap a:p,...]`: a standalone bootstrap node for a
@@ -10,18 +10,29 @@ import { waitForShutdownSignal } from '../signals.js'
  */
 export async function runDhtNode(args: { port: number; host: string; bootstrap: string[] }): Promise<number> {
   const log = componentLogger(createRootLogger({ name: 'bootstrap' }), 'dht')
+  // Handlers first: a signal at any point from here on stops the node (see signals.ts).
+  const signal = waitForShutdownSignal()
   const node = new DhtNode(
     { log, counters: new Counters() },
     { host: args.host, port: args.port, bootstrap: args.bootstrap },
   )
+  let early: NodeJS.Signals | undefined
   try {
-    await node.whenListening()
+    early = await startUnlessSignalled(
+      signal,
+      () => node.whenListening(),
+      () => node.close(),
+    )
   } catch (err) {
     await node.close().catch(() => undefined)
     throw new BridgeError(
       'DHT_ERROR',
       `cannot listen on ${args.host}:${args.port}: ${(err as Error).message}`,
     )
+  }
+  if (early !== undefined) {
+    log.info({ signal: early }, 'stopped before listening')
+    return 0
   }
   const a = node.address()
   log.info(
@@ -30,7 +41,7 @@ export async function runDhtNode(args: { port: number; host: string; bootstrap: 
   )
   const timer = setInterval(() => log.debug({ nodes: node.nodeCount() }, 'routing table'), 60_000)
   timer.unref()
-  const sig = await waitForShutdownSignal()
+  const sig = await signal
   log.info({ signal: sig }, 'shutting down')
   clearInterval(timer)
   await node.close()

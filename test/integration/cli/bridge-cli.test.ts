@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict'
 import { type ChildProcess, spawn } from 'node:child_process'
 import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, type TestContext, test } from 'node:test'
-import { reserveUdpPort } from '../../helpers/dht-testnet.js'
 import { freePort } from '../../helpers/mosquitto.js'
 
 const MAIN = new URL('../../../src/cli/main.ts', import.meta.url).pathname
@@ -132,12 +132,53 @@ describe('bridge CLI', () => {
   })
 
   test('dht runs a bootstrap node until SIGINT, then exits 0', async (t) => {
-    const port = await reserveUdpPort()
-    const p = start(t, ['dht', '--port', String(port), '--host', '127.0.0.1'])
-    await waitForText(p.stderr, new RegExp(`listening on 127\\.0\\.0\\.1:${port}`))
+    // Port 0: the node picks a free port and names it; nothing reserved and released first.
+    const p = start(t, ['dht', '--port', '0', '--host', '127.0.0.1'])
+    await waitForText(p.stderr, /listening on 127\.0\.0\.1:[1-9]\d*/)
+    // The handlers are installed before that line is written: this SIGINT is always caught.
     p.child.kill('SIGINT')
     const run = await p.done
+    assert.equal(run.signal, null, run.stderr)
     assert.equal(run.code, 0, run.stderr)
+    assert.match(run.stderr, /"msg":"shutting down"/)
+  })
+
+  test('SIGINT while the site waits for a broker that never answers stops it at once, exit 0', async (t) => {
+    // A "broker" that accepts and never sends a CONNACK: start() would wait for it forever.
+    const sockets = new Set<net.Socket>()
+    const silent = net.createServer((s) => {
+      sockets.add(s)
+      s.on('error', () => undefined)
+    })
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve))
+    t.after(() => {
+      for (const s of sockets) s.destroy()
+      silent.close()
+    })
+    const { port } = silent.address() as net.AddressInfo
+    const dir = tempDir(t)
+    const config = siteConfig(dir, {
+      broker: { url: `mqtt://127.0.0.1:${port}` },
+      dht: { port: 0, host: '127.0.0.1', bootstrap: [] },
+      listen: { port: 0, host: '127.0.0.1' },
+    })
+    const p = start(t, [config])
+    await waitForText(p.stderr, /"msg":"starting site \\"/)
+    await waitForText(() => (sockets.size > 0 ? 'dialled' : ''), /dialled/)
+    p.child.kill('SIGINT')
+    const run = await Promise.race([
+      p.done,
+      new Promise<never>((_, reject) =>
+        setTimeout(
+          () => reject(new Error(`still running 10 s after SIGINT:\n${p.stderr()}`)),
+          10_000,
+        ).unref(),
+      ),
+    ])
+    assert.equal(run.signal, null, run.stderr)
+    assert.equal(run.code, 0, run.stderr)
+    assert.match(run.stderr, /"during":"start"/)
+    assert.match(run.stderr, /"msg":"site stopped"/)
   })
 
   test('a site starts on an embedded broker, and SIGTERM shuts it down cleanly', async (t) => {

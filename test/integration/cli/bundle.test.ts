@@ -10,7 +10,6 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import mqtt from 'mqtt'
-import { reserveUdpPort } from '../../helpers/dht-testnet.js'
 import { freePort } from '../../helpers/mosquitto.js'
 import { startDhtProcess, startProcessSite, writeSiteConfig } from '../../helpers/process-site.js'
 
@@ -38,7 +37,7 @@ describe('the bundled CLI (dist/bridge.mjs)', () => {
 
   test('two sites on embedded brokers and a bootstrap node, all bundled, relay a QoS 1 message', async (t) => {
     const entry = [bundle]
-    const dht = await startDhtProcess(t, { entry, host: '127.0.0.1', port: await reserveUdpPort() })
+    const dht = await startDhtProcess(t, { entry, host: '127.0.0.1', port: 0 })
     const ports = { alice: await freePort(), bob: await freePort() }
     const common = (name: 'alice' | 'bob') => ({
       name,
