@@ -43,9 +43,23 @@ function start(
   return { child, done, stderr: () => stderr }
 }
 
-async function waitForText(get: () => string, re: RegExp, timeoutMs = 20_000): Promise<void> {
+/**
+ * Polls until `re` matches. Generous deadline: a child that transpiles the sources with
+ * tsx can take many seconds to start while the suite loads both cores (the runner's own
+ * timeout still bounds the test). Fails at once, with the output, if the child exits first.
+ */
+async function waitForText(
+  get: () => string,
+  re: RegExp,
+  child?: ChildProcess,
+  timeoutMs = 90_000,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs
   while (!re.test(get())) {
+    if (child && (child.exitCode !== null || child.signalCode !== null) && !re.test(get()))
+      throw new Error(
+        `exited (${child.exitCode ?? child.signalCode}) before ${re}; got:\n${get().slice(-2000)}`,
+      )
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${re}; got:\n${get().slice(-2000)}`)
     await new Promise((r) => setTimeout(r, 25))
   }
@@ -134,7 +148,7 @@ describe('bridge CLI', () => {
   test('dht runs a bootstrap node until SIGINT, then exits 0', async (t) => {
     // Port 0: the node picks a free port and names it; nothing reserved and released first.
     const p = start(t, ['dht', '--port', '0', '--host', '127.0.0.1'])
-    await waitForText(p.stderr, /listening on 127\.0\.0\.1:[1-9]\d*/)
+    await waitForText(p.stderr, /listening on 127\.0\.0\.1:[1-9]\d*/, p.child)
     // The handlers are installed before that line is written: this SIGINT is always caught.
     p.child.kill('SIGINT')
     const run = await p.done
@@ -163,14 +177,14 @@ describe('bridge CLI', () => {
       listen: { port: 0, host: '127.0.0.1' },
     })
     const p = start(t, [config])
-    await waitForText(p.stderr, /"msg":"starting site \\"/)
-    await waitForText(() => (sockets.size > 0 ? 'dialled' : ''), /dialled/)
+    await waitForText(p.stderr, /"msg":"starting site \\"/, p.child)
+    await waitForText(() => (sockets.size > 0 ? 'dialled' : ''), /dialled/, p.child)
     p.child.kill('SIGINT')
     const run = await Promise.race([
       p.done,
       new Promise<never>((_, reject) =>
         setTimeout(
-          () => reject(new Error(`still running 10 s after SIGINT:\n${p.stderr()}`)),
+          () => reject(new Error(`still running 30 s after SIGINT:\n${p.stderr()}`)),
           10_000,
         ).unref(),
       ),
@@ -190,7 +204,7 @@ describe('bridge CLI', () => {
       listen: { port: 0, host: '127.0.0.1' },
     })
     const p = start(t, [config])
-    await waitForText(p.stderr, /"msg":"site running"/)
+    await waitForText(p.stderr, /"msg":"site running"/, p.child)
     p.child.kill('SIGTERM')
     const run = await p.done
     assert.equal(run.code, 0, run.stderr)
