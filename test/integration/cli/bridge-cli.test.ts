@@ -185,7 +185,7 @@ describe('bridge CLI', () => {
       new Promise<never>((_, reject) =>
         setTimeout(
           () => reject(new Error(`still running 30 s after SIGINT:\n${p.stderr()}`)),
-          10_000,
+          30_000,
         ).unref(),
       ),
     ])
