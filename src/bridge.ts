@@ -5,6 +5,7 @@ import type { LoadedConfig } from './config/load.js'
 import { InboundDelivery } from './delivery/inbound.js'
 import { MessageIds } from './delivery/message-ids.js'
 import { PeerOutbound, type PeerOutboundOptions } from './delivery/outbound.js'
+import { StalledAppends, type StalledAppendsOptions } from './delivery/stalled-appends.js'
 import { TickBatch } from './delivery/tick-batch.js'
 import { TreeDelivery } from './delivery/tree-delivery.js'
 import { TreeInput } from './delivery/tree-input.js'
@@ -45,6 +46,7 @@ export interface BridgeTuning {
     Pick<LinkManagerOptions, 'backoff' | 'handshakeTimeoutMs' | 'keepaliveIntervalMs' | 'keepaliveTimeoutMs'>
   >
   readonly outbound?: PeerOutboundOptions
+  readonly stalledAppends?: StalledAppendsOptions
   readonly brokerReconnect?: { minMs?: number; maxMs?: number }
   /** How often a `status` line (links, backlogs, counters) is logged; default 60 s, 0 = never. */
   readonly statusIntervalMs?: number
@@ -100,6 +102,8 @@ export class Bridge extends EventEmitter<BridgeEvents> {
   private store:
     | { db: BridgeStore; outbox: DurableOutbox; dedupe: DedupeStore; retained: RetainedStore }
     | undefined
+  /** Outbox appends waiting for the store to be writable again (see flushAppends). */
+  private stall: StalledAppends<string, OutboxMessage> | undefined
   private localFiltersFile: JsonStateFile<Array<[string, 0 | 1]>> | undefined
   private statusValue: BridgeStatus = { state: 'new' }
   /**
@@ -108,7 +112,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
    * queued for us the moment we connect, and routing it before we know who wants it would
    * drop it. Bounded by the broker's own in-flight window (its PUBACKs are held).
    */
-  private heldLocal: Array<[LocalMessage, () => void]> | undefined = []
+  private heldLocal: Array<[LocalMessage, () => void, () => void]> | undefined = []
   private subscriptionUpdate: Promise<void> = Promise.resolve()
   private subscriptionUpdatePending = false
   private stopping: Promise<void> | undefined
@@ -253,6 +257,15 @@ export class Bridge extends EventEmitter<BridgeEvents> {
       retained: new RetainedStore({ store: db }),
     }
     this.store = store
+    this.stall = new StalledAppends(
+      {
+        attempt: (peer, messages) => this.appendOnce(peer, messages),
+        counters: this.counters,
+        log: log('store'),
+        path: db.path,
+      },
+      this.tuning.stalledAppends,
+    )
     this.broker = await createBrokerAdapter(
       c.broker,
       { log: log('broker'), counters: this.counters, clientIdSeed: key },
@@ -344,7 +357,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     // Cached peers were emitted by start(): route what the broker delivered meanwhile.
     const held = this.heldLocal ?? []
     this.heldLocal = undefined
-    for (const [m, done] of held) this.onLocalMessage(m, done)
+    for (const [m, done, abandon] of held) this.onLocalMessage(m, done, abandon)
     this.statusValue = { state: 'running' }
     const every = this.tuning.statusIntervalMs ?? 60_000
     if (every > 0) {
@@ -384,7 +397,9 @@ export class Bridge extends EventEmitter<BridgeEvents> {
         await this.starting?.catch(() => undefined)
       }
       await this.links?.close().catch(() => undefined)
+      this.stall?.close() // held appends: never acknowledged, so redelivered after the restart
       await Promise.all([this.localInFlight.drained(DRAIN_MS), this.inbound?.drain(DRAIN_MS)])
+      this.inbound?.close()
       await this.trees?.close() // pending trees go out before the broker stops (bounded)
       await this.broker?.stop().catch(() => undefined)
       await this.dht?.stop().catch(() => undefined)
@@ -416,10 +431,14 @@ export class Bridge extends EventEmitter<BridgeEvents> {
       return
     }
     const end = this.localInFlight.begin()
-    this.onLocalMessage(m, () => {
-      done()
-      end()
-    })
+    this.onLocalMessage(
+      m,
+      () => {
+        done()
+        end()
+      },
+      end,
+    )
   }
 
   /**
@@ -427,9 +446,9 @@ export class Bridge extends EventEmitter<BridgeEvents> {
    * durable outbox before `done` releases the broker's PUBACK: nothing acknowledged locally
    * is lost by a crash. QoS 0 (or a peer that asked for QoS 0) goes out from memory.
    */
-  private onLocalMessage(m: LocalMessage, done: () => void): void {
+  private onLocalMessage(m: LocalMessage, done: () => void, abandon: () => void = noop): void {
     if (this.heldLocal) {
-      this.heldLocal.push([m, done])
+      this.heldLocal.push([m, done, abandon])
       return
     }
     if (this.treeInput?.take(m, done)) return // a JSON tree to spread (docs/TREES.md)
@@ -467,42 +486,50 @@ export class Bridge extends EventEmitter<BridgeEvents> {
       durable.push(this.appendToOutbox(t.peer, { ...message, qos: 1, payload: m.payload }))
     }
     if (durable.length === 0) done()
-    else Promise.all(durable).then(done, done)
+    // Acknowledged only once durable for every peer; a stop before that leaves it
+    // unacknowledged (the broker delivers it again after the restart).
+    else Promise.all(durable).then(done, abandon)
   }
 
   private appendToOutbox(peer: string, message: OutboxMessage): Promise<void> {
     return this.appends.add(peer, message)
   }
 
-  /** Never rejects: a failed append is counted and logged (those messages are lost). */
-  private async flushAppends(peer: string, messages: OutboxMessage[]): Promise<void> {
+  /**
+   * One event-loop turn's appends for a peer; resolves once they are durable. A failed
+   * append (full disk, I/O error, locked database) is retried until it succeeds, and
+   * while anything waits for a retry, later appends queue behind it (StalledAppends):
+   * their messages are never acknowledged to the local broker before they are durable.
+   * Rejects only when the bridge stops first (the messages stay unacknowledged).
+   */
+  private flushAppends(peer: string, messages: OutboxMessage[]): Promise<void> {
+    const stall = this.stall
+    if (!stall) return Promise.reject(new BridgeError('STOPPED', 'bridge not started'))
+    if (stall.stalled) return stall.enqueue(peer, messages)
+    return this.appendOnce(peer, messages).catch((err: unknown) => stall.enqueue(peer, messages, err))
+  }
+
+  /** One try at appending `messages` to a peer's outbox; rejects when the store failed. */
+  private async appendOnce(peer: string, messages: OutboxMessage[]): Promise<void> {
     const store = this.store
-    if (!store) return
+    if (!store) throw new BridgeError('STOPPED', 'bridge not started')
     const outbound = this.outboundFor(peer)
     const early = outbound.sendEarly(messages)
-    try {
-      // Sent while they commit when the link is caught up (else once committed, from
-      // disk); PUBACKed to the local broker once fsynced (the caller's `done`). A crash or
-      // power cut in between can only cause a duplicate: the broker redelivers what it
-      // has no PUBACK for.
-      let committed = false
-      const { dropped } = await store.outbox
-        .append(peer, messages, (d) => {
-          committed = true
-          outbound.committed(messages, d.length > 0, early)
-        })
-        .catch((err: unknown) => {
-          if (!committed) outbound.appendFailed(early) // (an fsync failure comes after COMMIT)
-          throw err
-        })
-      for (const d of dropped) this.counters.inc(`outbox.${this.peerLabel(peer)}.dropped.${d.reason}`)
-    } catch (err) {
-      this.counters.inc(`outbox.${this.peerLabel(peer)}.dropped.append_failed`, messages.length)
-      this.log.error(
-        { err: (err as Error).message, peer: this.peerLabel(peer) },
-        'outbox append failed: messages lost',
-      )
-    }
+    // Sent while they commit when the link is caught up (else once committed, from
+    // disk); PUBACKed to the local broker once fsynced (the caller's `done`). A crash or
+    // power cut in between can only cause a duplicate: the broker redelivers what it
+    // has no PUBACK for.
+    let committed = false
+    const { dropped } = await store.outbox
+      .append(peer, messages, (d) => {
+        committed = true
+        outbound.committed(messages, d.length > 0, early)
+      })
+      .catch((err: unknown) => {
+        if (!committed) outbound.appendFailed(early) // (an fsync failure comes after COMMIT)
+        throw err
+      })
+    for (const d of dropped) this.counters.inc(`outbox.${this.peerLabel(peer)}.dropped.${d.reason}`)
   }
 
   /** The retained values a peer gets on link-up: its filters, this site's export ACL. */
@@ -559,11 +586,19 @@ export class Bridge extends EventEmitter<BridgeEvents> {
       if (this.treeInput) filters.set(this.treeInput.filter, 1)
       try {
         await this.broker?.setSubscriptions(filters)
-        this.localFiltersFile?.write([...filters.entries()])
         this.log.debug({ filters: [...filters.keys()] }, 'local subscriptions updated')
       } catch (err) {
         this.counters.inc('broker.subscribe_failed')
         this.log.warn({ err: (err as Error).message }, 'could not update local subscriptions')
+        return
+      }
+      try {
+        this.localFiltersFile?.write([...filters.entries()])
+      } catch (err) {
+        // Only the restart after this loses: queued messages for the new filters wait in
+        // the broker until the peers' profiles are known again.
+        this.counters.inc('state.write_failed')
+        this.log.warn({ err: (err as Error).message }, 'local subscriptions not saved')
       }
     })
   }
@@ -656,3 +691,5 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     return o
   }
 }
+
+function noop(): void {}

@@ -52,6 +52,9 @@ export interface InboundOptions {
   readonly ackDelayMs?: number
   /** Pending ids per peer that send the ACK at once, without waiting (default 1,024). */
   readonly ackBatchMax?: number
+  /** First retry of a failed dedupe commit (default 100 ms); doubles up to persistRetryMaxMs (default 5 s). */
+  readonly persistRetryMinMs?: number
+  readonly persistRetryMaxMs?: number
 }
 
 /** Ids delivered to the local broker for one origin, waiting to be persisted and acked. */
@@ -92,6 +95,14 @@ export class InboundDelivery {
   private readonly snapshots = new Map<string, { filters: readonly string[]; topics: Set<string> }>()
   /** Publishes into the local broker (and dedupe commits) not finished yet. */
   private readonly inFlight = new InFlight()
+  /** Per origin, ids delivered whose dedupe commit failed and waits for a retry: not acked. */
+  private readonly unpersisted = new Map<string, Set<number>>()
+  /** Retries of failed dedupe commits, with the acks they hold back. */
+  private readonly persistRetries = new Map<NodeJS.Timeout, PendingAcks>()
+  private persistFailing = false
+  private closed = false
+  private readonly retryMinMs: number
+  private readonly retryMaxMs: number
 
   constructor(
     private readonly deps: InboundDeps,
@@ -101,6 +112,8 @@ export class InboundDelivery {
     this.reportDrop = rateLimitedDebug(this.log)
     this.ackDelayMs = options.ackDelayMs ?? 5
     this.ackBatchMax = options.ackBatchMax ?? 1024
+    this.retryMinMs = options.persistRetryMinMs ?? 100
+    this.retryMaxMs = options.persistRetryMaxMs ?? 5_000
   }
 
   /** This site's own subscriptions (what it asked the swarm for). */
@@ -154,7 +167,8 @@ export class InboundDelivery {
     const state = window.begin(m.id)
     if (state === 'done') {
       this.deps.counters.inc('relay.in.duplicate')
-      this.queueAck(peer, m.id, false)
+      // Its dedupe commit failed and is being retried: that retry acks it, not this copy.
+      if (!this.unpersisted.get(peer)?.has(m.id)) this.queueAck(peer, m.id, false)
       return
     }
     if (state === 'pending') {
@@ -337,12 +351,79 @@ export class InboundDelivery {
       } catch (err) {
         persisted = Promise.reject(err)
       }
-      persisted.then(done, (err: Error) => {
-        this.deps.counters.inc('dedupe.persist_failed')
-        this.log.warn({ err: err.message }, 'dedupe window not persisted; acking anyway')
-        done()
-      })
+      persisted.then(done, (err: Error) => this.persistFailed(peer, p, done, err, 1))
     }
+  }
+
+  /**
+   * A dedupe commit failed (full disk, I/O error, locked database): its ids are not
+   * acknowledged (the sender keeps them) and the commit is retried with a backoff until it
+   * succeeds; then the ACK goes. One error line when commits start failing, one info line
+   * when they work again. After close(), nothing is retried or acked.
+   */
+  private persistFailed(peer: string, p: PendingAcks, ack: () => void, err: Error, attempt: number): void {
+    this.deps.counters.inc('dedupe.persist_failed')
+    if (this.closed) {
+      for (const end of p.ends) end()
+      return
+    }
+    if (!this.persistFailing) {
+      this.persistFailing = true
+      this.log.error(
+        { err: err.message, cause: (err.cause as Error | undefined)?.message, peer: peer.slice(0, 7) },
+        'dedupe window not persisted: relayed QoS 1 messages stay unacknowledged and the commit is retried',
+      )
+    }
+    let held = this.unpersisted.get(peer)
+    if (!held) {
+      held = new Set()
+      this.unpersisted.set(peer, held)
+    }
+    for (const id of p.persist) held.add(id)
+    const delay = Math.min(this.retryMaxMs, this.retryMinMs * 2 ** (attempt - 1))
+    const timer = setTimeout(() => {
+      this.persistRetries.delete(timer)
+      const dedupe = this.deps.dedupe
+      if (!dedupe) return
+      let persisted: Promise<unknown>
+      try {
+        persisted = dedupe.add(peer, p.persist)
+      } catch (e) {
+        persisted = Promise.reject(e)
+      }
+      persisted.then(
+        () => {
+          const set = this.unpersisted.get(peer)
+          for (const id of p.persist) set?.delete(id)
+          if (set?.size === 0) this.unpersisted.delete(peer)
+          if (this.persistFailing && this.unpersisted.size === 0) {
+            this.persistFailing = false
+            this.log.info({ retries: attempt }, 'dedupe window persisted again: acknowledgements resumed')
+          }
+          ack()
+        },
+        (e: Error) => this.persistFailed(peer, p, ack, e, attempt + 1),
+      )
+    }, delay)
+    this.persistRetries.set(timer, p)
+  }
+
+  /** Failed dedupe commits waiting for their retry. */
+  get retriesPending(): number {
+    return this.persistRetries.size
+  }
+
+  /**
+   * Stops retrying failed dedupe commits (on stop, after drain): their ids were never
+   * acknowledged, so the sender resends them after the restart.
+   */
+  close(): void {
+    this.closed = true
+    for (const [timer, p] of this.persistRetries) {
+      clearTimeout(timer)
+      for (const end of p.ends) end()
+    }
+    this.persistRetries.clear()
   }
 
   private drop(reason: string, peer: string, n: number, details?: object): void {

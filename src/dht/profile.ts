@@ -42,7 +42,8 @@ export interface ProfilePublisherOptions {
  * `older`: the DHT still serves a lower seq after the put; `missing`: it serves nothing;
  * `newer`: it serves a higher seq than ours (this site's state dir was lost or copied).
  */
-export type ReadBack = 'ok' | 'older' | 'missing' | 'newer'
+/** What a read-back saw; 'unpublished': no put was made (the new seq could not be persisted). */
+export type ReadBack = 'ok' | 'older' | 'missing' | 'newer' | 'unpublished'
 
 export interface PublishResult {
   readonly seq: number
@@ -116,7 +117,19 @@ export class ProfilePublisher {
 
   private async putNow(content: ProfileContent): Promise<PublishResult> {
     clearTimeout(this.timer)
-    const seq = this.seq.next()
+    let seq: number
+    try {
+      seq = this.seq.next() // persisted before use: a seq is never handed out twice
+    } catch (err) {
+      // e.g. a full state disk: no new record until the seq can be stored; retried.
+      this.subscriptions = content.subscriptions
+      this.failures++
+      this.counters.inc('dht.put.seq_not_persisted')
+      const log = this.failures === 1 ? this.log.error.bind(this.log) : this.log.debug.bind(this.log)
+      log({ err: (err as Error).message }, 'profile not published: its new seq cannot be persisted; retrying')
+      this.schedule(this.backoff())
+      return { seq: this.seq.current, items: 0, nodes: 0, readBack: 'unpublished' }
+    }
     const items = encodeProfile(content, seq, this.identity)
     this.subscriptions = content.subscriptions
     this.items = items
@@ -132,8 +145,7 @@ export class ProfilePublisher {
     const readBack = await this.readBack(seq)
     const ok = nodes > 0 && readBack === 'ok'
     this.failures = ok ? 0 : this.failures + 1
-    const backoff = Math.min(this.retryMs * 2 ** Math.min(this.failures - 1, 20), this.maxRetryMs)
-    this.schedule(ok ? this.republishMs : backoff)
+    this.schedule(ok ? this.republishMs : this.backoff())
     if (ok) {
       this.log.info(
         { seq, items: items.length, nodes, subscriptions: content.subscriptions.length },
@@ -141,6 +153,11 @@ export class ProfilePublisher {
       )
     }
     return { seq, items: items.length, nodes, readBack }
+  }
+
+  /** The delay before the next try after `failures` failed ones. */
+  private backoff(): number {
+    return Math.min(this.retryMs * 2 ** Math.min(this.failures - 1, 20), this.maxRetryMs)
   }
 
   private async readBack(seq: number): Promise<ReadBack> {

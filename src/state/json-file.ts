@@ -1,4 +1,13 @@
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs'
+import {
+  closeSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeSync,
+} from 'node:fs'
 import { join } from 'node:path'
 import { BridgeError } from '../errors.js'
 
@@ -37,21 +46,29 @@ export class JsonStateFile<T> {
     }
   }
 
+  /** Throws STATE_ERROR naming the file (e.g. a full disk); the old document stays. */
   write(value: T): void {
     const tmp = `${this.path}.tmp-${process.pid}`
-    const fd = openSync(tmp, 'w', 0o600)
     try {
-      writeSync(fd, JSON.stringify(value))
-      fsyncSync(fd)
-    } finally {
-      closeSync(fd)
-    }
-    renameSync(tmp, this.path)
-    const dfd = openSync(this.dir, 'r')
-    try {
-      fsyncSync(dfd)
-    } finally {
-      closeSync(dfd)
+      const fd = openSync(tmp, 'w', 0o600)
+      try {
+        writeSync(fd, JSON.stringify(value))
+        fsyncSync(fd)
+      } finally {
+        closeSync(fd)
+      }
+      renameSync(tmp, this.path)
+      const dfd = openSync(this.dir, 'r')
+      try {
+        fsyncSync(dfd)
+      } finally {
+        closeSync(dfd)
+      }
+    } catch (err) {
+      rmSync(tmp, { force: true })
+      throw new BridgeError('STATE_ERROR', `cannot write ${this.path}: ${(err as Error).message}`, {
+        cause: err,
+      })
     }
   }
 }

@@ -70,13 +70,16 @@ export class BridgeStore {
         onCommitFailed: (err, jobs) => {
           this.commitFailures++
           this.counters.inc('store.commit_failed')
-          this.log.error({ err, jobs, path }, 'state database commit failed')
+          // Counted and logged at debug: each caller reports what the failure means for its
+          // data once (outbox appends: StalledAppends; dedupe ids: InboundDelivery), and a
+          // full disk would otherwise log one error per retry.
+          this.log.debug({ err, jobs, path }, 'state database commit failed')
           return stateError(`commit to ${path} failed`, err)
         },
         onSyncFailed: (err, jobs) => {
           // Committed but maybe not on disk: the callers do not acknowledge those writes.
           this.counters.inc('store.sync_failed')
-          this.log.error({ err, jobs, path }, 'state database fsync failed')
+          this.log.debug({ err, jobs, path }, 'state database fsync failed')
           return stateError(`fsync of ${path}-wal failed`, err)
         },
         onCallbackFailed: (err) => {

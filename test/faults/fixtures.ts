@@ -36,9 +36,13 @@ export const BROKER_CONF = 'max_queued_messages 100000\nlog_type subscribe'
  * Runs the test only where it can mean something. Without what it needs it is skipped with
  * the reason — except on CI (`CI=true`), where a missing prerequisite is a failure.
  */
-export function prerequisites(t: TestContext, needs: { mosquitto?: boolean; netns?: boolean }): boolean {
+export function prerequisites(
+  t: TestContext,
+  needs: { mosquitto?: boolean; netns?: boolean; root?: boolean },
+): boolean {
   const missing: string[] = []
   if (needs.mosquitto && !mosquittoAvailable()) missing.push('mosquitto is not installed')
+  if (needs.root && process.getuid?.() !== 0) missing.push('not root (the test mounts a filesystem)')
   if (needs.netns) {
     const s = netnsSupport()
     if (!s.ok) missing.push(s.reason)

@@ -24,6 +24,8 @@ function setup(t: import('node:test').TestContext, options: InboundOptions) {
   const acks: Array<{ ids: number[]; persisted: boolean[] }> = []
   const published: LocalMessage[] = []
   const counters = new Counters()
+  /** The next `failing` dedupe commits fail as a full disk would. */
+  const faults = { failing: 0 }
   const inbound = new InboundDelivery(
     {
       broker: {
@@ -42,6 +44,10 @@ function setup(t: import('node:test').TestContext, options: InboundOptions) {
         load: (origin) => dedupe.load(origin),
         add: (origin, ids) => {
           adds.push([...ids])
+          if (faults.failing > 0) {
+            faults.failing--
+            return Promise.reject(new Error('SQLITE_FULL: database or disk is full'))
+          }
           return dedupe.add(origin, ids)
         },
       },
@@ -50,7 +56,7 @@ function setup(t: import('node:test').TestContext, options: InboundOptions) {
   )
   inbound.setSubscriptions([{ filter: 'a/#', qos: 1 }])
   const ackCount = () => acks.reduce((n, a) => n + a.ids.length, 0)
-  return { store, inbound, adds, acks, published, counters, ackCount }
+  return { store, inbound, adds, acks, published, counters, ackCount, faults }
 }
 
 async function until(what: string, cond: () => boolean): Promise<void> {
@@ -104,15 +110,41 @@ describe('InboundDelivery acknowledgements', () => {
     assert.equal(s.counters.get('relay.in.duplicate'), 1)
   })
 
-  test('a failed dedupe commit is counted and the ids are still acked (delivered, never lost)', async (t) => {
-    const s = setup(t, { ackDelayMs: 0 })
+  test('a failed dedupe commit is not acked: it is retried with a backoff, and acked once committed', async (t) => {
+    const s = setup(t, { ackDelayMs: 0, persistRetryMinMs: 5, persistRetryMaxMs: 20 })
     s.inbound.receive(PEER_A, [publish(8)])
     await until('acked', () => s.ackCount() === 1)
-    s.store.close() // every later write rejects with STATE_ERROR
+    s.faults.failing = 3 // the next three commits fail (a full disk)
     s.inbound.receive(PEER_A, [publish(9)])
-    await until('acked', () => s.ackCount() === 2)
-    assert.equal(s.counters.get('dedupe.persist_failed'), 1)
-    assert.deepEqual(s.acks[1]?.ids, [9])
-    assert.equal(s.published.length, 2)
+    await until('three failed tries and a fourth that commits', () => s.adds.length === 5)
+    await until('acked after the commit', () => s.ackCount() === 2)
+    assert.deepEqual(s.acks[1], { ids: [9], persisted: [true] }, 'acked only once committed')
+    assert.equal(s.counters.get('dedupe.persist_failed'), 3)
+    assert.equal(s.published.length, 2, 'published once')
+  })
+
+  test('while a dedupe commit fails, a resent copy is neither published nor acked', async (t) => {
+    const s = setup(t, { ackDelayMs: 0, persistRetryMinMs: 50, persistRetryMaxMs: 50 })
+    s.faults.failing = 1
+    s.inbound.receive(PEER_A, [publish(10)])
+    await until('the first commit failed', () => s.counters.get('dedupe.persist_failed') === 1)
+    s.inbound.receive(PEER_A, [publish(10)]) // the sender resent it (e.g. after a reconnect)
+    await turn()
+    assert.equal(s.ackCount(), 0, 'nothing acked before the commit')
+    await until('acked once committed', () => s.ackCount() === 1)
+    assert.deepEqual(s.acks[0], { ids: [10], persisted: [true] })
+    assert.equal(s.published.length, 1)
+  })
+
+  test('close() stops the retries: what was not committed is never acked', async (t) => {
+    const s = setup(t, { ackDelayMs: 0, persistRetryMinMs: 20, persistRetryMaxMs: 20 })
+    s.faults.failing = 1_000
+    s.inbound.receive(PEER_A, [publish(11)])
+    await until('the commit failed', () => s.counters.get('dedupe.persist_failed') >= 1)
+    const drained = s.inbound.drain(5_000)
+    s.inbound.close()
+    await drained // close() releases what the drain waited for
+    assert.equal(s.inbound.retriesPending, 0, 'no retry left scheduled after close()')
+    assert.equal(s.ackCount(), 0)
   })
 })
