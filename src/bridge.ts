@@ -38,7 +38,14 @@ export interface BridgeTuning {
   readonly dht?: Partial<
     Pick<
       DhtServiceOptions,
-      'republishMs' | 'retryMs' | 'lookupMs' | 'announceMs' | 'refreshMs' | 'maxAgeMs' | 'rebootstrapMs'
+      | 'republishMs'
+      | 'retryMs'
+      | 'lookupMs'
+      | 'announceMs'
+      | 'refreshMs'
+      | 'maxAgeMs'
+      | 'rebootstrapMs'
+      | 'queryRateLimit'
     >
   >
   readonly link?: Partial<
