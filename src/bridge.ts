@@ -13,7 +13,7 @@ import type { DiscoveredPeer } from './dht/discovery.js'
 import { parseItems, serializeItems } from './dht/item-wire.js'
 import { DhtService, type DhtServiceOptions } from './dht/service.js'
 import { advertisedEndpoints } from './endpoints.js'
-import { BridgeError } from './errors.js'
+import { BridgeError, isBridgeError } from './errors.js'
 import { type Identity, loadIdentity } from './identity/identity.js'
 import { InFlight } from './in-flight.js'
 import type { Frame, PublishMessage } from './link/frames.js'
@@ -39,7 +39,14 @@ export interface BridgeTuning {
   readonly dht?: Partial<
     Pick<
       DhtServiceOptions,
-      'republishMs' | 'retryMs' | 'lookupMs' | 'announceMs' | 'refreshMs' | 'maxAgeMs' | 'rebootstrapMs'
+      | 'republishMs'
+      | 'retryMs'
+      | 'lookupMs'
+      | 'announceMs'
+      | 'refreshMs'
+      | 'maxAgeMs'
+      | 'rebootstrapMs'
+      | 'queryRateLimit'
     >
   >
   readonly link?: Partial<
@@ -647,7 +654,10 @@ export class Bridge extends EventEmitter<BridgeEvents> {
         this.log.debug({ peerKey: peer.slice(0, 7), reason: result.reason }, 'pushed profile rejected')
       }
     } catch (err) {
-      this.counters.inc('dht.record.invalid')
+      // parseItems: RECORD_TOO_LARGE for an oversize record, RECORD_INVALID for the rest.
+      this.counters.inc(
+        isBridgeError(err, 'RECORD_TOO_LARGE') ? 'dht.record.too_large' : 'dht.record.invalid',
+      )
       this.log.debug({ peerKey: peer.slice(0, 7), err: (err as Error).message }, 'pushed profile malformed')
     }
   }

@@ -286,6 +286,7 @@ export class EmbeddedAdapter extends AdapterEvents implements BrokerAdapter {
   private async syncOnce(): Promise<void> {
     const aedes = this.attached
     if (aedes === undefined) return // applied when the broker is back
+    this.ids.retain((f) => this.desired.has(f) || this.applied.get(f) !== undefined) // bounded memory
     const { subscribe, unsubscribe } = diffSubscriptions(this.desired, this.applied.qosMap())
     // After every await: if the broker restarted meanwhile, attach() reset our state and
     // queued a sync for the new instance; this one must not touch that state.
@@ -294,6 +295,7 @@ export class EmbeddedAdapter extends AdapterEvents implements BrokerAdapter {
       const handler = this.handlers.get(filter)
       this.handlers.delete(filter)
       this.applied.delete(filter)
+      if (!this.desired.has(filter)) this.ids.release(filter)
       if (handler !== undefined)
         await new Promise<void>((resolve) => aedes.unsubscribe(filter, handler, resolve))
     }

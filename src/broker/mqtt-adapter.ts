@@ -411,6 +411,21 @@ export class MqttAdapter extends AdapterEvents implements BrokerAdapter {
   }
 
   private async syncOnce(): Promise<void> {
+    try {
+      await this.syncNow()
+    } finally {
+      this.forgetUnusedIds()
+    }
+  }
+
+  /** Identifiers of filters neither wanted, held, nor being subscribed are freed (bounded memory). */
+  private forgetUnusedIds(): void {
+    const inFlight = new Set<string>()
+    for (const sent of this.sentSubscribes.values()) for (const s of sent) inFlight.add(s.filter)
+    this.ids.retain((f) => this.desired.has(f) || this.applied.get(f) !== undefined || inFlight.has(f))
+  }
+
+  private async syncNow(): Promise<void> {
     const client = this.client
     if (client === undefined || !client.connected) return // applied on the next CONNACK
     const current = this.resyncAll ? new Map<string, 0 | 1>() : this.applied.qosMap()

@@ -80,10 +80,19 @@ export class SubscriptionSet {
  * Stable subscription identifiers: derived from the filter (FNV-1a of its UTF-8 bytes), so a
  * restarted bridge resuming a persistent session reuses the identifiers its queued
  * messages carry. A collision with another filter probes to the next free value.
+ *
+ * Only the filters still in use keep an identifier: the adapter calls `retain` with what it
+ * still wants or holds, so peers whose filters change all day do not grow this map (it
+ * used to remember every filter ever subscribed: ~560,000 after an hour of churn).
  */
 export class SubscriptionIds {
   private readonly byFilter = new Map<string, number>()
   private readonly taken = new Set<number>()
+
+  /** Filters holding an identifier. */
+  get size(): number {
+    return this.byFilter.size
+  }
 
   idFor(filter: string): number {
     const known = this.byFilter.get(filter)
@@ -93,6 +102,27 @@ export class SubscriptionIds {
     this.byFilter.set(filter, id)
     this.taken.add(id)
     return id
+  }
+
+  /** Frees the identifier of a filter no longer subscribed nor wanted. */
+  release(filter: string): void {
+    const id = this.byFilter.get(filter)
+    if (id === undefined) return
+    this.byFilter.delete(filter)
+    this.taken.delete(id)
+  }
+
+  /**
+   * Frees the identifier of every filter for which `inUse` is false. Never pass a filter
+   * still subscribed (or with a SUBSCRIBE in flight): its identifier could be handed to
+   * another filter, and the broker's copies of both would look the same.
+   */
+  retain(inUse: (filter: string) => boolean): void {
+    for (const [filter, id] of this.byFilter) {
+      if (inUse(filter)) continue
+      this.byFilter.delete(filter)
+      this.taken.delete(id)
+    }
   }
 }
 

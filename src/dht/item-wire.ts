@@ -19,9 +19,11 @@ export function serializeItems(items: readonly SignedItem[]): Buffer {
   )
 }
 
-/** Throws RECORD_INVALID (or RECORD_TOO_LARGE for an oversize `v`) on anything malformed. */
+/** Throws RECORD_TOO_LARGE for an oversize `v` or buffer, RECORD_INVALID for anything else malformed. */
 export function parseItems(buf: Uint8Array): SignedItem[] {
-  if (buf.length > MAX_WIRE_BYTES) throw invalid(`${buf.length} bytes of items (max ${MAX_WIRE_BYTES})`)
+  if (buf.length > MAX_WIRE_BYTES) {
+    throw BridgeError.record('RECORD_TOO_LARGE', `${buf.length} bytes of items (max ${MAX_WIRE_BYTES})`)
+  }
   const list = decodeCanonical(buf)
   if (!Array.isArray(list) || list.length === 0 || list.length > MAX_WIRE_ITEMS) {
     throw invalid(`items must be a list of 1..${MAX_WIRE_ITEMS} dicts`)

@@ -17,7 +17,7 @@ import { type Logger, silentLogger } from '../log.js'
 import { Counters } from '../metrics.js'
 import { decodeCanonical, isBytes, withBuffers } from './bencode-value.js'
 import { itemTarget, parseEndpoint, type SignedItem, verifyItem } from './records.js'
-import { GuardedUdpSocket } from './udp-guard.js'
+import { GuardedUdpSocket, type QueryRateLimit } from './udp-guard.js'
 import { VerifyCache } from './verify-cache.js'
 
 /** k-rpc's defaults: what `bootstrap: undefined` means (the public Mainline routers). */
@@ -45,6 +45,11 @@ export interface DhtNodeOptions {
   rebootstrapMs?: number
   /** KRPC query timeout (default 2000 ms, k-rpc's; a dead node costs this much per lookup). */
   queryTimeoutMs?: number
+  /**
+   * Queries answered per source address (default DEFAULT_QUERY_RATE_LIMIT, udp-guard.ts).
+   * Tests raise it: there every node and site shares 127.0.0.1.
+   */
+  queryRateLimit?: QueryRateLimit
 }
 
 export interface DhtNodeDeps {
@@ -87,7 +92,10 @@ export class DhtNode implements DhtNodeLike {
       if (addr === null) throw new BridgeError('DHT_ERROR', `bootstrap "${s}" is not host:port`)
       return addr
     })
-    const socket = new GuardedUdpSocket({ counters: this.counters, log: this.log })
+    const socket = new GuardedUdpSocket(
+      { counters: this.counters, log: this.log },
+      { queryRateLimit: options.queryRateLimit },
+    )
     this.dht = new DHT({
       bootstrap: options.bootstrap === undefined ? undefined : this.bootstrap.map((a) => ({ ...a })),
       maxAge: options.maxAgeMs ?? DEFAULT_MAX_AGE_MS,

@@ -17,6 +17,7 @@ import {
 import { DhtNode, type PeerAddress } from './node.js'
 import { ProfilePublisher, type PublishResult } from './profile.js'
 import type { ProfileSubscription, SignedItem } from './records.js'
+import type { QueryRateLimit } from './udp-guard.js'
 
 export interface DhtServiceDeps {
   identity: Identity
@@ -52,6 +53,8 @@ export interface DhtServiceOptions {
   maxAgeMs?: number
   rebootstrapMs?: number
   queryTimeoutMs?: number
+  /** Queries answered per source address (default: udp-guard.ts DEFAULT_QUERY_RATE_LIMIT). */
+  queryRateLimit?: QueryRateLimit
 }
 
 export class DhtService extends EventEmitter<DiscoveryEvents> {
@@ -77,6 +80,7 @@ export class DhtService extends EventEmitter<DiscoveryEvents> {
         maxAgeMs: options.maxAgeMs,
         rebootstrapMs: options.rebootstrapMs,
         queryTimeoutMs: options.queryTimeoutMs,
+        queryRateLimit: options.queryRateLimit,
       },
     )
     this.publisher = new ProfilePublisher(

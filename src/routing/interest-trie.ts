@@ -35,6 +35,7 @@ export class InterestTrie<K, V = undefined> {
   private readonly byKey = new Map<K, Map<string, TrieNode<K, V>>>()
   private readonly limits: TopicLimits | undefined
   private count = 0
+  private filters = 0
 
   constructor(options: InterestTrieOptions = {}) {
     this.limits = options.limits
@@ -50,6 +51,34 @@ export class InterestTrie<K, V = undefined> {
     return this.byKey.size
   }
 
+  /** Number of distinct filters held (by one key or more). */
+  get filterCount(): number {
+    return this.filters
+  }
+
+  /** Nodes of the trie, the root included (1 when empty: emptied branches are pruned). O(nodes). */
+  nodeCount(): number {
+    let n = 0
+    const stack: TrieNode<K, V>[] = [this.root]
+    for (let node = stack.pop(); node; node = stack.pop()) {
+      n++
+      if (node.children) for (const c of node.children.values()) stack.push(c)
+      if (node.plus) stack.push(node.plus)
+      if (node.hash) stack.push(node.hash)
+    }
+    return n
+  }
+
+  /** How many keys hold exactly `filter` (0 for an invalid filter). */
+  holders(filter: string): number {
+    let node: TrieNode<K, V> | undefined = this.root
+    for (const level of filter.split('/')) {
+      if (node === undefined) return 0
+      node = level === '+' ? node.plus : level === '#' ? node.hash : node.children?.get(level)
+    }
+    return node?.subs?.size ?? 0
+  }
+
   /**
    * Adds `filter` for `key` (or replaces its value). Returns true if the pair is new.
    * Throws BridgeError TOPIC_INVALID if the filter is not a valid filter within the limits.
@@ -60,7 +89,10 @@ export class InterestTrie<K, V = undefined> {
     let node = this.root
     for (const level of filter.split('/')) node = child(node, level)
     node.filter = filter
-    node.subs ??= new Map()
+    if (node.subs === undefined) {
+      node.subs = new Map()
+      this.filters++
+    }
     const isNew = !node.subs.has(key)
     node.subs.set(key, value)
     if (isNew) {
@@ -163,7 +195,10 @@ export class InterestTrie<K, V = undefined> {
   private detach(node: TrieNode<K, V>, key: K): void {
     if (!node.subs?.delete(key)) return
     this.count--
-    if (node.subs.size === 0) node.subs = undefined
+    if (node.subs.size === 0) {
+      node.subs = undefined
+      this.filters--
+    }
     let n: TrieNode<K, V> | undefined = node
     while (n?.parent && isEmpty(n)) {
       const parent: TrieNode<K, V> = n.parent

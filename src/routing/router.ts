@@ -36,6 +36,11 @@ export interface InterestChange {
   readonly qosChanged: string[]
   /** Filters refused (invalid, over the limits, or starting with `$`), with the problem. */
   readonly rejected: { readonly filter: string; readonly problem: string }[]
+  /**
+   * Valid filters ignored because the peer is over MAX_FILTERS_PER_PEER or the site over
+   * MAX_DISTINCT_FILTERS (the last ones of the profile, in its order).
+   */
+  readonly overLimit: number
 }
 
 export interface RouterDeps {
@@ -52,10 +57,31 @@ export interface RouterOptions {
    * any change of interests or ACLs forgets every remembered route.
    */
   readonly routeCacheSize?: number
+  /** Default MAX_FILTERS_PER_PEER. */
+  readonly maxFiltersPerPeer?: number
+  /** Default MAX_DISTINCT_FILTERS. */
+  readonly maxDistinctFilters?: number
 }
+
+/**
+ * Filters taken from one peer. Each filter becomes a subscription on the local broker and
+ * a branch of the trie, so a peer must not get to choose how many. A profile record holds
+ * ~500 typical filters (main + 16 extra records of 1,000 bytes, records.ts) and at most
+ * ~3,000 very short ones; a real site wants tens. 1,024 leaves room for every sensible
+ * profile and caps what one peer's churn can cost per profile.
+ */
+export const MAX_FILTERS_PER_PEER = 1_024
+/**
+ * Distinct filters across all peers (what the local broker is subscribed to). 16 peers at
+ * the per-peer limit; with more peers, the ones that would push the site past it get only
+ * what still fits (filters other peers already hold cost nothing).
+ */
+export const MAX_DISTINCT_FILTERS = 16_384
 
 /** Counter bumped once per remote filter refused by setPeerInterests. */
 export const COUNTER_FILTER_REJECTED = 'routing.rejected.remote_filter'
+/** Counter bumped once per valid remote filter ignored for being over a limit above. */
+export const COUNTER_PEER_FILTERS_OVER_LIMIT = 'routing.peer_filters.over_limit'
 
 /**
  * Whether an ACL (a list of topic filters; `undefined` means `['#']`) lets `topic` through.
@@ -75,6 +101,8 @@ export class Router<PeerId extends string> {
   private readonly limits: TopicLimits | undefined
   private readonly routeCache = new Map<string, readonly RouteTarget<PeerId>[]>()
   private readonly routeCacheSize: number
+  private readonly maxFiltersPerPeer: number
+  private readonly maxDistinctFilters: number
   /** Scratch for route(): peer → max qos, cleared after each call. */
   private readonly scratch = new Map<PeerId, Qos>()
   private readonly collect = (peer: PeerId, qos: Qos): void => {
@@ -87,6 +115,8 @@ export class Router<PeerId extends string> {
     this.log = deps.logger ?? silentLogger
     this.limits = options.limits
     this.routeCacheSize = options.routeCacheSize ?? 10_000
+    this.maxFiltersPerPeer = options.maxFiltersPerPeer ?? MAX_FILTERS_PER_PEER
+    this.maxDistinctFilters = options.maxDistinctFilters ?? MAX_DISTINCT_FILTERS
     this.trie = new InterestTrie<PeerId, Qos>({ limits: this.limits })
   }
 
@@ -95,7 +125,31 @@ export class Router<PeerId extends string> {
     return this.trie.keyCount
   }
 
-  /** Replaces `peer`'s remote subscriptions. Invalid filters are skipped, counted and reported. */
+  /** Distinct filters held across all peers. */
+  get filterCount(): number {
+    return this.trie.filterCount
+  }
+
+  /** Nodes of the interest trie (1 when no peer holds a filter). */
+  trieNodeCount(): number {
+    return this.trie.nodeCount()
+  }
+
+  /** Topics whose route is remembered. */
+  get routeCacheEntries(): number {
+    return this.routeCache.size
+  }
+
+  /** Peers with an export ACL set. */
+  get aclCount(): number {
+    return this.acls.size
+  }
+
+  /**
+   * Replaces `peer`'s remote subscriptions. Invalid filters are skipped, counted and
+   * reported; valid ones past MAX_FILTERS_PER_PEER or MAX_DISTINCT_FILTERS (the last ones,
+   * in the order given) are ignored, counted and reported.
+   */
   setPeerInterests(peer: PeerId, subs: readonly RemoteSubscription[]): InterestChange {
     this.routeCache.clear()
     const wanted = new Map<string, Qos>()
@@ -116,6 +170,20 @@ export class Router<PeerId extends string> {
         'remote filters rejected',
       )
     }
+    const overLimit = this.enforceLimits(peer, wanted)
+    if (overLimit > 0) {
+      this.counters?.inc(COUNTER_PEER_FILTERS_OVER_LIMIT, overLimit)
+      this.log.warn(
+        {
+          peer,
+          ignored: overLimit,
+          kept: wanted.size,
+          maxPerPeer: this.maxFiltersPerPeer,
+          maxDistinct: this.maxDistinctFilters,
+        },
+        'remote filters over the limit ignored',
+      )
+    }
     const removed: string[] = []
     for (const filter of this.trie.filtersOf(peer)) {
       if (!wanted.has(filter)) {
@@ -132,7 +200,32 @@ export class Router<PeerId extends string> {
       if (prev === undefined) added.push(filter)
       else qosChanged.push(filter)
     }
-    return { added, removed, qosChanged, rejected }
+    return { added, removed, qosChanged, rejected, overLimit }
+  }
+
+  /**
+   * Cuts `wanted` (in its order) to what `peer` may hold: the first maxFiltersPerPeer, and
+   * of those only what keeps the distinct filters of all peers within maxDistinctFilters.
+   * Answers how many were cut.
+   */
+  private enforceLimits(peer: PeerId, wanted: Map<string, Qos>): number {
+    let cut = 0
+    // Distinct filters held by the other peers: the peer's own ones are being replaced.
+    let distinct = this.trie.filterCount
+    for (const f of this.trie.filtersOf(peer)) if (this.trie.holders(f) === 1) distinct--
+    let kept = 0
+    for (const filter of wanted.keys()) {
+      const mine = this.trie.get(filter, peer) !== undefined
+      const heldByOthers = this.trie.holders(filter) > (mine ? 1 : 0)
+      if (kept >= this.maxFiltersPerPeer || (!heldByOthers && distinct >= this.maxDistinctFilters)) {
+        wanted.delete(filter)
+        cut++
+        continue
+      }
+      kept++
+      if (!heldByOthers) distinct++
+    }
+    return cut
   }
 
   /** The peer's current subscriptions. */

@@ -44,6 +44,7 @@ export async function startDhtTestnet(
     host: '127.0.0.1',
     maxAgeMs: options.maxAgeMs,
     queryTimeoutMs: options.queryTimeoutMs ?? FAST_TIMERS.queryTimeoutMs,
+    queryRateLimit: LOOPBACK_QUERY_RATE_LIMIT,
   }
   const first = new DhtNode({}, { ...common, port: options.port ?? 0, bootstrap: [] })
   nodes.push(first)
@@ -78,6 +79,13 @@ export interface DhtSiteSpec extends Partial<DhtServiceOptions> {
   counters?: Counters
 }
 
+/**
+ * The per-source DHT query limit of test nodes and sites. In a testnet every node and site
+ * sends from 127.0.0.1, so the production limit (udp-guard.ts, per source address) would
+ * throttle the whole testnet as if it were one host; tests of the limit itself use the default.
+ */
+export const LOOPBACK_QUERY_RATE_LIMIT = { perSecond: 1_000_000, burst: 1_000_000 } as const
+
 /** Short intervals suitable for tests; every one can be overridden through the spec. */
 export const FAST_TIMERS = {
   republishMs: 60_000,
@@ -105,6 +113,7 @@ export function createDhtSite(t: TestContext, spec: DhtSiteSpec): DhtService {
       swarm: 'test-swarm',
       endpoints: [`127.0.0.1:${linkPort}`],
       ...FAST_TIMERS,
+      queryRateLimit: LOOPBACK_QUERY_RATE_LIMIT,
       ...options,
       linkPort,
     },

@@ -13,7 +13,7 @@ import { parseConfig } from '../../src/config/load.js'
 import { identityFromSeed } from '../../src/identity/identity.js'
 import { Counters } from '../../src/metrics.js'
 import { topicMatches } from '../../src/routing/topic.js'
-import { FAST_TIMERS, startDhtTestnet, waitFor } from './dht-testnet.js'
+import { FAST_TIMERS, LOOPBACK_QUERY_RATE_LIMIT, startDhtTestnet, waitFor } from './dht-testnet.js'
 import { freePort, type MosquittoInstance, startMosquitto } from './mosquitto.js'
 
 export { waitFor } from './dht-testnet.js'
@@ -70,7 +70,7 @@ export interface Testnet {
 
 /** Fast timers for tests (every production default is minutes). */
 export const TEST_TUNING: BridgeTuning = {
-  dht: { ...FAST_TIMERS },
+  dht: { ...FAST_TIMERS, queryRateLimit: LOOPBACK_QUERY_RATE_LIMIT },
   link: { backoff: { minMs: 50, maxMs: 500 }, keepaliveIntervalMs: 1000, keepaliveTimeoutMs: 3000 },
   brokerReconnect: { minMs: 20, maxMs: 200 },
 }

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { createSocket, type Socket } from 'node:dgram'
-import { test } from 'node:test'
+import { type TestContext, test } from 'node:test'
 import bencode from 'bencode'
 import { DhtNode } from '../../../src/dht/node.js'
 import {
@@ -10,8 +10,9 @@ import {
   type SignedItem,
   signableBytes,
 } from '../../../src/dht/records.js'
+import { QUERY_BURST_PER_SOURCE, QUERY_RATE_PER_SOURCE } from '../../../src/dht/udp-guard.js'
 import { Counters } from '../../../src/metrics.js'
-import { seedIdentity } from '../../helpers/dht-testnet.js'
+import { seedIdentity, waitFor } from '../../helpers/dht-testnet.js'
 
 const ALICE = seedIdentity(0xa1)
 const MALLORY = seedIdentity(0x66)
@@ -110,4 +111,89 @@ test('hostile KRPC puts do not crash the node and are not stored', async (t) => 
   assert.equal(Buffer.from(ok.y as Uint8Array).toString(), 'r')
   const stored = await krpc.query('get', { id, target })
   assert.equal((stored.r as Record<string, unknown>).seq, 100)
+})
+
+/** A UDP socket on a loopback address, closed after the test. */
+async function udpOn(t: TestContext, address: string): Promise<Socket> {
+  const socket = createSocket('udp4')
+  t.after(() => socket.close())
+  await new Promise<void>((resolve) => socket.bind(0, address, resolve))
+  return socket
+}
+
+test('one source flooding queries is answered only up to its rate; another still is', async (t) => {
+  const counters = new Counters()
+  const node = new DhtNode({ counters }, { host: '127.0.0.1', bootstrap: [] }) // production limits
+  t.after(() => node.close())
+  await node.whenListening()
+  const port = node.address().port
+  const id = Buffer.alloc(20, 7)
+
+  // Another host (127.0.0.2) stores a record of nearly 1,000 bytes: the best a `get` can reflect.
+  const other = new RawKrpc(await udpOn(t, '127.0.0.2'), port)
+  const salt = Buffer.from('pad')
+  const target = itemTarget(ALICE.publicKey, salt)
+  const got = await other.query('get', { id, target })
+  const token = (got.r as Record<string, unknown>).token as Uint8Array
+  const v = Buffer.alloc(990, 0x61)
+  const sig = ALICE.sign(signableBytes(salt, 1, Buffer.from(bencode.encode(v))))
+  const put = await other.query('put', { id, token, k: ALICE.publicKey, salt, seq: 1, v, sig })
+  assert.equal(Buffer.from(put.y as Uint8Array).toString(), 'r', 'the record is stored')
+
+  // The flooder (127.0.0.1): 10,000 gets of that record, 100 at a time, each batch sent only
+  // once the node has dealt with the previous one (answered or dropped), so none is lost in
+  // the kernel and every one is accounted for.
+  const flooder = await udpOn(t, '127.0.0.1')
+  let answered = 0
+  let bytesOut = 0
+  flooder.on('message', (buf) => {
+    answered++
+    bytesOut += buf.length
+  })
+  const TOTAL = 10_000
+  let sent = 0
+  let bytesIn = 0
+  const started = performance.now()
+  while (sent < TOTAL) {
+    for (let i = 0; i < 100; i++, sent++) {
+      const tid = Buffer.alloc(4)
+      tid.writeUInt32BE(sent)
+      const q = Buffer.from(bencode.encode({ t: tid, y: 'q', q: 'get', a: { id, target } }))
+      bytesIn += q.length
+      flooder.send(q, port, '127.0.0.1')
+    }
+    await waitFor(() => answered + counters.get('dht.query.rate_limited') === sent, {
+      what: `the node to deal with ${sent} queries`,
+      intervalMs: 2,
+    })
+  }
+  const seconds = (performance.now() - started) / 1000
+  const allowance = QUERY_BURST_PER_SOURCE + Math.ceil(QUERY_RATE_PER_SOURCE * seconds)
+  t.diagnostic(`${TOTAL} queries in ${seconds.toFixed(1)} s: ${answered} answered, ${bytesOut} bytes out`)
+  assert.ok(answered >= QUERY_BURST_PER_SOURCE, `the first ${QUERY_BURST_PER_SOURCE} are answered`)
+  assert.ok(answered <= allowance, `${answered} answered, allowance ${allowance}`)
+  assert.equal(counters.get('dht.query.rate_limited'), TOTAL - answered)
+  // Each answer carries the 990-byte record (~11x the query), but only so many go out.
+  assert.ok(bytesOut <= allowance * 1300, `${bytesOut} bytes out`)
+  assert.ok(bytesOut < bytesIn / 5, `${bytesOut} bytes out for ${bytesIn} in`)
+
+  // The other host is still answered; the flooder, at once again, is not.
+  const pong = await other.query('ping', { id })
+  assert.equal(Buffer.from(pong.y as Uint8Array).toString(), 'r')
+  const limited = counters.get('dht.query.rate_limited')
+  const before = answered
+  for (let i = 0; i < 20; i++) {
+    flooder.send(
+      Buffer.from(bencode.encode({ t: Buffer.from([i]), y: 'q', q: 'ping', a: { id } })),
+      port,
+      '127.0.0.1',
+    )
+  }
+  await waitFor(() => counters.get('dht.query.rate_limited') + answered - before === limited + 20, {
+    what: 'the 20 pings dealt with',
+  })
+  assert.ok(
+    answered - before <=
+      1 + Math.ceil(QUERY_RATE_PER_SOURCE * ((performance.now() - started) / 1000 - seconds)),
+  )
 })

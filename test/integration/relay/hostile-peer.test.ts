@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
+import { MAX_WIRE_BYTES, serializeItems } from '../../../src/dht/item-wire.js'
+import { encodeProfile, PROFILE_SALT, type SignedItem, signItem } from '../../../src/dht/records.js'
 import { identityFromSeed } from '../../../src/identity/identity.js'
 import { LinkManager } from '../../../src/link/link-manager.js'
 import { Counters } from '../../../src/metrics.js'
@@ -66,6 +68,49 @@ for (const variant of brokerVariants()) {
       for (const [reason, n] of expected) {
         assert.equal(bob.counters.get(`relay.in.dropped.${reason}`), n, `relay.in.dropped.${reason}`)
       }
+      assert.equal(bob.bridge.status.state, 'running')
+    })
+
+    test('a pushed record over 1,000 bytes is counted too_large, a malformed one invalid', async (t) => {
+      const net = await startTestnet(t, {
+        broker: variant.name,
+        sites: [{ name: 'bob' }, { name: 'mallory', seedByte: 66, deferStart: true }],
+      })
+      const bob = net.site('bob')
+      const identity = identityFromSeed(Buffer.alloc(32, 66))
+      const mallory = new LinkManager(
+        { identity, counters: new Counters() },
+        { listenHost: '127.0.0.1', allowList: () => new Set([bob.publicKeyHex]) },
+      )
+      t.after(() => mallory.close())
+      await mallory.listen()
+      const up = new Promise<void>((resolve) => mallory.once('up', () => resolve()))
+      mallory.connect(bob.publicKeyHex, [`127.0.0.1:${bob.bridge.linkPort}`])
+      await up
+      const profile = (seq: number, v?: Buffer) => {
+        const [main] = encodeProfile(
+          { name: 'mallory', endpoints: [], subscriptions: [{ filter: 'x/#', qos: 1 }] },
+          seq,
+          identity,
+        ) as [SignedItem]
+        const item = v === undefined ? main : signItem(identity, PROFILE_SALT, seq, v)
+        return serializeItems([item])
+      }
+      const push = (record: Buffer) => mallory.send(bob.publicKeyHex, { type: 'PROFILE', records: [record] })
+      // Validly signed by mallory's (allow-listed) key, but a `v` of 1,004 and 3,000 bytes.
+      push(
+        profile(
+          10,
+          Buffer.concat([Buffer.from('d3:pad'), Buffer.from('993:'), Buffer.alloc(993), Buffer.from('e')]),
+        ),
+      )
+      push(profile(11, Buffer.alloc(3000, 0x61)))
+      push(Buffer.alloc(MAX_WIRE_BYTES + 1)) // a whole record larger than any profile
+      push(Buffer.from('not bencode')) // malformed: invalid
+      push(profile(12)) // a good one last: once accepted, all were processed
+      await waitFor(() => bob.counters.get('dht.record.accepted') >= 1, { what: 'the good profile at bob' })
+      assert.equal(bob.counters.get('dht.record.too_large'), 3)
+      assert.equal(bob.counters.get('dht.record.invalid'), 1)
       assert.equal(bob.bridge.status.state, 'running')
     })
   })

@@ -163,4 +163,37 @@ describe('SubscriptionIds', () => {
     const other = new SubscriptionIds()
     assert.equal(other.idFor('sensor/8256/#'), 183572226)
   })
+
+  test('identifiers of filters no longer in use are freed (bounded under churn)', () => {
+    const ids = new SubscriptionIds()
+    const keep = new Set(['k/1', 'k/2'])
+    const kept = [...keep].map((f) => ids.idFor(f))
+    for (let round = 0; round < 50; round++) {
+      const wanted = new Set([...keep, ...Array.from({ length: 1000 }, (_, i) => `r${round}/${i}/#`)])
+      for (const f of wanted) ids.idFor(f)
+      ids.retain((f) => wanted.has(f))
+      assert.equal(ids.size, wanted.size)
+    }
+    ids.retain((f) => keep.has(f))
+    assert.equal(ids.size, 2)
+    assert.deepEqual(
+      [...keep].map((f) => ids.idFor(f)),
+      kept,
+      'filters still in use keep their identifiers',
+    )
+    ids.release('k/1')
+    ids.release('never/seen')
+    assert.equal(ids.size, 1)
+  })
+
+  test('a freed identifier goes back to its own filter; a held one is never shared', () => {
+    const ids = new SubscriptionIds()
+    assert.equal(ids.idFor('sensor/7804/#'), 183572226)
+    assert.equal(ids.idFor('sensor/8256/#'), 183572227)
+    ids.release('sensor/7804/#')
+    // 183572226 is free again, 183572227 still held.
+    assert.equal(ids.idFor('sensor/7804/#'), 183572226)
+    ids.retain((f) => f === 'sensor/7804/#')
+    assert.equal(ids.idFor('sensor/8256/#'), 183572227, 'probes past the held identifier')
+  })
 })

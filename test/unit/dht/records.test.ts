@@ -3,7 +3,7 @@ import { createPublicKey, verify as cryptoVerify } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { describe, test } from 'node:test'
 import bencode from 'bencode'
-import { parseItems, serializeItems } from '../../../src/dht/item-wire.js'
+import { MAX_WIRE_BYTES, parseItems, serializeItems } from '../../../src/dht/item-wire.js'
 import {
   decodeProfile,
   encodeProfile,
@@ -346,6 +346,11 @@ describe('wire form', () => {
     {
       name: 'v over 1000 bytes',
       buf: () => Buffer.from(bencode.encode([{ ...item, v: Buffer.alloc(1001) }])),
+      code: 'RECORD_TOO_LARGE',
+    },
+    {
+      name: 'a buffer over MAX_WIRE_BYTES',
+      buf: () => Buffer.concat([serializeItems(items), Buffer.alloc(MAX_WIRE_BYTES)]),
       code: 'RECORD_TOO_LARGE',
     },
     {

@@ -1,7 +1,13 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import bencode from 'bencode'
-import { screenDatagram } from '../../../src/dht/udp-guard.js'
+import {
+  MAX_RATE_SOURCES,
+  QUERY_BURST_PER_SOURCE,
+  QUERY_RATE_PER_SOURCE,
+  SourceRateLimiter,
+  screenDatagram,
+} from '../../../src/dht/udp-guard.js'
 
 const id = Buffer.alloc(20, 1)
 const t = Buffer.from('aa')
@@ -110,4 +116,51 @@ describe('screenDatagram', () => {
       if (got?.reply) assert.deepEqual(Buffer.from(got.reply.t), t)
     })
   }
+})
+
+describe('SourceRateLimiter', () => {
+  test('a burst per source, then the sustained rate; other sources have their own bucket', () => {
+    let now = 0
+    const limiter = new SourceRateLimiter({ perSecond: 10, burst: 5 }, () => now)
+    const take = (source: string, n: number) => {
+      let ok = 0
+      for (let i = 0; i < n; i++) if (limiter.take(source)) ok++
+      return ok
+    }
+    assert.equal(take('10.0.0.1', 100), 5)
+    assert.equal(take('10.0.0.2', 100), 5, 'another source is not held back')
+    now += 1000 // ten tokens' worth, capped at the burst
+    assert.equal(take('10.0.0.1', 100), 5)
+    now += 250
+    assert.equal(take('10.0.0.1', 100), 2)
+    now += 40 // 0.5 left + 0.4
+    assert.equal(take('10.0.0.1', 100), 0, 'part of a token is not a query')
+    now += 60
+    assert.equal(take('10.0.0.1', 100), 1)
+  })
+
+  test('the table of sources is bounded, least recently seen forgotten first', () => {
+    const limiter = new SourceRateLimiter({ perSecond: 1, burst: 2, maxSources: 100 }, () => 0)
+    assert.equal(limiter.take('keep'), true)
+    assert.equal(limiter.take('keep'), true)
+    for (let i = 0; i < 10_000; i++) {
+      limiter.take(`10.0.${i >> 8}.${i & 255}`)
+      if (i % 50 === 0) assert.equal(limiter.take('keep'), false, 'a recently seen source keeps its bucket')
+      assert.ok(limiter.size <= 100)
+    }
+    assert.equal(limiter.size, 100)
+  })
+
+  test(`production numbers: ${QUERY_BURST_PER_SOURCE} at once, ${QUERY_RATE_PER_SOURCE}/s after`, () => {
+    let now = 0
+    const limiter = new SourceRateLimiter(undefined, () => now)
+    let ok = 0
+    for (let i = 0; i < 10_000; i++) if (limiter.take('192.0.2.1')) ok++
+    assert.equal(ok, QUERY_BURST_PER_SOURCE)
+    now += 10_000
+    ok = 0
+    for (let i = 0; i < 10_000; i++) if (limiter.take('192.0.2.1')) ok++
+    assert.equal(ok, Math.min(QUERY_BURST_PER_SOURCE, 10 * QUERY_RATE_PER_SOURCE))
+    assert.ok(MAX_RATE_SOURCES >= 1000)
+  })
 })

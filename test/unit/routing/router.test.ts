@@ -2,7 +2,14 @@ import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import { isBridgeError } from '../../../src/errors.js'
 import { Counters } from '../../../src/metrics.js'
-import { allowed, COUNTER_FILTER_REJECTED, Router, type RouteTarget } from '../../../src/routing/router.js'
+import {
+  allowed,
+  COUNTER_FILTER_REJECTED,
+  COUNTER_PEER_FILTERS_OVER_LIMIT,
+  MAX_FILTERS_PER_PEER,
+  Router,
+  type RouteTarget,
+} from '../../../src/routing/router.js'
 
 type Peer = 'alice' | 'bob' | 'carol'
 
@@ -156,13 +163,19 @@ describe('Router.setPeerInterests', () => {
       { filter: 'b', qos: 0 },
       { filter: 'c', qos: 1 },
     ])
-    assert.deepEqual(first, { added: ['a', 'b', 'c'], removed: [], qosChanged: [], rejected: [] })
+    assert.deepEqual(first, {
+      added: ['a', 'b', 'c'],
+      removed: [],
+      qosChanged: [],
+      rejected: [],
+      overLimit: 0,
+    })
     const second = r.setPeerInterests('alice', [
       { filter: 'b', qos: 1 },
       { filter: 'c', qos: 1 },
       { filter: 'd', qos: 0 },
     ])
-    assert.deepEqual(second, { added: ['d'], removed: ['a'], qosChanged: ['b'], rejected: [] })
+    assert.deepEqual(second, { added: ['d'], removed: ['a'], qosChanged: ['b'], rejected: [], overLimit: 0 })
     assert.deepEqual(r.interestsOf('alice'), [
       { filter: 'b', qos: 1 },
       { filter: 'c', qos: 1 },
@@ -257,5 +270,94 @@ describe('Router.localFilters', () => {
 
   test('empty router → no local subscriptions', () => {
     assert.equal(new Router<Peer>().localFilters().size, 0)
+  })
+})
+
+describe('Router memory under churn', () => {
+  /** `n` distinct filters of round `round`: literals, `+` and `#` at several depths. */
+  function filters(round: number, n: number): { filter: string; qos: 0 | 1 }[] {
+    return Array.from({ length: n }, (_, i) => {
+      const shape = i % 3
+      const filter =
+        shape === 0 ? `r${round}/s${i}/temp` : shape === 1 ? `r${round}/+/s${i}/+` : `r${round}/x${i}/#`
+      return { filter, qos: (i % 2) as 0 | 1 }
+    })
+  }
+
+  test('every per-filter and per-peer structure is back to its initial size', () => {
+    const r = new Router<Peer>()
+    r.setPeerAcl('carol', ['#'])
+    const initial = { nodes: r.trieNodeCount(), acls: r.aclCount }
+    assert.deepEqual(initial, { nodes: 1, acls: 1 })
+    for (let round = 0; round < 20; round++) {
+      r.setPeerInterests('alice', filters(round, 500))
+      r.setPeerInterests('bob', filters(round + 1, 300))
+      for (let i = 0; i < 50; i++) r.route(`r${round}/s${i}/temp`)
+      assert.ok(r.localFilters().size >= 500)
+    }
+    assert.ok(r.filterCount > 0 && r.trieNodeCount() > 1000)
+    r.setPeerInterests('alice', [])
+    r.setPeerInterests('bob', filters(99, 10))
+    r.removePeer('bob')
+    assert.equal(r.peerCount, 0)
+    assert.equal(r.filterCount, 0)
+    assert.equal(r.trieNodeCount(), initial.nodes)
+    assert.equal(r.routeCacheEntries, 0)
+    assert.equal(r.localFilters().size, 0)
+    assert.deepEqual(r.interestsOf('alice'), [])
+    // Config ACLs stay (one per configured peer); a removed peer's ACL goes.
+    assert.equal(r.aclCount, initial.acls)
+    r.removePeer('carol')
+    assert.equal(r.aclCount, 0)
+  })
+})
+
+describe('Router filter limits', () => {
+  test(`a peer gets its first ${MAX_FILTERS_PER_PEER} filters, the rest is counted`, () => {
+    const counters = new Counters()
+    const r = new Router<Peer>({ counters })
+    const subs = Array.from({ length: MAX_FILTERS_PER_PEER + 100 }, (_, i) => ({
+      filter: `f/${i}`,
+      qos: 1 as const,
+    }))
+    const change = r.setPeerInterests('alice', subs)
+    assert.equal(change.overLimit, 100)
+    assert.equal(change.added.length, MAX_FILTERS_PER_PEER)
+    assert.equal(counters.get(COUNTER_PEER_FILTERS_OVER_LIMIT), 100)
+    assert.deepEqual(
+      r.interestsOf('alice').map((s) => s.filter),
+      subs.slice(0, MAX_FILTERS_PER_PEER).map((s) => s.filter),
+    )
+    assert.equal(r.route(`f/${MAX_FILTERS_PER_PEER - 1}`).length, 1)
+    assert.equal(r.route(`f/${MAX_FILTERS_PER_PEER}`).length, 0)
+    // The same profile again: same cut, counted again, nothing changes.
+    const again = r.setPeerInterests('alice', subs)
+    assert.deepEqual([again.added, again.removed, again.overLimit], [[], [], 100])
+    assert.equal(counters.get(COUNTER_PEER_FILTERS_OVER_LIMIT), 200)
+  })
+
+  test('the distinct filters of all peers stay within the site limit; shared ones cost nothing', () => {
+    const counters = new Counters()
+    const r = new Router<Peer>({ counters }, { maxDistinctFilters: 10 })
+    const subs = (names: string[]) => names.map((filter) => ({ filter, qos: 1 as const }))
+    r.setPeerInterests('alice', subs(['a1', 'a2', 'a3', 'a4', 'a5', 'a6', 's1', 's2']))
+    assert.equal(r.filterCount, 8)
+    // bob: two filters alice holds (free), then new ones: only two more fit.
+    const bob = r.setPeerInterests('bob', subs(['b1', 's1', 'b2', 's2', 'b3', 'b4']))
+    assert.equal(bob.overLimit, 2)
+    assert.deepEqual(
+      r.interestsOf('bob').map((s) => s.filter),
+      ['b1', 's1', 'b2', 's2'],
+    )
+    assert.equal(r.filterCount, 10)
+    assert.equal(counters.get(COUNTER_PEER_FILTERS_OVER_LIMIT), 2)
+    // alice replacing her set is measured without her old filters.
+    const alice = r.setPeerInterests('alice', subs(['c1', 'c2', 'c3', 'c4', 'c5', 'c6', 'c7']))
+    assert.equal(alice.overLimit, 1)
+    assert.equal(r.filterCount, 10)
+    // Once bob leaves, his room is free again.
+    r.removePeer('bob')
+    assert.equal(r.setPeerInterests('alice', subs(['c1', 'c2', 'c3', 'c4', 'c5', 'c6', 'c7'])).overLimit, 0)
+    assert.equal(r.filterCount, 7)
   })
 })
