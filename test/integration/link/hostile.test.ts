@@ -134,14 +134,46 @@ describe('hostile input on the link port', () => {
     await freshLinkWorks(t, s)
   })
 
-  test('pending handshakes are capped: one over the cap is closed on accept', async (t) => {
-    const s = await startSite(t, site, [friend], { maxPendingHandshakes: 2 })
-    const idle = [await RawPeer.connect(t, s.port), await RawPeer.connect(t, s.port)]
-    const third = await RawPeer.connect(t, s.port)
-    await third.waitClosed()
-    assert.equal(s.counters.get('link.refused.too_many_pending'), 1)
-    for (const p of idle) p.socket.destroy()
-    await until(() => s.counters.get('link.handshake.closed') === 2, 'the idle handshakes to end')
+  test('pending handshakes are capped in total: a newcomer evicts the idlest pending one', async (t) => {
+    const s = await startSite(t, site, [friend], { maxPendingHandshakes: 2, maxPendingPerSource: 10 })
+    const first = await RawPeer.connect(t, s.port)
+    await until(() => s.manager.pendingHandshakes() === 1, 'the first one pending')
+    const second = await RawPeer.connect(t, s.port)
+    await until(() => s.manager.pendingHandshakes() === 2, 'the second one pending')
+    second.write(Buffer.from('mdbl')) // a byte more recent than the first's accept
+    await RawPeer.connect(t, s.port)
+    await first.waitClosed()
+    assert.equal(s.counters.get('link.handshake.evicted_global'), 1)
+    assert.equal(second.ended, false, 'the more recently active one stays')
+    assert.equal(s.manager.pendingHandshakes(), 2)
+    await freshLinkWorks(t, s)
+  })
+
+  test('pending handshakes are capped per source address: a flooding address only churns its own places', async (t) => {
+    const s = await startSite(t, site, [friend], { maxPendingPerSource: 2 })
+    const flood: RawPeer[] = []
+    for (let i = 0; i < 6; i++) flood.push(await RawPeer.connect(t, s.port, '127.0.0.2'))
+    const other = await RawPeer.connect(t, s.port, '127.0.0.3')
+    await until(() => flood.filter((p) => p.ended).length === 4, 'four of the six evicted')
+    await until(
+      () => s.manager.pendingHandshakes() === 3,
+      'two from the flooding address, one from the other',
+    )
+    assert.equal(s.counters.get('link.handshake.evicted_source'), 4)
+    assert.equal(s.counters.get('link.handshake.evicted_global'), 0)
+    assert.equal(other.ended, false)
+    // a full handshake from yet another address goes through while the flood holds its places
+    const link = await rawHandshake(t, s.port, friend, site, '127.0.0.4')
+    assert.equal(link.session.peerKeyHex, site.publicKeyHex)
+  })
+
+  test('a connection that sends nothing is dropped at the first-byte deadline, not the handshake one', async (t) => {
+    const s = await startSite(t, site, [friend], { firstByteTimeoutMs: 100, handshakeTimeoutMs: 10_000 })
+    const silent = await RawPeer.connect(t, s.port)
+    const started = Date.now()
+    await silent.waitClosed(3_000)
+    assert.ok(Date.now() - started < 3_000)
+    assert.equal(s.counters.get('link.handshake.silent'), 1)
     await freshLinkWorks(t, s)
   })
 })
