@@ -107,6 +107,7 @@ export async function startBlackHoles(
       sockets.add(socket)
       socket.on('error', () => {})
       socket.on('close', () => sockets.delete(socket))
+      socket.resume() // reads (and drops) what comes, so the dialler's close is seen
     })
     servers.push(server)
     await new Promise<void>((resolve, reject) => {

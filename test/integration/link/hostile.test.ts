@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { createServer, type Socket } from 'node:net'
 import { describe, type TestContext, test } from 'node:test'
+import { pino } from 'pino'
 import type { Identity } from '../../../src/identity/identity.js'
 import type { Frame } from '../../../src/link/frames.js'
 import {
@@ -12,6 +13,8 @@ import {
   MSG_HELLO,
   ResponderHandshake,
 } from '../../../src/link/handshake.js'
+import { LinkManager } from '../../../src/link/link-manager.js'
+import { Counters } from '../../../src/metrics.js'
 import {
   endpointOf,
   identity,
@@ -103,6 +106,31 @@ describe('hostile input on the link port', () => {
     assert.equal(s.counters.get('link.refused.not_allowed'), 1)
     assert.equal(s.counters.sum('link.frame.'), 0)
     await freshLinkWorks(t, s)
+  })
+
+  test('a refused peer is logged at warn with its key prefix, at a limited rate; every refusal is counted', async (t) => {
+    const lines: Array<{ level: number; msg: string; peerKey?: string; reason?: string }> = []
+    const log = pino({ level: 'info' }, { write: (l: string) => void lines.push(JSON.parse(l)) })
+    const counters = new Counters()
+    const manager = new LinkManager(
+      { identity: site, counters, log },
+      { listenHost: '127.0.0.1', listenPort: 0, allowList: () => new Set([friend.publicKeyHex]) },
+    )
+    t.after(() => manager.close())
+    const { port } = await manager.listen()
+    for (let i = 0; i < 15; i++) {
+      const raw = await RawPeer.connect(t, port)
+      raw.write(new InitiatorHandshake(stranger, site.publicKey).hello)
+      await raw.waitClosed()
+    }
+    assert.equal(counters.get('link.refused.not_allowed'), 15)
+    const warned = lines.filter((l) => l.msg === 'peer refused')
+    assert.equal(warned.length, 10, 'ten a minute per reason')
+    for (const l of warned) {
+      assert.equal(l.level, 40)
+      assert.equal(l.peerKey, stranger.publicKeyHex.slice(0, 7))
+      assert.equal(l.reason, 'link.refused.not_allowed')
+    }
   })
 
   test('a HELLO expecting another responder key is refused', async (t) => {
