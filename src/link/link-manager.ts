@@ -26,7 +26,8 @@ import { DEFAULT_MAX_FRAME_BYTES } from './sealed-channel.js'
  * limited rate.
  *
  * Dialling (candidates.ts): the endpoints the peer signed in its profile record are dialled
- * at once and retried on their own backoff, so swarm addresses (unsigned: anyone on the DHT
+ * at once and retried on their own backoff (capped at RELINK_RETRY_MAX_MS for a while after a
+ * link drops), so swarm addresses (unsigned: anyone on the DHT
  * can hand out any address) never delay them. Unsigned addresses are bounded per peer, dialled
  * in parallel UNSIGNED_HEAD_START_MS later (happy-eyeballs style: a signed endpoint that
  * answers at once means none is opened), each with the short UNSIGNED_DIAL_TIMEOUT_MS, and
@@ -66,6 +67,15 @@ export const UNSIGNED_HEAD_START_MS = 250
  * with (or right after) the connection itself; 1 s is many round trips of slack.
  */
 export const FIRST_BYTE_TIMEOUT_MS = 1_000
+
+/**
+ * For this long after a link drops, a signed endpoint is redialled at least every
+ * RELINK_RETRY_MAX_MS (jittered 0.5–1 s) whatever the backoff says: the usual reason is a
+ * peer restarting, which takes seconds, and a refused dial costs one SYN. Then the normal
+ * backoff (up to 30 s) applies.
+ */
+export const RELINK_WINDOW_MS = 60_000
+export const RELINK_RETRY_MAX_MS = 1_000
 
 /** Warnings per minute for refused peers (each refusal is counted regardless). */
 const REFUSAL_WARNINGS_PER_MINUTE = 10
@@ -115,6 +125,8 @@ interface DialTarget {
   readonly candidates: CandidateSet
   /** The dial that is past its REPLY (sending FINISH, awaiting CONFIRM): one at a time. */
   claimedBy: AbortController | undefined
+  /** When the last link to this peer dropped (performance.now()), if one did. */
+  lostAt: number | undefined
 }
 
 const HEX_KEY = /^[0-9a-f]{64}$/
@@ -239,6 +251,7 @@ export class LinkManager extends EventEmitter<LinkManagerEvents> {
         peerKey: Buffer.from(peerKeyHex, 'hex'),
         candidates: new CandidateSet(),
         claimedBy: undefined,
+        lostAt: undefined,
       }
       this.targets.set(peerKeyHex, target)
     }
@@ -447,7 +460,10 @@ export class LinkManager extends EventEmitter<LinkManagerEvents> {
       this.counters.inc('link.dial.unsigned_forgotten')
       return
     }
-    this.schedule(target, c, backoffDelay(c.failures++, this.opts.backoff))
+    const { backoff } = this.opts
+    const relinking = target.lostAt !== undefined && performance.now() - target.lostAt < RELINK_WINDOW_MS
+    const maxMs = relinking ? Math.min(backoff.maxMs, RELINK_RETRY_MAX_MS) : backoff.maxMs
+    this.schedule(target, c, backoffDelay(c.failures++, { minMs: backoff.minMs, maxMs }))
   }
 
   /** A handshake completed (either role): apply the allow-list and the one-link rule, then install. */
@@ -520,6 +536,7 @@ export class LinkManager extends EventEmitter<LinkManagerEvents> {
     this.notify('down', peer, reason)
     const target = this.targets.get(peer)
     if (target && !this.isClosing) {
+      target.lostAt = performance.now()
       for (const c of target.candidates.values()) {
         c.failures = 0
         this.schedule(target, c, c.signed ? 0 : UNSIGNED_HEAD_START_MS)

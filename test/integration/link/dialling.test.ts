@@ -8,6 +8,7 @@ import assert from 'node:assert/strict'
 import { createServer, connect as netConnect, type Socket } from 'node:net'
 import { describe, type TestContext, test } from 'node:test'
 import { MAX_UNSIGNED_CANDIDATES } from '../../../src/link/candidates.js'
+import { RELINK_RETRY_MAX_MS } from '../../../src/link/link-manager.js'
 import type { PeerLink } from '../../../src/link/peer-link.js'
 import { freePort } from '../../helpers/mosquitto.js'
 import { startBlackHoles } from '../../helpers/swarm-poison.js'
@@ -108,6 +109,23 @@ describe('dialling a peer', () => {
     assert.equal(a.counters.get('link.dial.timeout'), 0, 'linked before any black hole timed out')
     await until(() => holes.open === 0, 'the hanging dials aborted once linked')
     assert.deepEqual(b.manager.connectedPeers(), [alice.publicKeyHex])
+  })
+
+  test('a peer that just went away is redialled at least every second, whatever the backoff', async (t) => {
+    const a = await startSite(t, alice, [bob], { backoff: { minMs: 200, maxMs: 30_000 } })
+    const b1 = await startSite(t, bob, [alice])
+    const up = nextEvent<Up>(a.manager, 'up')
+    a.manager.connect(bob.publicKeyHex, [endpointOf(b1)])
+    await up
+    await b1.manager.close()
+    // 200 ms doubling would wait 1.6–3.2 s after the 5th refusal; capped, 0.5–1 s
+    await until(() => a.counters.get('link.dial.unreachable') >= 6, 'six refused redials', 10_000)
+    const again = nextEvent<Up>(a.manager, 'up', undefined, 5_000)
+    const restartedAt = Date.now()
+    await startSite(t, bob, [alice], { listenPort: b1.port })
+    await again
+    const relinkMs = Date.now() - restartedAt
+    assert.ok(relinkMs <= RELINK_RETRY_MAX_MS + 500, `relinked ${relinkMs} ms after the restart`)
   })
 
   test('an unsigned address that is the peer links (a site behind NAT), and is kept', async (t) => {
