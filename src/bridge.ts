@@ -333,6 +333,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
         listenHost: c.listen.host,
         listenPort: c.listen.port,
         allowList: () => this.allowSet,
+        peerName: (peer) => this.peerNames.get(peer),
         ...this.tuning.link,
       },
     )
@@ -580,7 +581,8 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     )
     this.emit('peer', p)
     this.updateLocalSubscriptions()
-    this.links?.connect(p.publicKeyHex, [...new Set([...p.profile.endpoints, ...p.announcedAddresses])])
+    // Signed endpoints first and on their own; swarm addresses are unsigned hints (anyone can announce).
+    this.links?.connect(p.publicKeyHex, p.profile.endpoints, p.announcedAddresses)
   }
 
   /** Subscribes the local broker to what some allowed peer wants (coalesced, serialized). */
@@ -610,15 +612,14 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     })
   }
 
+  /** (The `link up` / `link down` lines are the link manager's, once per event.) */
   private onLinkUp(peer: string, link: import('./link/peer-link.js').PeerLink): void {
-    this.log.info({ peer: this.peerNames.get(peer), peerKey: peer.slice(0, 7), role: link.role }, 'link up')
     this.sendProfile(peer)
     this.outboundFor(peer).attach(link)
     this.emit('linkUp', peer)
   }
 
   private onLinkDown(peer: string): void {
-    this.log.info({ peer: this.peerNames.get(peer), peerKey: peer.slice(0, 7) }, 'link down')
     this.outbound.get(peer)?.detach()
     this.emit('linkDown', peer)
   }

@@ -20,40 +20,67 @@ import { LENGTH_BYTES, SEAL_OVERHEAD, SealedChannel } from './sealed-channel.js'
 
 /**
  * Runs the handshake of handshake.ts over a socket, under one deadline (a slowloris that
- * never completes is dropped when it passes). On success the socket is paused with its
+ * never completes is dropped when it passes), plus an optional first-byte deadline and an
+ * abort signal. On success the socket is paused with its
  * 'data' listener removed, and the bytes already read past the handshake are returned as
  * `leftover` for the link to consume first. On failure the socket is destroyed.
  * The caller keeps an 'error' listener on the socket for its whole life.
  */
 
 export interface HandshakeIoOptions {
+  /** Whole-handshake deadline (TCP connect included when dialling). */
   readonly timeoutMs: number
   readonly maxFrameBytes: number
+  /**
+   * Responder: fail with `silent` if no byte arrives within this (an honest initiator
+   * sends its HELLO the moment it is connected). Default: only `timeoutMs` applies.
+   */
+  readonly firstByteTimeoutMs?: number
+  /** Aborting fails the handshake at once with `aborted` (the socket is destroyed). */
+  readonly signal?: AbortSignal
+  /** Called on every chunk received (the caller tracks which pending handshakes are idle). */
+  readonly onProgress?: () => void
+  /**
+   * Initiator: asked once the REPLY proved the peer's key, before the FINISH is sent (the
+   * point past which the responder installs the link). `false` fails with `superseded`:
+   * the caller lets only one of its parallel dials to a peer get that far.
+   */
+  readonly claim?: () => boolean
   /** Test vectors only. */
   readonly ephemeralSecretKey?: Uint8Array
 }
 
+/**
+ * Why a handshake over a socket did not complete: the protocol's reasons (handshake.ts),
+ * plus `silent` (no first byte in time), `aborted` (the caller's signal) and `superseded`
+ * (the caller's claim refused).
+ */
+export type HandshakeIoFailure = HandshakeFailure | 'silent' | 'aborted' | 'superseded'
+
 export type HandshakeOutcome =
   | { ok: true; session: LinkSession; channel: SealedChannel; leftover: Buffer }
-  | { ok: false; reason: HandshakeFailure; peerKeyHex?: string }
+  | { ok: false; reason: HandshakeIoFailure; peerKeyHex?: string }
 
 type StepResult =
   | { ok: true; session: LinkSession; channel: SealedChannel }
-  | { ok: false; reason: HandshakeFailure; peerKeyHex?: string }
+  | { ok: false; reason: HandshakeIoFailure; peerKeyHex?: string }
 
 function drive(
   socket: Socket,
-  timeoutMs: number,
+  options: HandshakeIoOptions,
   step: (q: ByteQueue) => StepResult | undefined,
 ): Promise<HandshakeOutcome> {
   return new Promise((resolve) => {
     const queue = new ByteQueue()
     let connected = !socket.connecting
     let settled = false
+    const { signal } = options
     const finish = (result: StepResult): void => {
       if (settled) return
       settled = true
       clearTimeout(timer)
+      clearTimeout(firstByteTimer)
+      signal?.removeEventListener('abort', onAbort)
       socket.off('data', onData)
       socket.off('close', onClose)
       socket.off('connect', onConnect)
@@ -66,7 +93,11 @@ function drive(
         resolve(result)
       }
     }
+    let gotByte = false
     const onData = (chunk: Buffer): void => {
+      gotByte = true
+      clearTimeout(firstByteTimer)
+      options.onProgress?.()
       queue.push(chunk)
       const result = step(queue)
       if (result) finish(result)
@@ -75,11 +106,25 @@ function drive(
     const onConnect = (): void => {
       connected = true
     }
-    const timer = setTimeout(() => finish({ ok: false, reason: 'timeout' }), timeoutMs)
+    const onAbort = (): void => finish({ ok: false, reason: 'aborted' })
+    const timer = setTimeout(() => finish({ ok: false, reason: 'timeout' }), options.timeoutMs)
+    // Checked after the next poll phase (setImmediate): when the event loop was busy past the
+    // deadline, bytes that arrived meanwhile are read before the connection is called silent.
+    const onFirstByteDeadline = (): void => {
+      setImmediate(() => {
+        if (!gotByte) finish({ ok: false, reason: 'silent' })
+      })
+    }
+    const firstByteTimer =
+      options.firstByteTimeoutMs === undefined
+        ? undefined
+        : setTimeout(onFirstByteDeadline, options.firstByteTimeoutMs)
     socket.on('data', onData)
     socket.once('close', onClose)
     socket.once('connect', onConnect)
-    if (socket.destroyed) finish({ ok: false, reason: connected ? 'closed' : 'unreachable' })
+    signal?.addEventListener('abort', onAbort, { once: true })
+    if (signal?.aborted) finish({ ok: false, reason: 'aborted' })
+    else if (socket.destroyed) finish({ ok: false, reason: connected ? 'closed' : 'unreachable' })
   })
 }
 
@@ -98,13 +143,14 @@ export function runInitiator(
   const hs = new InitiatorHandshake(identity, expectedPeerKey, options.ephemeralSecretKey)
   let pending: { session: LinkSession; channel: SealedChannel } | undefined
   const confirmLength = SEAL_OVERHEAD + CONFIRM_PLAINTEXT.length
-  const outcome = drive(socket, options.timeoutMs, (q) => {
+  const outcome = drive(socket, options, (q) => {
     if (!pending) {
       const bad = earlyCheck(q, MSG_REPLY)
       if (bad) return { ok: false, reason: bad }
       if (q.length < REPLY_BYTES) return undefined
       const r = hs.onReply(q.take(REPLY_BYTES))
       if (!r.ok) return r
+      if (options.claim && !options.claim()) return { ok: false, reason: 'superseded' }
       socket.write(r.finish)
       pending = {
         session: r.session,
@@ -138,7 +184,7 @@ export function runResponder(
 ): Promise<HandshakeOutcome> {
   const hs = new ResponderHandshake(identity, isAllowed, options.ephemeralSecretKey)
   let initiatorKeyHex: string | undefined
-  return drive(socket, options.timeoutMs, (q) => {
+  return drive(socket, options, (q) => {
     if (initiatorKeyHex === undefined) {
       const bad = earlyCheck(q, MSG_HELLO)
       if (bad) return { ok: false, reason: bad }

@@ -4,24 +4,81 @@ import { BridgeError } from '../errors.js'
 import type { Identity } from '../identity/identity.js'
 import { type Logger, rateLimitedDebug, silentLogger } from '../log.js'
 import type { Counters } from '../metrics.js'
+import { type Candidate, CandidateSet } from './candidates.js'
 import { type Endpoint, formatEndpoint, parseEndpoint } from './endpoint.js'
 import type { Frame } from './frames.js'
-import type { HandshakeFailure } from './handshake.js'
-import { type HandshakeOutcome, runInitiator, runResponder } from './handshake-io.js'
+import { type HandshakeIoFailure, type HandshakeOutcome, runInitiator, runResponder } from './handshake-io.js'
 import { type LinkCloseReason, PeerLink } from './peer-link.js'
+import {
+  DEFAULT_MAX_PENDING_HANDSHAKES,
+  DEFAULT_MAX_PENDING_PER_SOURCE,
+  PendingInbound,
+  sourceKey,
+} from './pending-inbound.js'
 import { backoffDelay, keepNewLink } from './policy.js'
 import { DEFAULT_MAX_FRAME_BYTES } from './sealed-channel.js'
 
 /**
  * All of a site's peer links: listens for inbound links, dials the peers it is told to
- * (retrying with backoff across their endpoints, reconnecting when a link drops, until
- * `forget`), and keeps exactly one link per peer (policy.ts decides between two).
- * Hostile input on the listen port is refused, counted and logged at a limited rate.
+ * (every candidate address in parallel, each retried with backoff, reconnecting when a
+ * link drops, until `forget`), and keeps exactly one link per peer (policy.ts decides
+ * between two). Hostile input on the listen port is refused, counted and logged at a
+ * limited rate.
  *
- * Counters: `link.refused.{not_allowed,wrong_key,self,too_many_pending}` and
- * `link.handshake.<reason>` for inbound handshakes; `link.dial.<reason>` for outbound ones;
- * `link.frame.<reason>` from the links; `link.duplicate` per link dropped by the one-link rule.
+ * Dialling (candidates.ts): the endpoints the peer signed in its profile record are dialled
+ * at once and retried on their own backoff (capped at RELINK_RETRY_MAX_MS for a while after a
+ * link drops), so swarm addresses (unsigned: anyone on the DHT
+ * can hand out any address) never delay them. Unsigned addresses are bounded per peer, dialled
+ * in parallel UNSIGNED_HEAD_START_MS later (happy-eyeballs style: a signed endpoint that
+ * answers at once means none is opened), each with the short UNSIGNED_DIAL_TIMEOUT_MS, and
+ * forgotten when they fail. The first handshake through wins; only one dial per peer at a time
+ * may go past the REPLY (the `claim`), so parallel dials never make the peer install two links.
+ *
+ * Accepting (pending-inbound.ts): handshakes in progress are capped per source address and
+ * in total; a newcomer evicts the idlest pending one (of its own source first), and a
+ * connection that sends nothing within FIRST_BYTE_TIMEOUT_MS is dropped.
+ *
+ * Counters: `link.refused.{not_allowed,wrong_key,self}` and `link.handshake.<reason>` for
+ * inbound handshakes (`silent`, `evicted_source`, `evicted_global` among them);
+ * `link.dial.<reason>` for outbound ones, `link.dial.unsigned_forgotten` per unsigned address
+ * dropped, `link.endpoint.unsigned_skipped` per one offered over the cap; `link.frame.<reason>`
+ * from the links; `link.duplicate` per link dropped by the one-link rule.
  */
+
+/**
+ * Whole-handshake deadline for a signed endpoint, TCP connect included: a few round trips
+ * on the slowest path worth linking over, plus connect retries (SYN retransmits after 1 s).
+ */
+export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 5_000
+
+/**
+ * Whole-handshake deadline for an unsigned (swarm) address. An honest peer answers a
+ * handshake in about two round trips; 1.5 s allows a 500 ms RTT path. A black-hole address
+ * (accepts, never answers) costs at most this, in parallel with the others.
+ */
+export const UNSIGNED_DIAL_TIMEOUT_MS = 1_500
+
+/** RFC 8305's connection attempt delay: signed endpoints get this head start over unsigned ones. */
+export const UNSIGNED_HEAD_START_MS = 250
+
+/**
+ * An inbound connection that sends no byte within this is dropped (`link.handshake.silent`).
+ * An honest initiator writes its HELLO the moment it is connected, so its first byte arrives
+ * with (or right after) the connection itself; 1 s is many round trips of slack.
+ */
+export const FIRST_BYTE_TIMEOUT_MS = 1_000
+
+/**
+ * For this long after a link drops, a signed endpoint is redialled at least every
+ * RELINK_RETRY_MAX_MS (jittered 0.5–1 s) whatever the backoff says: the usual reason is a
+ * peer restarting, which takes seconds, and a refused dial costs one SYN. Then the normal
+ * backoff (up to 30 s) applies.
+ */
+export const RELINK_WINDOW_MS = 60_000
+export const RELINK_RETRY_MAX_MS = 1_000
+
+/** Warnings per minute for refused peers (each refusal is counted regardless). */
+const REFUSAL_WARNINGS_PER_MINUTE = 10
 
 export interface LinkManagerDeps {
   readonly identity: Identity
@@ -38,14 +95,22 @@ export interface LinkManagerOptions {
   readonly allowList: () => ReadonlySet<string>
   /** Largest frame plaintext; default DEFAULT_MAX_FRAME_BYTES (1 MiB). */
   readonly maxFrameBytes?: number
-  /** Whole-handshake deadline, TCP connect included; default 5 s. */
+  /** Whole-handshake deadline, TCP connect included; default DEFAULT_HANDSHAKE_TIMEOUT_MS (5 s). */
   readonly handshakeTimeoutMs?: number
-  /** Redial backoff; default 200 ms doubling to 30 s, jittered. */
+  /** The same for unsigned (swarm) addresses; default UNSIGNED_DIAL_TIMEOUT_MS (1.5 s), at most handshakeTimeoutMs. */
+  readonly unsignedDialTimeoutMs?: number
+  /** Inbound: no byte within this drops the connection; default FIRST_BYTE_TIMEOUT_MS (1 s). */
+  readonly firstByteTimeoutMs?: number
+  /** Redial backoff (per candidate address); default 200 ms doubling to 30 s, jittered. */
   readonly backoff?: { readonly minMs?: number; readonly maxMs?: number }
-  /** Inbound handshakes in progress beyond this are refused at once; default 64. */
+  /** Inbound handshakes in progress, all sources; default DEFAULT_MAX_PENDING_HANDSHAKES (64). */
   readonly maxPendingHandshakes?: number
+  /** Inbound handshakes in progress per source address; default DEFAULT_MAX_PENDING_PER_SOURCE (8). */
+  readonly maxPendingPerSource?: number
   readonly keepaliveIntervalMs?: number
   readonly keepaliveTimeoutMs?: number
+  /** The operator's name for a peer, for the `link up` / `link down` lines (default: none). */
+  readonly peerName?: (peerKeyHex: string) => string | undefined
 }
 
 export interface LinkManagerEvents {
@@ -57,31 +122,31 @@ export interface LinkManagerEvents {
 interface DialTarget {
   readonly peerKeyHex: string
   readonly peerKey: Buffer
-  endpoints: Endpoint[]
-  /** Index of the next endpoint to try; a multiple of endpoints.length ends a round. */
-  next: number
-  /** Failed rounds since the last link. */
-  round: number
-  dialing: boolean
-  timer: NodeJS.Timeout | undefined
+  readonly candidates: CandidateSet
+  /** The dial that is past its REPLY (sending FINISH, awaiting CONFIRM): one at a time. */
+  claimedBy: AbortController | undefined
+  /** When the last link to this peer dropped (performance.now()), if one did. */
+  lostAt: number | undefined
 }
 
 const HEX_KEY = /^[0-9a-f]{64}$/
-const REFUSALS: ReadonlySet<HandshakeFailure> = new Set(['not_allowed', 'wrong_key', 'self'])
+const REFUSALS: ReadonlySet<HandshakeIoFailure> = new Set(['not_allowed', 'wrong_key', 'self'])
 
 export class LinkManager extends EventEmitter<LinkManagerEvents> {
   private readonly identity: Identity
   private readonly log: Logger
   private readonly counters: Counters
   private readonly reportDrop: (reason: string, details?: object) => void
-  private readonly opts: Required<Omit<LinkManagerOptions, 'backoff' | 'allowList'>> & {
+  private readonly warnRefused: (reason: string, details: object) => void
+  private readonly opts: Required<Omit<LinkManagerOptions, 'backoff' | 'allowList' | 'peerName'>> & {
     allowList: () => ReadonlySet<string>
     backoff: { minMs: number; maxMs: number }
+    peerName: (peerKeyHex: string) => string | undefined
   }
   private readonly links = new Map<string, PeerLink>()
   private readonly targets = new Map<string, DialTarget>()
   private readonly pendingSockets = new Set<Socket>()
-  private pendingInbound = 0
+  private readonly pendingInbound: PendingInbound
   private server: Server | undefined
   private closing: Promise<void> | undefined
 
@@ -91,17 +156,30 @@ export class LinkManager extends EventEmitter<LinkManagerEvents> {
     this.counters = deps.counters
     this.log = deps.log ?? silentLogger
     this.reportDrop = rateLimitedDebug(this.log)
+    this.warnRefused = rateLimitedWarn(this.log, 'peer refused', REFUSAL_WARNINGS_PER_MINUTE)
+    const handshakeTimeoutMs = options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS
     this.opts = {
       listenHost: options.listenHost ?? '0.0.0.0',
       listenPort: options.listenPort ?? 0,
       allowList: options.allowList,
       maxFrameBytes: options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
-      handshakeTimeoutMs: options.handshakeTimeoutMs ?? 5_000,
+      handshakeTimeoutMs,
+      unsignedDialTimeoutMs: Math.min(
+        handshakeTimeoutMs,
+        options.unsignedDialTimeoutMs ?? UNSIGNED_DIAL_TIMEOUT_MS,
+      ),
+      firstByteTimeoutMs: options.firstByteTimeoutMs ?? FIRST_BYTE_TIMEOUT_MS,
       backoff: { minMs: options.backoff?.minMs ?? 200, maxMs: options.backoff?.maxMs ?? 30_000 },
-      maxPendingHandshakes: options.maxPendingHandshakes ?? 64,
+      maxPendingHandshakes: options.maxPendingHandshakes ?? DEFAULT_MAX_PENDING_HANDSHAKES,
+      maxPendingPerSource: options.maxPendingPerSource ?? DEFAULT_MAX_PENDING_PER_SOURCE,
       keepaliveIntervalMs: options.keepaliveIntervalMs ?? 5_000,
       keepaliveTimeoutMs: options.keepaliveTimeoutMs ?? 15_000,
+      peerName: options.peerName ?? (() => undefined),
     }
+    this.pendingInbound = new PendingInbound({
+      maxPending: this.opts.maxPendingHandshakes,
+      maxPerSource: this.opts.maxPendingPerSource,
+    })
   }
 
   /** Starts accepting links. Rejects with CONFIG_INVALID naming `listen` if the port cannot be bound. */
@@ -141,6 +219,11 @@ export class LinkManager extends EventEmitter<LinkManagerEvents> {
     return [...this.links.keys()]
   }
 
+  /** Inbound handshakes in progress (bounded by maxPendingHandshakes). */
+  pendingHandshakes(): number {
+    return this.pendingInbound.size
+  }
+
   /** Sends on the peer's current link; throws LINK_CLOSED if none is up (see PeerLink.send). */
   send(peerKeyHex: string, frame: Frame): boolean {
     const link = this.links.get(peerKeyHex)
@@ -149,17 +232,46 @@ export class LinkManager extends EventEmitter<LinkManagerEvents> {
   }
 
   /**
-   * Keeps a link to this peer up: dials now if none is up, retries with backoff across the
-   * endpoints, and redials whenever the link drops, until `forget`. Calling it again with
-   * other endpoints replaces them (and dials at once if no link is up). Malformed endpoints
-   * are skipped and counted (`link.endpoint.invalid`): they may come from the network.
+   * Keeps a link to this peer up: dials now if none is up, retries each address with
+   * backoff, and redials whenever the link drops, until `forget`. `signed` are the endpoints
+   * of the peer's verified profile record; `unsigned` are addresses nobody vouches for (swarm
+   * lookups): bounded, tried later and shorter, dropped on failure (see the class comment).
+   * Calling it again replaces the offer; new addresses are dialled at once if no link is up.
+   * Malformed endpoints are skipped and counted (`link.endpoint.invalid`): they may come
+   * from the network.
    */
-  connect(peerKeyHex: string, endpoints: readonly string[]): void {
+  connect(peerKeyHex: string, signed: readonly string[], unsigned: readonly string[] = []): void {
     if (this.closing) throw new BridgeError('LINK_CLOSED', 'link manager is closed')
     if (!HEX_KEY.test(peerKeyHex)) throw new BridgeError('USAGE', 'peer key must be 64 lowercase hex chars')
     if (peerKeyHex === this.identity.publicKeyHex) throw new BridgeError('USAGE', 'cannot link to self')
+    let target = this.targets.get(peerKeyHex)
+    if (!target) {
+      target = {
+        peerKeyHex,
+        peerKey: Buffer.from(peerKeyHex, 'hex'),
+        candidates: new CandidateSet(),
+        claimedBy: undefined,
+        lostAt: undefined,
+      }
+      this.targets.set(peerKeyHex, target)
+    }
+    const update = target.candidates.update(
+      this.parseEndpoints(peerKeyHex, signed),
+      this.parseEndpoints(peerKeyHex, unsigned),
+      Date.now(),
+    )
+    if (update.skipped > 0) this.counters.inc('link.endpoint.unsigned_skipped', update.skipped)
+    for (const c of update.removed) {
+      clearTimeout(c.timer) // a dial in progress finishes by itself (a success still counts)
+      c.timer = undefined
+    }
+    if (this.links.has(peerKeyHex)) return
+    for (const c of update.added) this.schedule(target, c, c.signed ? 0 : UNSIGNED_HEAD_START_MS)
+  }
+
+  private parseEndpoints(peerKeyHex: string, texts: readonly string[]): Endpoint[] {
     const parsed: Endpoint[] = []
-    for (const text of endpoints) {
+    for (const text of texts) {
       const e = parseEndpoint(text)
       if (e) parsed.push(e)
       else {
@@ -170,37 +282,15 @@ export class LinkManager extends EventEmitter<LinkManagerEvents> {
         })
       }
     }
-    let target = this.targets.get(peerKeyHex)
-    const changed =
-      !target || target.endpoints.map(formatEndpoint).join(',') !== parsed.map(formatEndpoint).join(',')
-    if (!target) {
-      target = {
-        peerKeyHex,
-        peerKey: Buffer.from(peerKeyHex, 'hex'),
-        endpoints: [],
-        next: 0,
-        round: 0,
-        dialing: false,
-        timer: undefined,
-      }
-      this.targets.set(peerKeyHex, target)
-    }
-    target.endpoints = parsed
-    if (changed && !target.dialing) {
-      target.next = 0
-      target.round = 0
-      clearTimeout(target.timer)
-      target.timer = undefined
-      this.dialSafely(target)
-    }
+    return parsed
   }
 
   /** Stops dialing this peer and closes its link, if any. */
   forget(peerKeyHex: string): void {
     const target = this.targets.get(peerKeyHex)
     if (target) {
-      clearTimeout(target.timer)
       this.targets.delete(peerKeyHex)
+      this.stopDialling(target)
     }
     this.links.get(peerKeyHex)?.close('forgotten')
   }
@@ -215,8 +305,9 @@ export class LinkManager extends EventEmitter<LinkManagerEvents> {
   close(): Promise<void> {
     if (this.closing) return this.closing
     this.closing = (async () => {
-      for (const t of this.targets.values()) clearTimeout(t.timer)
+      for (const t of this.targets.values()) this.stopDialling(t)
       this.targets.clear()
+      this.pendingInbound.abortAll()
       for (const s of this.pendingSockets) s.destroy()
       this.pendingSockets.clear()
       for (const link of [...this.links.values()]) link.close('shutdown')
@@ -232,27 +323,34 @@ export class LinkManager extends EventEmitter<LinkManagerEvents> {
 
   private isAllowed = (peerKeyHex: string): boolean => this.opts.allowList().has(peerKeyHex)
 
-  private handshakeOptions() {
-    return { timeoutMs: this.opts.handshakeTimeoutMs, maxFrameBytes: this.opts.maxFrameBytes }
-  }
-
   private async onInbound(socket: Socket): Promise<void> {
     socket.on('error', (err) => this.log.debug({ err: err.message }, 'inbound socket error'))
     const remote = `${socket.remoteAddress}:${socket.remotePort}`
-    if (this.isClosing || this.pendingInbound >= this.opts.maxPendingHandshakes) {
-      this.counters.inc('link.refused.too_many_pending')
-      this.reportDrop('link.refused.too_many_pending', { remote })
+    if (this.isClosing) {
       socket.destroy()
       return
     }
     socket.setNoDelay(true)
-    this.pendingInbound++
+    const { entry, evicted } = this.pendingInbound.admit(sourceKey(socket.remoteAddress), performance.now())
+    if (evicted) {
+      // The idlest pending handshake made room for this one (it was aborted just now).
+      this.counters.inc(`link.handshake.evicted_${evicted}`)
+      this.reportDrop(`link.handshake.evicted_${evicted}`, { source: entry.source })
+    }
     this.pendingSockets.add(socket)
     let outcome: HandshakeOutcome
     try {
-      outcome = await runResponder(socket, this.identity, this.isAllowed, this.handshakeOptions())
+      outcome = await runResponder(socket, this.identity, this.isAllowed, {
+        timeoutMs: this.opts.handshakeTimeoutMs,
+        maxFrameBytes: this.opts.maxFrameBytes,
+        firstByteTimeoutMs: this.opts.firstByteTimeoutMs,
+        signal: entry.controller.signal,
+        onProgress: () => {
+          entry.lastActivity = performance.now()
+        },
+      })
     } finally {
-      this.pendingInbound--
+      this.pendingInbound.release(entry)
       this.pendingSockets.delete(socket)
     }
     if (this.isClosing) {
@@ -260,18 +358,15 @@ export class LinkManager extends EventEmitter<LinkManagerEvents> {
       return
     }
     if (!outcome.ok) {
-      const name = REFUSALS.has(outcome.reason)
-        ? `link.refused.${outcome.reason}`
-        : `link.handshake.${outcome.reason}`
+      if (outcome.reason === 'aborted') return // evicted: counted above
+      const refused = REFUSALS.has(outcome.reason)
+      const name = refused ? `link.refused.${outcome.reason}` : `link.handshake.${outcome.reason}`
       this.counters.inc(name)
-      this.reportDrop(name, { remote, peer: outcome.peerKeyHex?.slice(0, 7) })
+      if (refused) this.warnRefused(name, { remote, peerKey: outcome.peerKeyHex?.slice(0, 7) })
+      else this.reportDrop(name, { remote, peer: outcome.peerKeyHex?.slice(0, 7) })
       return
     }
     this.adopt(socket, outcome)
-  }
-
-  private dialSafely(target: DialTarget): void {
-    this.dial(target).catch((err: unknown) => this.log.error({ err }, 'dial failed unexpectedly'))
   }
 
   /** Emits; a listener that throws is logged and counted, never allowed to break link handling. */
@@ -286,49 +381,89 @@ export class LinkManager extends EventEmitter<LinkManagerEvents> {
     }
   }
 
-  private async dial(target: DialTarget): Promise<void> {
-    if (this.isClosing || target.dialing || this.links.has(target.peerKeyHex)) return
-    if (this.targets.get(target.peerKeyHex) !== target) return
-    const endpoint = target.endpoints[target.next % Math.max(1, target.endpoints.length)]
-    if (!endpoint) return // no usable endpoint: wait for connect() to give some
-    target.next++
-    target.dialing = true
-    target.timer = undefined
+  /** Dials `c` after `delayMs` (at once for 0), unless a dial or a timer is already there. */
+  private schedule(target: DialTarget, c: Candidate, delayMs: number): void {
+    if (this.isClosing || c.timer || c.attempt || this.links.has(target.peerKeyHex)) return
+    if (delayMs <= 0) {
+      this.dialSafely(target, c)
+      return
+    }
+    c.timer = setTimeout(() => {
+      c.timer = undefined
+      this.dialSafely(target, c)
+    }, delayMs)
+    c.timer.unref()
+  }
+
+  private dialSafely(target: DialTarget, c: Candidate): void {
+    this.dial(target, c).catch((err: unknown) => this.log.error({ err }, 'dial failed unexpectedly'))
+  }
+
+  /** Timers cleared and dials in progress aborted (forget, close). */
+  private stopDialling(target: DialTarget): void {
+    for (const c of target.candidates.values()) {
+      clearTimeout(c.timer)
+      c.timer = undefined
+      c.attempt?.abort()
+    }
+  }
+
+  private async dial(target: DialTarget, c: Candidate): Promise<void> {
+    if (this.isClosing || c.attempt || this.links.has(target.peerKeyHex)) return
+    if (this.targets.get(target.peerKeyHex) !== target || !target.candidates.has(c)) return
+    const attempt = new AbortController()
+    c.attempt = attempt
+    const { endpoint } = c
     const socket = netConnect({ host: endpoint.host, port: endpoint.port })
     socket.on('error', (err) => this.log.debug({ err: err.message }, 'outbound socket error'))
     socket.setNoDelay(true)
     this.pendingSockets.add(socket)
     let outcome: HandshakeOutcome
     try {
-      outcome = await runInitiator(socket, this.identity, target.peerKey, this.handshakeOptions())
+      outcome = await runInitiator(socket, this.identity, target.peerKey, {
+        timeoutMs: c.signed ? this.opts.handshakeTimeoutMs : this.opts.unsignedDialTimeoutMs,
+        maxFrameBytes: this.opts.maxFrameBytes,
+        signal: attempt.signal,
+        claim: () => {
+          if (target.claimedBy !== undefined && target.claimedBy !== attempt) return false
+          target.claimedBy = attempt
+          return true
+        },
+      })
     } finally {
-      target.dialing = false
+      c.attempt = undefined
+      if (target.claimedBy === attempt) target.claimedBy = undefined
       this.pendingSockets.delete(socket)
     }
     if (this.isClosing || this.targets.get(target.peerKeyHex) !== target) {
       socket.destroy()
       return
     }
-    if (!outcome.ok) {
-      this.counters.inc(`link.dial.${outcome.reason}`)
-      this.log.debug(
-        { peer: target.peerKeyHex.slice(0, 7), endpoint: formatEndpoint(endpoint), reason: outcome.reason },
-        'dial failed',
-      )
-      this.scheduleDial(target)
+    if (outcome.ok) {
+      this.adopt(socket, outcome)
       return
     }
-    this.adopt(socket, outcome)
-  }
-
-  /** Next endpoint of this round at once; after a failed round, back off. */
-  private scheduleDial(target: DialTarget): void {
-    if (this.isClosing || target.timer || this.links.has(target.peerKeyHex)) return
-    const n = target.endpoints.length
-    let delay = 0
-    if (n === 0 || target.next % n === 0) delay = backoffDelay(target.round++, this.opts.backoff)
-    target.timer = setTimeout(() => this.dialSafely(target), delay)
-    target.timer.unref()
+    if (outcome.reason === 'aborted') return // a sibling dial won, or forget/close
+    this.counters.inc(`link.dial.${outcome.reason}`)
+    this.log.debug(
+      {
+        peer: target.peerKeyHex.slice(0, 7),
+        endpoint: c.key,
+        signed: c.signed,
+        reason: outcome.reason,
+      },
+      'dial failed',
+    )
+    if (!target.candidates.has(c)) return // no longer offered
+    if (!c.signed && outcome.reason !== 'superseded') {
+      target.candidates.forget(c, Date.now())
+      this.counters.inc('link.dial.unsigned_forgotten')
+      return
+    }
+    const { backoff } = this.opts
+    const relinking = target.lostAt !== undefined && performance.now() - target.lostAt < RELINK_WINDOW_MS
+    const maxMs = relinking ? Math.min(backoff.maxMs, RELINK_RETRY_MAX_MS) : backoff.maxMs
+    this.schedule(target, c, backoffDelay(c.failures++, { minMs: backoff.minMs, maxMs }))
   }
 
   /** A handshake completed (either role): apply the allow-list and the one-link rule, then install. */
@@ -338,6 +473,7 @@ export class LinkManager extends EventEmitter<LinkManagerEvents> {
     const prefix = session.role === 'responder' ? 'link.refused' : 'link.dial'
     if (!this.isAllowed(peer)) {
       this.counters.inc(`${prefix}.not_allowed`)
+      this.warnRefused(`${prefix}.not_allowed`, { peerKey: peer.slice(0, 7) })
       socket.destroy()
       return
     }
@@ -365,32 +501,65 @@ export class LinkManager extends EventEmitter<LinkManagerEvents> {
     link.once('close', (reason) => this.onLinkClosed(link, reason))
     const target = this.targets.get(peer)
     if (target) {
-      clearTimeout(target.timer)
-      target.timer = undefined
-      target.round = 0
-      target.next = 0
+      for (const c of target.candidates.values()) {
+        clearTimeout(c.timer)
+        c.timer = undefined
+        c.failures = 0
+        // Our own dial won: the others have not sent a FINISH (the claim), so the peer
+        // holds no link for them. (After an inbound link, dials in progress go on: the
+        // one-link rule picks between the two, as both ends must.)
+        if (session.role === 'initiator') c.attempt?.abort()
+      }
     }
     if (existing) {
       this.counters.inc('link.duplicate')
       existing.close('duplicate') // no 'down' from its close handler: it is no longer current
+      this.logLink('link down', peer, { reason: 'replaced' })
       this.notify('down', peer, 'replaced')
     }
-    this.log.info({ peer: peer.slice(0, 7), role: session.role, session: session.sessionId }, 'link up')
+    this.logLink('link up', peer, { role: session.role, session: session.sessionId })
     this.notify('up', peer, link)
     link.start()
+  }
+
+  /** The once-per-event info lines operators and tests read: the peer's name in `peer`. */
+  private logLink(msg: 'link up' | 'link down', peer: string, details: object): void {
+    const prefix = peer.slice(0, 7)
+    this.log.info({ peer: this.opts.peerName(peer) ?? prefix, peerKey: prefix, ...details }, msg)
   }
 
   private onLinkClosed(link: PeerLink, reason: LinkCloseReason): void {
     const peer = link.peerKeyHex
     if (this.links.get(peer) !== link) return
     this.links.delete(peer)
-    this.log.info({ peer: peer.slice(0, 7), reason }, 'link down')
+    this.logLink('link down', peer, { reason })
     this.notify('down', peer, reason)
     const target = this.targets.get(peer)
     if (target && !this.isClosing) {
-      target.round = 0
-      target.next = 0
-      this.scheduleDial(target)
+      target.lostAt = performance.now()
+      for (const c of target.candidates.values()) {
+        c.failures = 0
+        this.schedule(target, c, c.signed ? 0 : UNSIGNED_HEAD_START_MS)
+      }
     }
+  }
+}
+
+/** Warnings rate-limited per reason (STYLE habit 5, at warn for what an operator must see). */
+function rateLimitedWarn(
+  log: Logger,
+  msg: string,
+  perReasonPerMinute: number,
+): (reason: string, details: object) => void {
+  const windows = new Map<string, { start: number; n: number }>()
+  return (reason, details) => {
+    const now = Date.now()
+    let w = windows.get(reason)
+    if (!w || now - w.start > 60_000) {
+      w = { start: now, n: 0 }
+      windows.set(reason, w)
+    }
+    w.n++
+    if (w.n <= perReasonPerMinute) log.warn({ reason, ...details }, msg)
   }
 }

@@ -41,6 +41,12 @@ export interface SiteSpec {
   readonly durability?: 'fsync' | 'commit'
   /** Test seam passed to every Bridge of this site (also after restart()). */
   readonly wrapDurability?: BridgeDeps['wrapDurability']
+  /** The config's `listen.port` (default 0: a new port at every start) and `listen.advertise`. */
+  readonly listen?: { readonly port?: number; readonly advertise?: readonly string[] }
+  /** More `dht.bootstrap` entries after the testnet's node (e.g. fake DHT nodes). */
+  readonly extraBootstrap?: readonly string[]
+  /** The root logger of every Bridge of this site (default: the bridge's own, silent in tests). */
+  readonly log?: BridgeDeps['log']
 }
 
 export interface TestSite {
@@ -110,9 +116,17 @@ export async function startTestnet(
       keyFile: 'site.key',
       stateDir: 'state',
       broker,
-      dht: { port: 0, host: '127.0.0.1', bootstrap: dht.bootstrap.slice(0, 1) },
+      dht: {
+        port: 0,
+        host: '127.0.0.1',
+        bootstrap: [...dht.bootstrap.slice(0, 1), ...(spec.extraBootstrap ?? [])],
+      },
       swarm: 'testnet',
-      listen: { port: 0, host: '127.0.0.1' },
+      listen: {
+        port: spec.listen?.port ?? 0,
+        host: '127.0.0.1',
+        ...(spec.listen?.advertise ? { advertise: spec.listen.advertise } : {}),
+      },
       peers: peerNames.map((n) => ({ name: n, publicKey: keys.get(n), ...spec.acl?.[n] })),
       subscriptions: spec.subscriptions ?? [],
       ...(spec.treeInput ? { treeInput: spec.treeInput } : {}),
@@ -125,7 +139,7 @@ export async function startTestnet(
     const config = parseConfig(raw, configPath)
     const counters = new Counters()
     const clients: MqttClient[] = []
-    const deps: BridgeDeps = { counters, wrapDurability: spec.wrapDurability }
+    const deps: BridgeDeps = { counters, wrapDurability: spec.wrapDurability, log: spec.log }
     const make = () => new Bridge(config, deps, options.tuning ?? TEST_TUNING)
     const site: TestSite = {
       name: spec.name,

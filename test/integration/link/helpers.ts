@@ -106,8 +106,9 @@ export class RawPeer {
     })
   }
 
-  static async connect(t: TestContext, port: number): Promise<RawPeer> {
-    const socket = connect({ host: '127.0.0.1', port })
+  /** Connects to 127.0.0.1:port, from `localAddress` if given (127.0.0.x: another source host). */
+  static async connect(t: TestContext, port: number, localAddress?: string): Promise<RawPeer> {
+    const socket = connect({ host: '127.0.0.1', port, localAddress })
     t.after(() => socket.destroy())
     await once(socket, 'connect')
     socket.setNoDelay(true)
@@ -181,8 +182,9 @@ export async function rawHandshake(
   port: number,
   me: Identity,
   responder: Identity,
+  localAddress?: string,
 ): Promise<RawLink> {
-  const peer = await RawPeer.connect(t, port)
+  const peer = await RawPeer.connect(t, port, localAddress)
   const hs = new InitiatorHandshake(me, responder.publicKey)
   peer.write(hs.hello)
   const reply = hs.onReply(await peer.read(REPLY_BYTES))

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { createServer, type Socket } from 'node:net'
 import { describe, type TestContext, test } from 'node:test'
+import { pino } from 'pino'
 import type { Identity } from '../../../src/identity/identity.js'
 import type { Frame } from '../../../src/link/frames.js'
 import {
@@ -12,6 +13,8 @@ import {
   MSG_HELLO,
   ResponderHandshake,
 } from '../../../src/link/handshake.js'
+import { LinkManager } from '../../../src/link/link-manager.js'
+import { Counters } from '../../../src/metrics.js'
 import {
   endpointOf,
   identity,
@@ -105,6 +108,31 @@ describe('hostile input on the link port', () => {
     await freshLinkWorks(t, s)
   })
 
+  test('a refused peer is logged at warn with its key prefix, at a limited rate; every refusal is counted', async (t) => {
+    const lines: Array<{ level: number; msg: string; peerKey?: string; reason?: string }> = []
+    const log = pino({ level: 'info' }, { write: (l: string) => void lines.push(JSON.parse(l)) })
+    const counters = new Counters()
+    const manager = new LinkManager(
+      { identity: site, counters, log },
+      { listenHost: '127.0.0.1', listenPort: 0, allowList: () => new Set([friend.publicKeyHex]) },
+    )
+    t.after(() => manager.close())
+    const { port } = await manager.listen()
+    for (let i = 0; i < 15; i++) {
+      const raw = await RawPeer.connect(t, port)
+      raw.write(new InitiatorHandshake(stranger, site.publicKey).hello)
+      await raw.waitClosed()
+    }
+    assert.equal(counters.get('link.refused.not_allowed'), 15)
+    const warned = lines.filter((l) => l.msg === 'peer refused')
+    assert.equal(warned.length, 10, 'ten a minute per reason')
+    for (const l of warned) {
+      assert.equal(l.level, 40)
+      assert.equal(l.peerKey, stranger.publicKeyHex.slice(0, 7))
+      assert.equal(l.reason, 'link.refused.not_allowed')
+    }
+  })
+
   test('a HELLO expecting another responder key is refused', async (t) => {
     const s = await startSite(t, site, [friend])
     const raw = await RawPeer.connect(t, s.port)
@@ -134,14 +162,46 @@ describe('hostile input on the link port', () => {
     await freshLinkWorks(t, s)
   })
 
-  test('pending handshakes are capped: one over the cap is closed on accept', async (t) => {
-    const s = await startSite(t, site, [friend], { maxPendingHandshakes: 2 })
-    const idle = [await RawPeer.connect(t, s.port), await RawPeer.connect(t, s.port)]
-    const third = await RawPeer.connect(t, s.port)
-    await third.waitClosed()
-    assert.equal(s.counters.get('link.refused.too_many_pending'), 1)
-    for (const p of idle) p.socket.destroy()
-    await until(() => s.counters.get('link.handshake.closed') === 2, 'the idle handshakes to end')
+  test('pending handshakes are capped in total: a newcomer evicts the idlest pending one', async (t) => {
+    const s = await startSite(t, site, [friend], { maxPendingHandshakes: 2, maxPendingPerSource: 10 })
+    const first = await RawPeer.connect(t, s.port)
+    await until(() => s.manager.pendingHandshakes() === 1, 'the first one pending')
+    const second = await RawPeer.connect(t, s.port)
+    await until(() => s.manager.pendingHandshakes() === 2, 'the second one pending')
+    second.write(Buffer.from('mdbl')) // a byte more recent than the first's accept
+    await RawPeer.connect(t, s.port)
+    await first.waitClosed()
+    assert.equal(s.counters.get('link.handshake.evicted_global'), 1)
+    assert.equal(second.ended, false, 'the more recently active one stays')
+    assert.equal(s.manager.pendingHandshakes(), 2)
+    await freshLinkWorks(t, s)
+  })
+
+  test('pending handshakes are capped per source address: a flooding address only churns its own places', async (t) => {
+    const s = await startSite(t, site, [friend], { maxPendingPerSource: 2 })
+    const flood: RawPeer[] = []
+    for (let i = 0; i < 6; i++) flood.push(await RawPeer.connect(t, s.port, '127.0.0.2'))
+    const other = await RawPeer.connect(t, s.port, '127.0.0.3')
+    await until(() => flood.filter((p) => p.ended).length === 4, 'four of the six evicted')
+    await until(
+      () => s.manager.pendingHandshakes() === 3,
+      'two from the flooding address, one from the other',
+    )
+    assert.equal(s.counters.get('link.handshake.evicted_source'), 4)
+    assert.equal(s.counters.get('link.handshake.evicted_global'), 0)
+    assert.equal(other.ended, false)
+    // a full handshake from yet another address goes through while the flood holds its places
+    const link = await rawHandshake(t, s.port, friend, site, '127.0.0.4')
+    assert.equal(link.session.peerKeyHex, site.publicKeyHex)
+  })
+
+  test('a connection that sends nothing is dropped at the first-byte deadline, not the handshake one', async (t) => {
+    const s = await startSite(t, site, [friend], { firstByteTimeoutMs: 100, handshakeTimeoutMs: 10_000 })
+    const silent = await RawPeer.connect(t, s.port)
+    const started = Date.now()
+    await silent.waitClosed(3_000)
+    assert.ok(Date.now() - started < 3_000)
+    assert.equal(s.counters.get('link.handshake.silent'), 1)
     await freshLinkWorks(t, s)
   })
 })
