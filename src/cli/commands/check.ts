@@ -1,9 +1,17 @@
+import { loadTls, resolveUsers } from '../../broker/embedded-auth.js'
 import { loadConfig } from '../../config/load.js'
 
-/** `bridge check <config>`: validates the config; prints a one-line summary on success. */
+/**
+ * `bridge check <config>`: validates the config, and reads what the embedded broker would
+ * read at start (password files and variables, TLS files); prints a one-line summary on success.
+ */
 export function runCheck(configPath: string): number {
   const c = loadConfig(configPath)
-  const broker = c.broker.url ?? `embedded on port ${c.broker.embedded?.port}`
+  const e = c.broker.embedded
+  if (e?.users !== undefined) resolveUsers(e.users)
+  if (e?.tls !== undefined) loadTls(e.tls)
+  const broker =
+    c.broker.url ?? `embedded on ${e?.host}:${e?.port}${e?.users ? `, ${e.users.length} users` : ''}`
   process.stdout.write(
     `${c.configPath}: ok (site "${c.name}", swarm "${c.swarm}", broker ${broker}, ${c.peers.length} peers, ${c.subscriptions.length} subscriptions)\n`,
   )
