@@ -25,7 +25,7 @@ import { type PasswordHash, verifyPassword } from './embedded-auth.js'
  * and aedes sets it no size limit, so without this a stranger's "256 MB CONNECT" is held in memory.
  */
 export const MAX_PRE_AUTH_BYTES = 384 * 1024
-/** Connections not yet let in, at once; beyond it new ones are closed. 64 × MAX_PRE_AUTH_BYTES = 24 MiB at worst. */
+/** Connections not yet let in, at once; beyond it the oldest is closed. 64 × MAX_PRE_AUTH_BYTES = 24 MiB at worst. */
 export const MAX_PENDING_CONNECTIONS = 64
 /**
  * scrypt checks running at once (each ~50 ms and 16 MiB with the default parameters, on
@@ -83,13 +83,16 @@ export class ClientGate {
 
   /**
    * Call for every accepted socket right after aedes.handle() (aedes must attach its
-   * 'readable' listener first). Returns false (socket destroyed) when too many are waiting.
+   * 'readable' listener first). When MAX_PENDING_CONNECTIONS are waiting already, the one
+   * waiting longest is closed: a flood of idle connections then delays a real client by the
+   * few milliseconds its CONNECT takes, where refusing newcomers would lock it out.
    */
-  admit(socket: Duplex, remote: string | undefined): boolean {
+  admit(socket: Duplex, remote: string | undefined): void {
     if (this.pendingSockets.size >= MAX_PENDING_CONNECTIONS) {
-      this.refuse('conn', 'pending', remote)
-      socket.destroy()
-      return false
+      const oldest = this.pendingSockets.values().next().value as Duplex
+      this.pendingSockets.delete(oldest)
+      this.refuse('conn', 'pending', remoteOf(oldest))
+      oldest.destroy()
     }
     this.pendingSockets.add(socket)
     let bytes = 0
@@ -109,7 +112,6 @@ export class ClientGate {
     }
     this.release.set(socket, done)
     socket.once('close', done)
-    return true
   }
 
   /** Counts a connection refused before MQTT (e.g. a failed TLS handshake). */

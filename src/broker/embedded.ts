@@ -94,6 +94,12 @@ export class EmbeddedBroker {
     return this.boundPort
   }
 
+  /** The address the listener is bound to (undefined while restarting or closed). */
+  get boundAddress(): string | undefined {
+    const a = this.server?.address()
+    return a !== null && typeof a === 'object' ? a.address : undefined
+  }
+
   /** Where a local client on this machine connects. */
   get url(): string {
     const h = this.host === '0.0.0.0' ? '127.0.0.1' : this.host === '::' ? '::1' : this.host
