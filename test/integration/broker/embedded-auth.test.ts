@@ -139,6 +139,33 @@ test('a non-loopback bind without users is refused at start with one line naming
   }
 })
 
+test('at start, a missing password variable or a password file others can read stops it with one line', async (t) => {
+  const dir = tempDir(t)
+  const open = join(dir, 'open.pw')
+  writeFileSync(open, 'pw')
+  chmodSync(open, 0o644)
+  const cases: Array<[EmbeddedBrokerOptions['users'], RegExp]> = [
+    [
+      [{ username: 'u', passwordEnv: 'EMBEDDED_TEST_UNSET_PW' }],
+      /^broker\.embedded\.users\[0\]\.passwordEnv: environment variable EMBEDDED_TEST_UNSET_PW is not set$/,
+    ],
+    [
+      [{ username: 'u', passwordFile: open }],
+      /^broker\.embedded\.users\[0\]\.passwordFile: .*open\.pw has mode 0644: group or others can read the password\. Run: chmod 600 /,
+    ],
+  ]
+  for (const [users, expected] of cases) {
+    const adapter = await createBrokerAdapter({ embedded: { port: 0, host: '127.0.0.1', users } })
+    t.after(() => adapter.stop())
+    await assert.rejects(adapter.start(), (err) => {
+      assert.ok(isBridgeError(err, 'CONFIG_INVALID'), String(err))
+      assert.match(err.message, expected)
+      return true
+    })
+    assert.equal(adapter.status.state, 'down')
+  }
+})
+
 test('allowAnonymousOnNetwork: the operator’s explicit opt-in lets it bind 0.0.0.0 for anonymous clients', async (t) => {
   const { broker } = await start(t, { host: '0.0.0.0', allowAnonymousOnNetwork: true })
   assert.equal(broker.boundAddress, '0.0.0.0')
