@@ -196,7 +196,10 @@ export function localizeBridgeConfig(
     broker:
       url !== undefined
         ? { ...c.broker, url: map.url(url) }
-        : { ...c.broker, embedded: { port: map.port(s.name, embedded?.port ?? 1883), host: LOOPBACK } },
+        : {
+            ...c.broker,
+            embedded: { ...embedded, port: map.port(s.name, embedded?.port ?? 1883), host: LOOPBACK },
+          },
     dht: {
       port: map.port(s.name, c.dht.port),
       host: LOOPBACK,

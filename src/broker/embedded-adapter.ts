@@ -98,7 +98,7 @@ export class EmbeddedAdapter extends AdapterEvents implements BrokerAdapter {
         throw new BridgeError('USAGE', 'embedded adapter needs a broker or { port }')
       this.setStatus({ state: 'connecting' })
       try {
-        broker = await EmbeddedBroker.start(this.options, { log: this.log })
+        broker = await EmbeddedBroker.start(this.options, { log: this.log, counters: this.counters })
       } catch (err) {
         this.setStatus({ state: 'down', error: err instanceof Error ? err.message : String(err) })
         throw err

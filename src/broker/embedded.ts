@@ -1,8 +1,19 @@
 import type { EventEmitter } from 'node:events'
 import net from 'node:net'
+import tls from 'node:tls'
 import { Aedes } from 'aedes'
 import { BridgeError } from '../errors.js'
 import { type Logger, silentLogger } from '../log.js'
+import { Counters } from '../metrics.js'
+import {
+  type EmbeddedTlsConfig,
+  type EmbeddedTlsMaterial,
+  type EmbeddedUserConfig,
+  exposureProblem,
+  loadTls,
+  resolveUsers,
+} from './embedded-auth.js'
+import { ClientGate, CONNECT_TIMEOUT_MS } from './embedded-gate.js'
 
 /**
  * The embedded broker: aedes on a TCP port, so local MQTT clients use it exactly as they
@@ -14,17 +25,35 @@ import { type Logger, silentLogger } from '../log.js'
  * `restart()` closes the broker (every client is disconnected, retained messages are lost,
  * as with a Mosquitto without persistence) and opens a new one on the same port; an
  * attached adapter follows through `onInstance`. Tests use it; the bridge does not need to.
+ *
+ * Who may connect (docs/SECURITY.md "Local clients"): it binds loopback unless told
+ * otherwise; with `users` every client must log in (embedded-gate.ts); with `tls` it speaks
+ * MQTT over TLS only. A non-loopback bind with neither users nor client certificates is
+ * refused at start unless `allowAnonymousOnNetwork` says the operator accepts it.
  */
 export interface EmbeddedBrokerOptions {
   /** 0 picks a free port; `port` then tells which. */
   port: number
-  /** Default `0.0.0.0`, as the config's default: local devices reach it on the LAN. */
+  /** Default `127.0.0.1`: only clients on this machine. */
   host?: string
+  /** Clients must log in as one of these (passwords as hash, file or environment variable). */
+  users?: readonly EmbeddedUserConfig[]
+  /** MQTT over TLS on `port` (no plain listener then). */
+  tls?: EmbeddedTlsConfig
+  /** The operator accepts anonymous clients on a non-loopback bind. */
+  allowAnonymousOnNetwork?: boolean
 }
 
 export interface EmbeddedBrokerDeps {
   log?: Logger
+  /** Refused clients are counted here (`broker.auth.refused.*`, `broker.conn.refused.*`). */
+  counters?: Counters
+  /** Where `passwordEnv` variables are read; default process.env. */
+  env?: NodeJS.ProcessEnv
 }
+
+/** How long a TLS client has to finish its handshake (Node's default is 120 s). */
+const TLS_HANDSHAKE_TIMEOUT_MS = 10_000
 
 type InstanceListener = (instance: Aedes | undefined) => void
 
@@ -34,14 +63,24 @@ export class EmbeddedBroker {
   private current: Aedes | undefined
   private server: net.Server | undefined
   private readonly sockets = new Set<net.Socket>()
+  /** TCP sockets under TLS ones (and in handshake): destroyed on shut, never corked. */
+  private readonly rawSockets = new Set<net.Socket>()
   private readonly listeners = new Set<InstanceListener>()
   private readonly log: Logger
+  private readonly gate: ClientGate
+  private readonly tls: EmbeddedTlsMaterial | undefined
   private closed = false
 
+  /** Throws CONFIG_INVALID (one line naming the field) for an exposed bind or a bad secret. */
   private constructor(options: EmbeddedBrokerOptions, deps: EmbeddedBrokerDeps) {
-    this.host = options.host ?? '0.0.0.0'
+    this.host = options.host ?? '127.0.0.1'
     this.boundPort = options.port
     this.log = deps.log ?? silentLogger
+    const exposed = exposureProblem({ ...options, host: this.host })
+    if (exposed !== null) throw BridgeError.config('broker.embedded.host', exposed)
+    const users = options.users === undefined ? undefined : resolveUsers(options.users, deps.env)
+    this.tls = options.tls === undefined ? undefined : loadTls(options.tls)
+    this.gate = new ClientGate(users, { log: this.log, counters: deps.counters ?? new Counters() })
   }
 
   static async start(options: EmbeddedBrokerOptions, deps: EmbeddedBrokerDeps = {}): Promise<EmbeddedBroker> {
@@ -55,10 +94,17 @@ export class EmbeddedBroker {
     return this.boundPort
   }
 
+  /** The address the listener is bound to (undefined while restarting or closed). */
+  get boundAddress(): string | undefined {
+    const a = this.server?.address()
+    return a !== null && typeof a === 'object' ? a.address : undefined
+  }
+
   /** Where a local client on this machine connects. */
   get url(): string {
     const h = this.host === '0.0.0.0' ? '127.0.0.1' : this.host === '::' ? '::1' : this.host
-    return `mqtt://${net.isIPv6(h) ? `[${h}]` : h}:${this.boundPort}`
+    const scheme = this.tls === undefined ? 'mqtt' : 'mqtts'
+    return `${scheme}://${net.isIPv6(h) ? `[${h}]` : h}:${this.boundPort}`
   }
 
   /** The live aedes instance; undefined while restarting or after close(). */
@@ -115,19 +161,25 @@ export class EmbeddedBroker {
   }
 
   private async open(): Promise<void> {
-    const aedes = await Aedes.createBroker()
+    const aedes = await Aedes.createBroker({
+      authenticate: this.gate.authenticate,
+      connectTimeout: CONNECT_TIMEOUT_MS,
+    })
     // Aedes is an EventEmitter whose typed `on` omits 'error' (emitted on persistence failure).
     const emitter: EventEmitter = aedes
     emitter.on('error', (err: Error) => this.log.error({ err }, 'embedded broker error'))
     aedes.on('clientError', (client, err) =>
       this.log.debug({ client: client.id, err: err.message }, 'client error'),
     )
-    // Nagle off on every accepted socket (NOTES-deps: 30+ ms per message otherwise).
-    const server = net.createServer({ noDelay: true }, (socket) => {
+    const accept = (socket: net.Socket) => {
       this.sockets.add(socket)
       socket.once('close', () => this.sockets.delete(socket))
       aedes.handle(socket)
-    })
+      this.gate.admit(socket, `${socket.remoteAddress}:${socket.remotePort}`)
+    }
+    // Nagle off on every accepted socket (NOTES-deps: 30+ ms per message otherwise).
+    const server =
+      this.tls === undefined ? net.createServer({ noDelay: true }, accept) : this.tlsServer(accept)
     try {
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject)
@@ -152,6 +204,35 @@ export class EmbeddedBroker {
     this.notify(aedes)
   }
 
+  /** MQTT over TLS: a client that does not finish a handshake is counted (`broker.conn.refused.tls`). */
+  private tlsServer(accept: (socket: net.Socket) => void): tls.Server {
+    const m = this.tls as EmbeddedTlsMaterial
+    const server = tls.createServer(
+      {
+        cert: m.cert,
+        key: m.key,
+        ...(m.ca !== undefined ? { ca: m.ca } : {}),
+        requestCert: m.requireClientCert,
+        rejectUnauthorized: m.requireClientCert,
+        handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS,
+        noDelay: true,
+      },
+      (socket) => {
+        socket.setNoDelay(true)
+        accept(socket)
+      },
+    )
+    server.on('connection', (raw: net.Socket) => {
+      this.rawSockets.add(raw)
+      raw.once('close', () => this.rawSockets.delete(raw))
+    })
+    server.on('tlsClientError', (err, socket) => {
+      this.gate.refuse('conn', 'tls', `${socket.remoteAddress}:${socket.remotePort}`)
+      this.log.debug({ err: err.message }, 'TLS handshake failed')
+    })
+    return server
+  }
+
   private async shut(): Promise<void> {
     const aedes = this.current
     const server = this.server
@@ -163,6 +244,7 @@ export class EmbeddedBroker {
     await new Promise<void>((resolve) => aedes.close(() => resolve()))
     // aedes closes the clients it knows; a socket still in its CONNECT handshake is not one.
     for (const socket of this.sockets) socket.destroy()
+    for (const socket of this.rawSockets) socket.destroy()
     await serverClosed
   }
 

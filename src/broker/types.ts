@@ -1,3 +1,5 @@
+import type { EmbeddedBrokerOptions } from './embedded.js'
+
 /**
  * The broker adapter contract: how the bridge talks to its site's local MQTT broker,
  * whether that is an external broker (Mosquitto, over MQTT 5) or the embedded aedes one
@@ -79,7 +81,7 @@ export interface ExternalBrokerConfig {
 
 /** The bridge runs an embedded broker; local clients connect to it over TCP on `port`. */
 export interface EmbeddedBrokerConfig {
-  embedded: { port: number; host?: string }
+  embedded: EmbeddedBrokerOptions
 }
 
 /**
@@ -91,5 +93,5 @@ export interface BrokerConfig {
   username?: string
   password?: string
   clientId?: string
-  embedded?: { port: number; host?: string }
+  embedded?: EmbeddedBrokerOptions
 }

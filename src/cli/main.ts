@@ -4,6 +4,7 @@ import { parseArgs } from 'node:util'
 import { BridgeError, isBridgeError } from '../errors.js'
 import { runCheck } from './commands/check.js'
 import { runDhtNode } from './commands/dht.js'
+import { runHashPassword } from './commands/hash-password.js'
 import { runId } from './commands/id.js'
 import { runSite } from './commands/run.js'
 import { USAGE } from './usage.js'
@@ -34,6 +35,10 @@ export async function main(argv: readonly string[]): Promise<number> {
         return await runDhtNode(parseDhtArgs(rest))
       case 'run':
         return await runSite(oneConfigArg('run', rest))
+      case 'hash-password':
+        if (rest.length > 0)
+          throw usage('"bridge hash-password" takes no arguments: it reads the password from stdin')
+        return await runHashPassword()
       default:
         if (first.startsWith('-')) throw usage(`unknown option ${first}`)
         if (rest.length > 0) throw usage(`unexpected argument ${rest[0]}`)

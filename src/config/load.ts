@@ -44,8 +44,29 @@ export function parseConfig(json: unknown, path: string): LoadedConfig {
     ...c,
     keyFile: resolve(base, c.keyFile),
     stateDir: resolve(base, c.stateDir),
+    broker: resolveBrokerPaths(c.broker, base),
     configPath: resolve(path),
   })
+}
+
+/** The embedded broker's password and TLS files, relative to the config file's folder. */
+function resolveBrokerPaths(b: BridgeConfig['broker'], base: string): BridgeConfig['broker'] {
+  const e = b.embedded
+  if (e === undefined) return b
+  const at = (f: string) => resolve(base, f)
+  const embedded = { ...e }
+  if (e.users !== undefined)
+    embedded.users = e.users.map((u) =>
+      u.passwordFile === undefined ? u : { ...u, passwordFile: at(u.passwordFile) },
+    )
+  if (e.tls !== undefined)
+    embedded.tls = {
+      ...e.tls,
+      certFile: at(e.tls.certFile),
+      keyFile: at(e.tls.keyFile),
+      ...(e.tls.caFile !== undefined ? { caFile: at(e.tls.caFile) } : {}),
+    }
+  return { ...b, embedded }
 }
 
 /** `peers[1].publicKey: must be 64 lowercase hex chars` */

@@ -1,5 +1,6 @@
 import { isIP } from 'node:net'
 import { z } from 'zod'
+import { exposureProblem, HASH_PROBLEM, isEnvName, parsePasswordHash } from '../broker/embedded-auth.js'
 import { validateTopicFilter, validateTopicName } from '../routing/topic.js'
 
 /**
@@ -48,6 +49,74 @@ const topicName = z.string().superRefine((t, ctx) => {
 
 const qos = z.union([z.literal(0), z.literal(1)], { error: 'must be 0 or 1' })
 
+/**
+ * The embedded broker (docs/SECURITY.md "Local clients"): loopback by default; `users` make
+ * every client log in; `tls` serves MQTT over TLS. Passwords are never plain text here: a
+ * hash line (`bridge hash-password`), or a file or environment variable read at start.
+ */
+const embeddedUserSchema = z
+  .strictObject({
+    username: z.string().min(1, 'must not be empty').max(256, 'at most 256 chars'),
+    passwordHash: z
+      .string()
+      .refine((h) => parsePasswordHash(h) !== null, HASH_PROBLEM)
+      .optional(),
+    passwordFile: z.string().min(1, 'must not be empty').optional(),
+    passwordEnv: z
+      .string()
+      .refine(isEnvName, 'must be an environment variable name ([A-Za-z_][A-Za-z0-9_]*)')
+      .optional(),
+  })
+  .superRefine((u, ctx) => {
+    const n = [u.passwordHash, u.passwordFile, u.passwordEnv].filter((x) => x !== undefined).length
+    if (n !== 1)
+      ctx.addIssue({
+        code: 'custom',
+        message: 'set exactly one of "passwordHash", "passwordFile" or "passwordEnv"',
+      })
+  })
+
+const embeddedSchema = z
+  .strictObject({
+    port,
+    host: host.default('127.0.0.1'),
+    users: z.array(embeddedUserSchema).min(1, 'list at least one user, or leave "users" out').optional(),
+    tls: z
+      .strictObject({
+        certFile: z.string().min(1, 'must not be empty'),
+        keyFile: z.string().min(1, 'must not be empty'),
+        caFile: z.string().min(1, 'must not be empty').optional(),
+        /** Clients must present a certificate signed by caFile (this counts as authentication). */
+        requireClientCert: z.boolean().optional(),
+      })
+      .optional(),
+    /** The operator accepts anonymous clients on a non-loopback bind. */
+    allowAnonymousOnNetwork: z.boolean().optional(),
+  })
+  .superRefine((e, ctx) => {
+    const exposed = exposureProblem(e)
+    if (exposed !== null) ctx.addIssue({ code: 'custom', path: ['host'], message: exposed })
+    if (e.allowAnonymousOnNetwork === true && e.users !== undefined)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['allowAnonymousOnNetwork'],
+        message: 'contradicts "users": with users, anonymous clients are always refused; remove one',
+      })
+    if (e.tls?.requireClientCert === true && e.tls.caFile === undefined)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['tls', 'requireClientCert'],
+        message: 'needs caFile: the CA that signs client certificates',
+      })
+    const seen = new Map<string, number>()
+    e.users?.forEach((u, i) => {
+      const prev = seen.get(u.username)
+      if (prev !== undefined)
+        ctx.addIssue({ code: 'custom', path: ['users', i, 'username'], message: `same as users[${prev}]` })
+      seen.set(u.username, i)
+    })
+  })
+
 const brokerSchema = z
   .strictObject({
     url: z
@@ -63,7 +132,7 @@ const brokerSchema = z
      * (within the broker's own queue limits, e.g. Mosquitto's max_queued_messages).
      */
     sessionExpirySeconds: z.number().int().min(0).max(0xffffffff).default(86_400),
-    embedded: z.strictObject({ port, host: host.default('0.0.0.0') }).optional(),
+    embedded: embeddedSchema.optional(),
   })
   .superRefine((b, ctx) => {
     if ((b.url === undefined) === (b.embedded === undefined)) {
@@ -107,7 +176,10 @@ export const configSchema = z
       .regex(/^[A-Za-z0-9._-]+$/, 'letters, digits, ".", "_" and "-" only'),
     keyFile: z.string().min(1, 'must not be empty'),
     stateDir: z.string().min(1, 'must not be empty'),
-    broker: brokerSchema.default({ embedded: { port: 1883, host: '0.0.0.0' }, sessionExpirySeconds: 86_400 }),
+    broker: brokerSchema.default({
+      embedded: { port: 1883, host: '127.0.0.1' },
+      sessionExpirySeconds: 86_400,
+    }),
     dht: z
       .strictObject({
         port: port.default(6881),

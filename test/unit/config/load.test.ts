@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, test } from 'node:test'
+import { hashPassword } from '../../../src/broker/embedded-auth.js'
 import { loadConfig, parseConfig } from '../../../src/config/load.js'
 import { isBridgeError } from '../../../src/errors.js'
 
@@ -90,6 +91,86 @@ const errorCases: Array<[string, (c: Record<string, unknown>) => void, RegExp]> 
     /durability: must be "fsync" or "commit"/,
   ],
   [
+    'embedded broker on a non-loopback address without users',
+    (c) => (c.broker = { embedded: { port: 1883, host: '0.0.0.0' } }),
+    /^\/x\/c\.json: broker\.embedded\.host: "0\.0\.0\.0" is not loopback and no users are configured: .*add broker\.embedded\.users or set broker\.embedded\.allowAnonymousOnNetwork: true$/,
+  ],
+  [
+    'embedded broker on a LAN address with TLS but no client authentication',
+    (c) =>
+      (c.broker = { embedded: { port: 1883, host: '192.168.1.5', tls: { certFile: 'c', keyFile: 'k' } } }),
+    /broker\.embedded\.host: "192\.168\.1\.5" is not loopback/,
+  ],
+  [
+    'embedded broker on a host name other than localhost, without users',
+    (c) => (c.broker = { embedded: { port: 1883, host: 'broker.lan' } }),
+    /broker\.embedded\.host: "broker\.lan" is not loopback/,
+  ],
+  [
+    'embedded user with a plain-text password where the hash goes',
+    (c) => (c.broker = { embedded: { port: 1, users: [{ username: 'u', passwordHash: 'hunter2' }] } }),
+    /broker\.embedded\.users\[0\]\.passwordHash: not a hash line from "bridge hash-password"/,
+  ],
+  [
+    'embedded user without a password',
+    (c) => (c.broker = { embedded: { port: 1, users: [{ username: 'u' }] } }),
+    /broker\.embedded\.users\[0\]: set exactly one of "passwordHash", "passwordFile" or "passwordEnv"/,
+  ],
+  [
+    'embedded user with two password sources',
+    (c) =>
+      (c.broker = { embedded: { port: 1, users: [{ username: 'u', passwordFile: 'f', passwordEnv: 'E' }] } }),
+    /broker\.embedded\.users\[0\]: set exactly one of/,
+  ],
+  [
+    'embedded user with a plain-text password field',
+    (c) => (c.broker = { embedded: { port: 1, users: [{ username: 'u', password: 'hunter2' }] } }),
+    /broker\.embedded\.users\[0\]: unknown field "password"/,
+  ],
+  [
+    'embedded users listed twice',
+    (c) =>
+      (c.broker = {
+        embedded: {
+          port: 1,
+          users: [
+            { username: 'u', passwordEnv: 'A' },
+            { username: 'u', passwordEnv: 'B' },
+          ],
+        },
+      }),
+    /broker\.embedded\.users\[1\]\.username: same as users\[0\]/,
+  ],
+  [
+    'embedded users empty',
+    (c) => (c.broker = { embedded: { port: 1, users: [] } }),
+    /broker\.embedded\.users: list at least one user/,
+  ],
+  [
+    'embedded passwordEnv not a variable name',
+    (c) => (c.broker = { embedded: { port: 1, users: [{ username: 'u', passwordEnv: 'A-B' }] } }),
+    /broker\.embedded\.users\[0\]\.passwordEnv: must be an environment variable name/,
+  ],
+  [
+    'embedded allowAnonymousOnNetwork together with users',
+    (c) =>
+      (c.broker = {
+        embedded: {
+          port: 1,
+          host: '0.0.0.0',
+          allowAnonymousOnNetwork: true,
+          users: [{ username: 'u', passwordEnv: 'A' }],
+        },
+      }),
+    /broker\.embedded\.allowAnonymousOnNetwork: contradicts "users"/,
+  ],
+  [
+    'embedded client certificates without a CA',
+    (c) =>
+      (c.broker = { embedded: { port: 1, tls: { certFile: 'c', keyFile: 'k', requireClientCert: true } } }),
+    /broker\.embedded\.tls\.requireClientCert: needs caFile/,
+  ],
+  [
     'tree topic under the tree input prefix',
     (c) => {
       c.treeInput = { prefix: 'tree-in/' }
@@ -104,7 +185,7 @@ describe('config validation', () => {
     const c = parseConfig(valid(), '/x/c.json')
     assert.equal(c.keyFile, '/x/keys/alice.key')
     assert.equal(c.stateDir, '/x/state/alice')
-    assert.deepEqual(c.broker, { embedded: { port: 1883, host: '0.0.0.0' }, sessionExpirySeconds: 86_400 })
+    assert.deepEqual(c.broker, { embedded: { port: 1883, host: '127.0.0.1' }, sessionExpirySeconds: 86_400 })
     assert.deepEqual(c.outbox, { maxMessages: 100_000, maxBytes: 64 * 1024 * 1024, policy: 'drop-oldest' })
     assert.equal(c.durability, 'fsync')
     assert.equal(c.dht.port, 6881)
@@ -137,6 +218,52 @@ describe('config validation', () => {
       )
     })
   }
+
+  test('the embedded broker may leave loopback with users, client certificates or the explicit opt-in', () => {
+    const hash = hashPassword('pw', { N: 1024, r: 8, p: 1 })
+    const accepted: Array<Record<string, unknown>> = [
+      { port: 1883, host: '0.0.0.0', allowAnonymousOnNetwork: true },
+      { port: 1883, host: '0.0.0.0', users: [{ username: 'u', passwordHash: hash }] },
+      { port: 1883, host: '::', users: [{ username: 'u', passwordEnv: 'MQTT_PW' }] },
+      {
+        port: 8883,
+        host: '10.0.0.2',
+        tls: { certFile: 'c.pem', keyFile: 'k.pem', caFile: 'ca.pem', requireClientCert: true },
+      },
+      { port: 1883, host: 'localhost' },
+      { port: 1883, host: '127.0.0.2' },
+      { port: 1883, host: '::1' },
+    ]
+    for (const embedded of accepted) {
+      const c = parseConfig({ ...valid(), broker: { embedded } }, '/x/c.json')
+      assert.equal(c.broker.embedded?.host, embedded.host)
+    }
+  })
+
+  test('embedded password and TLS files resolve against the config folder', () => {
+    const c = parseConfig(
+      {
+        ...valid(),
+        broker: {
+          embedded: {
+            port: 8883,
+            users: [
+              { username: 'u', passwordFile: 'secrets/u.pw' },
+              { username: 'v', passwordFile: '/abs/v.pw' },
+            ],
+            tls: { certFile: 'tls/c.pem', keyFile: 'tls/k.pem', caFile: 'tls/ca.pem' },
+          },
+        },
+      },
+      '/x/c.json',
+    )
+    const e = c.broker.embedded
+    assert.deepEqual(
+      e?.users?.map((u) => u.passwordFile),
+      ['/x/secrets/u.pw', '/abs/v.pw'],
+    )
+    assert.deepEqual(e?.tls, { certFile: '/x/tls/c.pem', keyFile: '/x/tls/k.pem', caFile: '/x/tls/ca.pem' })
+  })
 
   test('unreadable file and invalid JSON give clear errors', (t) => {
     const dir = mkdtempSync(join(tmpdir(), 'cfg-'))
