@@ -7,8 +7,6 @@ import { MessageIds } from './delivery/message-ids.js'
 import { PeerOutbound, type PeerOutboundOptions } from './delivery/outbound.js'
 import { StalledAppends, type StalledAppendsOptions } from './delivery/stalled-appends.js'
 import { TickBatch } from './delivery/tick-batch.js'
-import { TreeDelivery } from './delivery/tree-delivery.js'
-import { TreeInput } from './delivery/tree-input.js'
 import type { DiscoveredPeer } from './dht/discovery.js'
 import { parseItems, serializeItems } from './dht/item-wire.js'
 import { DhtService, type DhtServiceOptions } from './dht/service.js'
@@ -26,6 +24,8 @@ import { type BridgeStore, openStore, type StoreOptions } from './store/database
 import { DedupeStore } from './store/dedupe.js'
 import { DurableOutbox, type OutboxMessage } from './store/outbox.js'
 import { payloadDigest, RetainedStore } from './store/retained.js'
+import { TreeDelivery } from './trees/delivery.js'
+import { TreeInput } from './trees/input.js'
 
 /**
  * How long a graceful stop waits for the messages already taken (local ones until their

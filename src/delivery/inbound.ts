@@ -6,8 +6,8 @@ import type { Counters } from '../metrics.js'
 import { InterestTrie } from '../routing/interest-trie.js'
 import { allowed } from '../routing/router.js'
 import { topicMatches, validateRemoteTopic } from '../routing/topic.js'
+import type { TreeDelivery } from '../trees/delivery.js'
 import { DedupeWindow } from './dedupe.js'
-import type { TreeDelivery } from './tree-delivery.js'
 
 export interface LocalSubscription {
   readonly filter: string

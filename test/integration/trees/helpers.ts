@@ -1,11 +1,6 @@
 /** Helpers for the tree suites (not a test file). */
-import {
-  payloadToTreeValue,
-  type TreeDoc,
-  TreeState,
-  treePath,
-} from '../../../src/delivery/tree-aggregate.js'
-import { spreadTree } from '../../../src/delivery/tree-spread.js'
+import { payloadToTreeValue, type TreeDoc, TreeState, treePath } from '../../../src/trees/aggregate.js'
+import { spreadTree } from '../../../src/trees/spread.js'
 import { type Testnet, waitFor } from '../../helpers/testnet.js'
 
 /**

@@ -6,14 +6,14 @@ import {
   type TreeDoc,
   TreeState,
   treePath,
-} from '../../../src/delivery/tree-aggregate.js'
+} from '../../../src/trees/aggregate.js'
 import {
   DEFAULT_SPREAD_LIMITS,
   type SpreadLimits,
   type SpreadRejectReason,
   spreadTree,
   treeValueToPayload,
-} from '../../../src/delivery/tree-spread.js'
+} from '../../../src/trees/spread.js'
 
 /** Rows as [topic, payload text] for readable tables (latin1 keeps binary bytes visible 1:1). */
 function rowsOf(base: string, json: string | Uint8Array, limits?: SpreadLimits): [string, string][] {

@@ -19,7 +19,7 @@ import {
   type TreeRefusal,
   type TreeShape,
   treeShape,
-} from './tree-aggregate.js'
+} from './aggregate.js'
 
 /** Default window: short enough to feel live, long enough to fold a burst (the issue: "e.g. 50 ms"). */
 export const DEFAULT_TREE_WINDOW_MS = 50

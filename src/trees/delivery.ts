@@ -23,8 +23,8 @@ import { BridgeError } from '../errors.js'
 import { type Logger, rateLimitedDebug, silentLogger } from '../log.js'
 import type { Counters } from '../metrics.js'
 import { InterestTrie } from '../routing/interest-trie.js'
-import { type JsonValue, payloadToTreeValue, type TreeDoc, TreeState, treePath } from './tree-aggregate.js'
-import { DEFAULT_TREE_WINDOW_MS, TreeWindow, type TreeWindowTimers } from './tree-window.js'
+import { type JsonValue, payloadToTreeValue, type TreeDoc, TreeState, treePath } from './aggregate.js'
+import { DEFAULT_TREE_WINDOW_MS, TreeWindow, type TreeWindowTimers } from './window.js'
 
 /** One of this site's subscriptions, as the config gives it (plain ones matter too). */
 export interface TreeSubscription {

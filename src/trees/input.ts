@@ -21,7 +21,7 @@ import { createHash } from 'node:crypto'
 import type { LocalMessage } from '../broker/types.js'
 import { type Logger, rateLimitedDebug, silentLogger } from '../log.js'
 import type { Counters } from '../metrics.js'
-import { type SpreadLimits, type SpreadRow, spreadTree } from './tree-spread.js'
+import { type SpreadLimits, type SpreadRow, spreadTree } from './spread.js'
 
 /** How the base's wildcard levels are written in an input topic. */
 export const INPUT_PLUS = '*'

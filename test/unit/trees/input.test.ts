@@ -10,10 +10,10 @@ import { startEmbeddedBroker } from '../../../src/broker/embedded.js'
 import { EmbeddedAdapter } from '../../../src/broker/embedded-adapter.js'
 import type { LocalMessage } from '../../../src/broker/types.js'
 import { parseConfig } from '../../../src/config/load.js'
-import { inputBase, TreeInput } from '../../../src/delivery/tree-input.js'
 import { isBridgeError } from '../../../src/errors.js'
 import { Counters } from '../../../src/metrics.js'
 import { topicMatches } from '../../../src/routing/topic.js'
+import { inputBase, TreeInput } from '../../../src/trees/input.js'
 import { waitFor } from '../../helpers/dht-testnet.js'
 
 interface Got {

@@ -8,9 +8,9 @@ import {
   type TreeDoc,
   TreeState,
   treePath,
-} from '../../../src/delivery/tree-aggregate.js'
-import { spreadTree } from '../../../src/delivery/tree-spread.js'
-import { TreeWindow, type TreeWindowTimers } from '../../../src/delivery/tree-window.js'
+} from '../../../src/trees/aggregate.js'
+import { spreadTree } from '../../../src/trees/spread.js'
+import { TreeWindow, type TreeWindowTimers } from '../../../src/trees/window.js'
 import { prng } from '../../helpers/prng.js'
 
 /** Timers fired by hand: the window's timing is tested without waiting. */

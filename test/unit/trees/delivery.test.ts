@@ -9,10 +9,10 @@ import mqtt, { type MqttClient } from 'mqtt'
 import { startEmbeddedBroker } from '../../../src/broker/embedded.js'
 import { EmbeddedAdapter } from '../../../src/broker/embedded-adapter.js'
 import type { LocalMessage } from '../../../src/broker/types.js'
-import { TreeDelivery, type TreeSubscription } from '../../../src/delivery/tree-delivery.js'
-import type { TreeWindowTimers } from '../../../src/delivery/tree-window.js'
 import { Counters } from '../../../src/metrics.js'
 import { topicMatches } from '../../../src/routing/topic.js'
+import { TreeDelivery, type TreeSubscription } from '../../../src/trees/delivery.js'
+import type { TreeWindowTimers } from '../../../src/trees/window.js'
 import { waitFor } from '../../helpers/dht-testnet.js'
 
 /** Window timers fired by hand. */

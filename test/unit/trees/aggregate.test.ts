@@ -12,7 +12,7 @@ import {
   treePath,
   treeShape,
   treeTopic,
-} from '../../../src/delivery/tree-aggregate.js'
+} from '../../../src/trees/aggregate.js'
 import { MATCH_CASES } from '../routing/vectors.js'
 
 /** [filter, topic, key path or null when the topic does not match] */

@@ -25,7 +25,7 @@ import {
   treeShape,
   treeTopic,
   VALUE_KEY,
-} from './tree-aggregate.js'
+} from './aggregate.js'
 
 export interface SpreadLimits {
   /**
