@@ -139,7 +139,7 @@ describe('MqttAdapter against Mosquitto', { skip: mosquitto.skip }, () => {
       maxDrainListeners = Math.max(maxDrainListeners, stream.listenerCount('drain'))
     }
     assert.ok(
-      (adapter as unknown as { waiting: unknown[] }).waiting.length > 0,
+      (adapter as unknown as { writes: { length: number } }).writes.length > 0,
       '3 MB in one turn must overflow the socket (else this test proves nothing)',
     )
     await Promise.all(publishes)
