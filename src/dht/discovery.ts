@@ -15,9 +15,10 @@ import { Counters } from '../metrics.js'
 import type { DhtNodeLike } from './node.js'
 import {
   type KnownPeer,
+  type Outcome,
   PeerRecords,
+  type PeerRecordsOptions,
   type PeerSource,
-  type Rejected,
   type RejectReason,
   type Verdict,
 } from './peer-records.js'
@@ -46,10 +47,7 @@ export interface DiscoveredPeer {
   readonly source: PeerSource
 }
 
-export type AcceptResult =
-  | { readonly status: 'accepted'; readonly peer: DiscoveredPeer }
-  | { readonly status: 'unchanged' }
-  | Rejected
+export type AcceptResult = Outcome<{ readonly status: 'accepted'; readonly peer: DiscoveredPeer }>
 
 export interface DiscoveryEvents {
   /** A new or newer verified profile of an allow-listed peer. */
@@ -63,14 +61,11 @@ export interface DiscoveryDeps {
   counters?: Counters
 }
 
-export interface DiscoveryOptions {
+/** The allow-list, this site's own key and persistMs are PeerRecordsOptions (peer-records.ts). */
+export interface DiscoveryOptions extends PeerRecordsOptions {
   swarm: string
   /** The peer link's port, announced on the swarm hash. */
   linkPort: number
-  /** Public keys (64 lowercase hex) whose profiles are fetched and accepted. */
-  allowList: readonly string[]
-  /** This site's own key, never treated as a peer. */
-  selfPublicKeyHex?: string
   /** Swarm lookup period (default 60 s). */
   lookupMs?: number
   /** Re-announce period (default 10 min; must stay well under the nodes' maxAge). */
@@ -79,11 +74,6 @@ export interface DiscoveryOptions {
   maxAgeMs?: number
   /** Profile re-fetch period for every allow-listed peer (default 5 min). */
   refreshMs?: number
-  /**
-   * Shortest gap between two writes of the peer cache file (default 1 s): accepted profiles
-   * inside it are written together (see persist()); stop() writes the last ones.
-   */
-  persistMs?: number
 }
 
 export class Discovery extends EventEmitter<DiscoveryEvents> {

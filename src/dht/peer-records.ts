@@ -31,10 +31,9 @@ export type Rejected = {
   readonly reason: RejectReason
   readonly message: string
 }
-export type Verdict =
-  | { readonly status: 'accepted'; readonly known: KnownPeer }
-  | { readonly status: 'unchanged' }
-  | Rejected
+/** What became of offered records: `Accepted`, the same record again, or a rejection. */
+export type Outcome<Accepted> = Accepted | { readonly status: 'unchanged' } | Rejected
+export type Verdict = Outcome<{ readonly status: 'accepted'; readonly known: KnownPeer }>
 
 export interface PeerRecordsDeps {
   stateDir: string
@@ -43,11 +42,14 @@ export interface PeerRecordsDeps {
 }
 
 export interface PeerRecordsOptions {
-  /** Public keys (64 lowercase hex) whose records are accepted. */
+  /** Public keys (64 lowercase hex) whose profiles are fetched and accepted. */
   allowList: readonly string[]
   /** This site's own key, never treated as a peer. */
   selfPublicKeyHex?: string
-  /** Shortest gap between two writes of the peer cache file (PeerCache's default when absent). */
+  /**
+   * Shortest gap between two writes of the peer cache file (default 1 s): accepted profiles
+   * inside it are written together (see PeerCache.record()); stop() writes the last ones.
+   */
   persistMs?: number
 }
 
