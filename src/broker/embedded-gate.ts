@@ -3,7 +3,7 @@ import type { Duplex } from 'node:stream'
 import type { Aedes } from 'aedes'
 import type { Logger } from '../log.js'
 import type { Counters } from '../metrics.js'
-import { type PasswordHash, verifyPassword } from './embedded-auth.js'
+import { type PasswordHash, verifyPassword } from './password-hash.js'
 
 /**
  * The door of the embedded broker: who gets past CONNECT. With users configured, a client

@@ -4,7 +4,6 @@ import mqtt, {
   type IPublishPacket,
   type MqttClient,
   type MqttClientEventCallbacks,
-  type Packet,
 } from 'mqtt'
 import { BridgeError } from '../errors.js'
 import { type Logger, silentLogger } from '../log.js'
@@ -13,8 +12,9 @@ import { AdapterEvents } from './adapter-events.js'
 import { type BackoffOptions, backoffDelay } from './backoff.js'
 import { checkFilters, checkPublish } from './checks.js'
 import { HeldAcks } from './held-acks.js'
-import { diffSubscriptions, SubscriptionIds, SubscriptionSet } from './subscription-set.js'
+import { SubscriptionSync } from './subscription-sync.js'
 import type { BrokerAdapter, BrokerStatus, LocalMessage } from './types.js'
+import { DEFAULT_MAX_WAITING_QOS0, WriteQueue } from './write-queue.js'
 
 /**
  * The bridge's connection to an external MQTT 5 broker (Mosquitto), with MQTT.js.
@@ -26,7 +26,9 @@ import type { BrokerAdapter, BrokerStatus, LocalMessage } from './types.js'
  * each filter in its own SUBSCRIBE with its own subscription identifier, which is how
  * duplicate copies from overlapping filters are told apart (see subscription-set.ts).
  * Nagle is off on the socket (NOTES-deps: 30+ ms otherwise). Reconnects back off
- * exponentially; the subscription set is re-applied after each one.
+ * exponentially; the subscription set is re-applied after each one (subscription-sync.ts).
+ * Publishes made while the socket is full wait in order (write-queue.ts); QoS 1 PUBACKs
+ * wait until the bridge took responsibility for the message (held-acks.ts).
  */
 export interface MqttAdapterOptions {
   url: string
@@ -71,12 +73,6 @@ const FATAL_CONNACK = new Set([
   0x8c, // bad authentication method
 ])
 
-interface SentSubscribe {
-  filter: string
-  qos: 0 | 1
-  id: number
-}
-
 export function defaultClientId(seed: string | undefined): string {
   const hex = seed === undefined ? randomBytes(10).toString('hex') : sha256hex(seed)
   return `mdb${hex.slice(0, 20)}`
@@ -103,33 +99,14 @@ export class MqttAdapter extends AdapterEvents implements BrokerAdapter {
   readonly clientId: string
   private readonly options: MqttAdapterOptions
   private client: MqttClient | undefined
-  private desired = new Map<string, 0 | 1>()
-  private readonly applied = new SubscriptionSet()
-  private readonly ids = new SubscriptionIds()
-  private readonly sentSubscribes = new Map<number, SentSubscribe[]>()
-  private readonly sentUnsubscribes = new Map<number, string[]>()
+  private readonly subscriptions = new SubscriptionSync(() => this.client)
+  /** Rejects each publish not yet accepted by the broker (stop() calls them all). */
   private readonly pending = new Set<(err: Error) => void>()
-  /**
-   * Publishes made while the socket was over its high-water mark, written in order on its
-   * 'drain' (one listener in all). Without this MQTT.js adds a 'drain' listener per QoS 0
-   * publish and removes them one by one: O(n²), 11% of a receiving bridge's CPU under a
-   * backlog, and its memory grows with the socket's buffer.
-   */
-  private waiting: Array<{ qos: 0 | 1; send: () => void }> = []
-  private waitingHead = 0
-  private waitingQos0 = 0
-  private drainHooked = false
+  private readonly writes: WriteQueue
   private readonly heldAcks = new HeldAcks()
-  private syncChain: Promise<void> = Promise.resolve()
-  private useIds = true
   private attempt = 0
-  private connackSeen = false
-  private resyncAll = false
   private lastError: string | undefined
   private abortStart: ((err: Error) => void) | undefined
-
-  /** QoS 0 publishes that may wait for the socket (default 10,000; more are refused, not queued). */
-  private readonly maxWaitingQos0: number
 
   /** Removes the listeners wire() added (see there). */
   private readonly unwire: Array<() => void> = []
@@ -138,7 +115,7 @@ export class MqttAdapter extends AdapterEvents implements BrokerAdapter {
     super(deps.log ?? silentLogger, deps.counters ?? new Counters())
     this.options = options
     this.clientId = options.clientId ?? defaultClientId(deps.clientIdSeed)
-    this.maxWaitingQos0 = options.maxWaitingQos0 ?? 10_000
+    this.writes = new WriteQueue(options.maxWaitingQos0 ?? DEFAULT_MAX_WAITING_QOS0)
   }
 
   async start(): Promise<void> {
@@ -177,7 +154,7 @@ export class MqttAdapter extends AdapterEvents implements BrokerAdapter {
     // CONNECT is already written when our listeners attach; 'connect' turns Nagle off then.
     const client = mqtt.connect(o.url, clientOptions)
     this.client = client
-    this.connackSeen = false
+    this.subscriptions.newClient()
     this.wire(client)
     await new Promise<void>((resolve, reject) => {
       const done = (err?: Error) => {
@@ -208,9 +185,7 @@ export class MqttAdapter extends AdapterEvents implements BrokerAdapter {
     this.client = undefined
     this.abortStart?.(stopped())
     for (const fail of [...this.pending]) fail(stopped())
-    this.waiting = []
-    this.waitingHead = 0
-    this.waitingQos0 = 0
+    this.writes.clear()
     if (client !== undefined) {
       // Graceful DISCONNECT when connected and idle; otherwise drop the socket (end(false)
       // would wait for acknowledgements that may never come).
@@ -220,16 +195,13 @@ export class MqttAdapter extends AdapterEvents implements BrokerAdapter {
       // A late socket error after end() must not become an uncaught 'error'.
       client.on('error', () => {})
     }
-    this.applied.clear()
-    this.sentSubscribes.clear()
-    this.sentUnsubscribes.clear()
+    this.subscriptions.reset()
     this.setStatus({ state: 'down' })
   }
 
   async setSubscriptions(filters: ReadonlyMap<string, 0 | 1>): Promise<void> {
     checkFilters(filters)
-    this.desired = new Map(filters)
-    await this.scheduleSync()
+    await this.subscriptions.set(filters)
   }
 
   async publish(msg: LocalMessage): Promise<void> {
@@ -237,8 +209,7 @@ export class MqttAdapter extends AdapterEvents implements BrokerAdapter {
     const client = this.client
     if (client === undefined) throw new BridgeError('BROKER_ERROR', 'broker adapter not started')
     if (msg.qos === 0 && !client.connected) throw new BridgeError('BROKER_ERROR', 'broker not connected')
-    const queued = this.waiting.length - this.waitingHead
-    if (msg.qos === 0 && queued > 0 && this.waitingQos0 >= this.maxWaitingQos0) {
+    if (this.writes.full(msg.qos)) {
       this.counters.inc('broker.publish_backlog_full')
       throw new BridgeError('BROKER_ERROR', `publish to ${msg.topic}: local broker backlog full`)
     }
@@ -257,41 +228,8 @@ export class MqttAdapter extends AdapterEvents implements BrokerAdapter {
           else resolve()
         })
       }
-      if (queued === 0 && !needsDrain(client)) return send()
-      this.waiting.push({ qos: msg.qos, send })
-      if (msg.qos === 0) this.waitingQos0++
-      this.hookDrain(client)
+      this.writes.write(client, msg.qos, send)
     })
-  }
-
-  /** Writes waiting publishes, in order, until the socket is full again. */
-  private writeWaiting(client: MqttClient): void {
-    while (this.waitingHead < this.waiting.length && (!needsDrain(client) || !client.connected)) {
-      const w = this.waiting[this.waitingHead++] as { qos: 0 | 1; send: () => void }
-      if (w.qos === 0) this.waitingQos0--
-      // Disconnected: MQTT.js stores QoS 1 for the reconnect and fails QoS 0 at once.
-      w.send()
-    }
-    if (this.waitingHead >= this.waiting.length) {
-      this.waiting = []
-      this.waitingHead = 0
-    } else {
-      this.hookDrain(client)
-    }
-  }
-
-  private hookDrain(client: MqttClient): void {
-    if (this.drainHooked) return
-    this.drainHooked = true
-    const stream = client.stream
-    const onEvent = () => {
-      stream.off('drain', onEvent)
-      stream.off('close', onEvent)
-      this.drainHooked = false
-      this.writeWaiting(client)
-    }
-    stream.on('drain', onEvent)
-    stream.on('close', onEvent)
   }
 
   private wire(client: MqttClient): void {
@@ -303,8 +241,12 @@ export class MqttAdapter extends AdapterEvents implements BrokerAdapter {
       client.on(event, fn)
       this.unwire.push(() => client.off(event, fn))
     }
-    on('packetsend', (p) => this.onPacketSend(client, p))
-    on('packetreceive', (p) => this.onPacketReceive(p))
+    on('packetsend', (p) => {
+      if (p.cmd === 'connect') noDelay(client)
+      else this.subscriptions.onPacketSend(p)
+    })
+    // Runs in wire order, before MQTT.js emits the messages that follow an ack.
+    on('packetreceive', (p) => this.subscriptions.onPacketReceive(p))
     on('connect', () => {
       noDelay(client)
       this.attempt = 0
@@ -312,7 +254,8 @@ export class MqttAdapter extends AdapterEvents implements BrokerAdapter {
       this.lastError = undefined
       this.log.info({ url: this.options.url, clientId: this.clientId }, 'connected to broker')
       // 'up' means connected with the subscription set applied.
-      this.scheduleSync()
+      this.subscriptions
+        .schedule()
         .catch((err: unknown) => this.log.warn({ err }, 'subscriptions not applied'))
         .finally(() => {
           if (this.client === client && client.connected) this.setStatus({ state: 'up' })
@@ -328,8 +271,7 @@ export class MqttAdapter extends AdapterEvents implements BrokerAdapter {
     })
     on('close', () => {
       this.heldAcks.reset()
-      this.sentSubscribes.clear()
-      this.sentUnsubscribes.clear()
+      this.subscriptions.connectionClosed()
       if (this.client !== client) return
       if (this.status.state === 'up') this.log.warn({ error: this.lastError }, 'broker connection lost')
       this.setStatus(
@@ -342,115 +284,18 @@ export class MqttAdapter extends AdapterEvents implements BrokerAdapter {
     })
   }
 
-  private onPacketSend(client: MqttClient, p: Packet): void {
-    if (p.cmd === 'connect') {
-      noDelay(client)
-    } else if (p.cmd === 'subscribe' && p.messageId !== undefined) {
-      const id = p.properties?.subscriptionIdentifier ?? 0
-      this.sentSubscribes.set(
-        p.messageId,
-        p.subscriptions.map((s) => ({ filter: s.topic, qos: s.qos === 0 ? 0 : 1, id })),
-      )
-    } else if (p.cmd === 'unsubscribe' && p.messageId !== undefined) {
-      this.sentUnsubscribes.set(p.messageId, p.unsubscriptions)
-    }
-  }
-
-  /** Runs in wire order, before MQTT.js emits the messages that follow an ack. */
-  private onPacketReceive(p: Packet): void {
-    if (p.cmd === 'connack') {
-      if ((p.reasonCode ?? p.returnCode ?? 0) !== 0) return
-      this.useIds = p.properties?.subscriptionIdentifiersAvailable !== false
-      if (!p.sessionPresent) {
-        this.applied.clear()
-      } else if (!this.connackSeen) {
-        // A session left by an earlier process: assume it holds our desired set under the
-        // same stable identifiers (so its queued messages are delivered), and re-send all.
-        for (const [filter, qos] of this.desired)
-          this.applied.set(filter, qos, this.useIds ? this.ids.idFor(filter) : 0)
-        this.resyncAll = true
-      }
-      this.connackSeen = true
-    } else if (p.cmd === 'suback' && p.messageId !== undefined) {
-      const sent = this.sentSubscribes.get(p.messageId)
-      this.sentSubscribes.delete(p.messageId)
-      sent?.forEach((s, i) => {
-        const code = p.granted[i]
-        if (typeof code === 'number' && code < 0x80) this.applied.set(s.filter, code === 0 ? 0 : 1, s.id)
-      })
-    } else if (p.cmd === 'unsuback' && p.messageId !== undefined) {
-      const sent = this.sentUnsubscribes.get(p.messageId)
-      this.sentUnsubscribes.delete(p.messageId)
-      for (const filter of sent ?? []) this.applied.delete(filter)
-    }
-  }
-
   private onMessage(topic: string, payload: Buffer, packet: IPublishPacket): void {
     // Every QoS 1 PUBLISH gets a slot, so PUBACKs leave in arrival order.
     const done =
       packet.qos > 0 && packet.messageId !== undefined ? this.heldAcks.hold(packet.messageId) : noop
-    const canonical = this.applied.canonical(topic)
-    if (canonical === undefined) {
-      // A copy for a filter we no longer hold (queued in a resumed session, or in flight
-      // across an UNSUBSCRIBE).
-      this.counters.inc('broker.message_unmatched')
-      return done()
-    }
-    const ids = packet.properties?.subscriptionIdentifier
-    if (this.useIds && ids !== undefined) {
-      const mine = Array.isArray(ids) ? ids.includes(canonical.id) : ids === canonical.id
-      if (!mine) return done() // another matching subscription's copy of the same publish
-    }
+    const verdict = this.subscriptions.route(topic, packet.properties?.subscriptionIdentifier)
+    if (verdict === 'unmatched') this.counters.inc('broker.message_unmatched')
+    if (verdict !== 'deliver') return done()
     this.emitMessage({ topic, payload, qos: packet.qos === 0 ? 0 : 1, retain: packet.retain }, done)
-  }
-
-  private scheduleSync(): Promise<void> {
-    const run = this.syncChain.then(() => this.syncOnce())
-    this.syncChain = run.catch(() => {})
-    return run
-  }
-
-  private async syncOnce(): Promise<void> {
-    try {
-      await this.syncNow()
-    } finally {
-      this.forgetUnusedIds()
-    }
-  }
-
-  /** Identifiers of filters neither wanted, held, nor being subscribed are freed (bounded memory). */
-  private forgetUnusedIds(): void {
-    const inFlight = new Set<string>()
-    for (const sent of this.sentSubscribes.values()) for (const s of sent) inFlight.add(s.filter)
-    this.ids.retain((f) => this.desired.has(f) || this.applied.get(f) !== undefined || inFlight.has(f))
-  }
-
-  private async syncNow(): Promise<void> {
-    const client = this.client
-    if (client === undefined || !client.connected) return // applied on the next CONNACK
-    const current = this.resyncAll ? new Map<string, 0 | 1>() : this.applied.qosMap()
-    this.resyncAll = false
-    const { subscribe, unsubscribe } = diffSubscriptions(this.desired, current)
-    const ops: Array<Promise<unknown>> = unsubscribe.map((filter) => client.unsubscribeAsync(filter))
-    for (const [filter, qos] of subscribe) {
-      const properties = this.useIds ? { subscriptionIdentifier: this.ids.idFor(filter) } : undefined
-      ops.push(client.subscribeAsync({ [filter]: { qos, nl: true, rap: true, rh: 0 } }, { properties }))
-    }
-    const results = await Promise.allSettled(ops)
-    const failed = results.flatMap((r) => (r.status === 'rejected' ? [String(r.reason)] : []))
-    if (failed.length === 0) return
-    // A connection lost mid-way is not a failure: the next CONNACK re-applies the set.
-    if (this.client !== client || !client.connected) return
-    throw new BridgeError('BROKER_ERROR', `broker refused subscription changes: ${failed.join('; ')}`)
   }
 }
 
 function noop(): void {}
-
-/** The broker socket is over its high-water mark (MQTT.js would add a 'drain' listener per publish). */
-function needsDrain(client: MqttClient): boolean {
-  return (client.stream as { writableNeedDrain?: boolean } | undefined)?.writableNeedDrain === true
-}
 
 /** DEBUG=mqttjs* (or *) turns MQTT.js's own trace back on, as its docs describe. */
 function mqttDebugWanted(): boolean {

@@ -1,6 +1,7 @@
 import { isIP } from 'node:net'
 import { z } from 'zod'
-import { exposureProblem, HASH_PROBLEM, isEnvName, parsePasswordHash } from '../broker/embedded-auth.js'
+import { exposureProblem, isEnvName } from '../broker/embedded-auth.js'
+import { HASH_PROBLEM, parsePasswordHash } from '../broker/password-hash.js'
 import { validateTopicFilter, validateTopicName } from '../routing/topic.js'
 
 /**

@@ -1,24 +1,30 @@
 /**
  * Swarm discovery: announce this site's link port on the swarm's rendezvous hash, look the
- * swarm up periodically, and fetch + verify the profile records of allow-listed peers: every
- * peer on a timer (refreshMs), and in between only what a lookup gives reason to (peers not
- * known yet, and known peers that showed up at a new address; see lookupRound()).
+ * swarm up periodically, and fetch the profile records of allow-listed peers: every peer on a
+ * timer (refreshMs), and in between only what a lookup gives reason to (peers not known yet,
+ * and known peers that showed up at a new address; see lookupRound()).
  *
- * A record counts only if its signature verifies and its seq is above the floor remembered
- * (persisted) for that key, so a node serving an old record cannot roll a site back. The last
- * verified items per peer are cached next to the floor, so a restart can reconnect without
- * the DHT. Records pushed over a peer link go through the same path (`acceptItems`).
+ * What a fetched or pushed record must pass to count (allow-list, signature, the per-key seq
+ * floor) and the peer cache that lets a restart reconnect without the DHT are in
+ * peer-records.ts and peer-cache.ts; this file decides when to look and what to fetch.
  */
 import { createHash } from 'node:crypto'
 import { EventEmitter } from 'node:events'
-import { isBridgeError } from '../errors.js'
-import { type Logger, rateLimitedDebug, silentLogger } from '../log.js'
+import { type Logger, silentLogger } from '../log.js'
 import { Counters } from '../metrics.js'
-import { JsonStateFile } from '../state/json-file.js'
-import { parseItems, serializeItems } from './item-wire.js'
 import type { DhtNodeLike } from './node.js'
-import { decodeProfile, PROFILE_SALT, type Profile, profileExtraSalts, type SignedItem } from './records.js'
-import { VerifyCache } from './verify-cache.js'
+import {
+  type KnownPeer,
+  type Outcome,
+  PeerRecords,
+  type PeerRecordsOptions,
+  type PeerSource,
+  type RejectReason,
+  type Verdict,
+} from './peer-records.js'
+import { PROFILE_SALT, type Profile, type SignedItem } from './records.js'
+
+export type { PeerSource, RejectReason }
 
 export const SWARM_PREFIX = 'mqtt-dht-bridge/swarm/v1/'
 
@@ -32,8 +38,6 @@ export function swarmInfoHash(swarm: string): Buffer {
     .digest()
 }
 
-export type PeerSource = 'dht' | 'cache' | 'link'
-
 export interface DiscoveredPeer {
   readonly publicKeyHex: string
   readonly profile: Profile
@@ -43,12 +47,7 @@ export interface DiscoveredPeer {
   readonly source: PeerSource
 }
 
-export type RejectReason = 'bad_signature' | 'stale' | 'too_large' | 'invalid' | 'not_allowed' | 'incomplete'
-
-export type AcceptResult =
-  | { readonly status: 'accepted'; readonly peer: DiscoveredPeer }
-  | { readonly status: 'unchanged' }
-  | { readonly status: 'rejected'; readonly reason: RejectReason; readonly message: string }
+export type AcceptResult = Outcome<{ readonly status: 'accepted'; readonly peer: DiscoveredPeer }>
 
 export interface DiscoveryEvents {
   /** A new or newer verified profile of an allow-listed peer. */
@@ -62,14 +61,11 @@ export interface DiscoveryDeps {
   counters?: Counters
 }
 
-export interface DiscoveryOptions {
+/** The allow-list, this site's own key and persistMs are PeerRecordsOptions (peer-records.ts). */
+export interface DiscoveryOptions extends PeerRecordsOptions {
   swarm: string
   /** The peer link's port, announced on the swarm hash. */
   linkPort: number
-  /** Public keys (64 lowercase hex) whose profiles are fetched and accepted. */
-  allowList: readonly string[]
-  /** This site's own key, never treated as a peer. */
-  selfPublicKeyHex?: string
   /** Swarm lookup period (default 60 s). */
   lookupMs?: number
   /** Re-announce period (default 10 min; must stay well under the nodes' maxAge). */
@@ -78,53 +74,21 @@ export interface DiscoveryOptions {
   maxAgeMs?: number
   /** Profile re-fetch period for every allow-listed peer (default 5 min). */
   refreshMs?: number
-  /**
-   * Shortest gap between two writes of the peer cache file (default 1 s): accepted profiles
-   * inside it are written together (see persist()); stop() writes the last ones.
-   */
-  persistMs?: number
 }
-
-interface KnownPeer {
-  readonly profile: Profile
-  readonly seq: number
-  readonly main: SignedItem
-  readonly source: PeerSource
-}
-
-interface PeersFile {
-  version: 1
-  /** Per public key: the highest seq accepted, and the hex wire form of those items. */
-  peers: Record<string, { floor: number; items: string }>
-}
-
-const STATE_FILE = 'dht-peers.json'
-const DEFAULT_PERSIST_MS = 1000
 
 export class Discovery extends EventEmitter<DiscoveryEvents> {
   readonly infoHash: Buffer
   private readonly node: DhtNodeLike
   private readonly log: Logger
   private readonly counters: Counters
-  private readonly dropped: (reason: string, details?: object) => void
-  private readonly file: JsonStateFile<PeersFile>
-  private readonly state: PeersFile
-  private readonly allow: Set<string>
-  private readonly known = new Map<string, KnownPeer>()
+  private readonly records: PeerRecords
   private readonly addresses = new Map<string, number>()
   private readonly fetching = new Map<string, Promise<AcceptResult | null>>()
-  /** checkMain() and decodeProfile() both verify the main item; link pushes repeat items. */
-  private readonly verified = new VerifyCache(256)
-  private readonly verify = (s: Uint8Array, m: Uint8Array, k: Uint8Array) => this.verified.verify(s, m, k)
   private readonly timers: NodeJS.Timeout[] = []
   private lastAnnounceNodes = 0
   /** The announce / lookup round in flight, shared by whoever asks meanwhile. */
   private announcing: Promise<number> | undefined
   private round: Promise<string[]> | undefined
-  /** Peer cache: the in-memory state has accepted items not written yet. */
-  private dirty = false
-  private persistTimer: NodeJS.Timeout | undefined
-  private lastWriteAt = Number.NEGATIVE_INFINITY
   private started = false
   private stopped = false
 
@@ -136,11 +100,15 @@ export class Discovery extends EventEmitter<DiscoveryEvents> {
     this.node = deps.node
     this.log = deps.log ?? silentLogger
     this.counters = deps.counters ?? new Counters()
-    this.dropped = rateLimitedDebug(this.log)
     this.infoHash = swarmInfoHash(options.swarm)
-    this.allow = new Set(options.allowList.filter((k) => k !== options.selfPublicKeyHex))
-    this.file = new JsonStateFile<PeersFile>(deps.stateDir, STATE_FILE)
-    this.state = this.file.read() ?? { version: 1, peers: {} }
+    this.records = new PeerRecords(
+      { stateDir: deps.stateDir, log: this.log, counters: this.counters },
+      {
+        allowList: options.allowList,
+        selfPublicKeyHex: options.selfPublicKeyHex,
+        persistMs: options.persistMs,
+      },
+    )
   }
 
   /**
@@ -154,7 +122,7 @@ export class Discovery extends EventEmitter<DiscoveryEvents> {
   start(after?: Promise<unknown>): void {
     if (this.started) return
     this.started = true
-    this.loadCache()
+    this.records.loadCache((hex, known) => this.emit('peer', this.describe(hex, known)))
     if (after === undefined) this.startRounds()
     else
       after.then(
@@ -198,14 +166,12 @@ export class Discovery extends EventEmitter<DiscoveryEvents> {
     if (this.stopped) return
     this.stopped = true
     for (const t of this.timers) clearInterval(t) // clears timeouts too
-    clearTimeout(this.persistTimer)
-    this.persistTimer = undefined
-    this.writeState()
+    this.records.stop()
   }
 
   /** Current verified peers. */
   peers(): DiscoveredPeer[] {
-    return [...this.known.entries()].map(([hex, k]) => this.describe(hex, k))
+    return [...this.records.entries()].map(([hex, k]) => this.describe(hex, k))
   }
 
   /** Announces the link port (an announce already in flight is shared). */
@@ -263,22 +229,24 @@ export class Discovery extends EventEmitter<DiscoveryEvents> {
   /** Known peers a fresh address may belong to: its port is theirs, no record lists it exactly. */
   private knownPeersAt(fresh: readonly string[]): string[] {
     const endpoints = new Set<string>()
-    for (const k of this.known.values()) for (const e of k.profile.endpoints) endpoints.add(e)
+    for (const k of this.records.values()) for (const e of k.profile.endpoints) endpoints.add(e)
     const ports = new Set(fresh.filter((a) => !endpoints.has(a)).map(portOf))
     if (ports.size === 0) return []
-    return [...this.known.entries()]
-      .filter(([hex, k]) => this.allow.has(hex) && k.profile.endpoints.some((e) => ports.has(portOf(e))))
+    return [...this.records.entries()]
+      .filter(
+        ([hex, k]) => this.records.allowed.has(hex) && k.profile.endpoints.some((e) => ports.has(portOf(e))),
+      )
       .map(([hex]) => hex)
   }
 
   /** Fetches every allow-listed peer's profile now. */
   async refresh(): Promise<void> {
-    await Promise.all([...this.allow].map((hex) => this.fetchPeer(hex)))
+    await Promise.all([...this.records.allowed].map((hex) => this.fetchPeer(hex)))
   }
 
   /** Fetches the allow-listed peers not known yet; answers which were fetched. */
   async fetchMissing(): Promise<Set<string>> {
-    const missing = [...this.allow].filter((hex) => !this.known.has(hex))
+    const missing = [...this.records.allowed].filter((hex) => this.records.get(hex) === undefined)
     await Promise.all(missing.map((hex) => this.fetchPeer(hex)))
     return new Set(missing)
   }
@@ -296,7 +264,7 @@ export class Discovery extends EventEmitter<DiscoveryEvents> {
     const publicKey = Buffer.from(hex, 'hex')
     const main = await this.node.getMutable(publicKey, PROFILE_SALT)
     if (main === null || this.stopped) return null
-    const pre = this.checkMain(hex, main)
+    const pre = this.records.check(hex, main)
     if (!Array.isArray(pre)) return pre
     const extras = await Promise.all(pre.map((salt) => this.node.getMutable(publicKey, salt)))
     if (this.stopped) return null
@@ -305,7 +273,10 @@ export class Discovery extends EventEmitter<DiscoveryEvents> {
       this.log.debug({ peer: hex.slice(0, 7), seq: main.seq }, 'profile extra records not found yet')
       return { status: 'rejected', reason: 'incomplete', message: 'extra records not found' }
     }
-    return this.accept(hex, main, pre, [main, ...(extras as SignedItem[])], 'dht')
+    return this.announced(
+      hex,
+      this.records.accept(hex, main, pre, [main, ...(extras as SignedItem[])], 'dht'),
+    )
   }
 
   /**
@@ -314,161 +285,21 @@ export class Discovery extends EventEmitter<DiscoveryEvents> {
    * (`dht.record.<reason>`); an accepted profile raises the floor, is cached and emitted.
    */
   acceptItems(publicKeyHex: string, items: readonly SignedItem[], source: PeerSource = 'link'): AcceptResult {
-    const main = items.find((it) => it.salt.equals(PROFILE_SALT))
-    if (main === undefined) return this.reject(publicKeyHex, 'invalid', 'no main profile item')
-    const pre = this.checkMain(publicKeyHex, main)
-    if (!Array.isArray(pre)) return pre
-    return this.accept(publicKeyHex, main, pre, items, source)
+    return this.announced(publicKeyHex, this.records.acceptItems(publicKeyHex, items, source))
   }
 
-  /** acceptItems() once `main` passed checkMain() (which answered the extra salts `pre`). */
-  private accept(
-    publicKeyHex: string,
-    main: SignedItem,
-    pre: readonly Buffer[],
-    items: readonly SignedItem[],
-    source: PeerSource,
-  ): AcceptResult {
-    let profile: Profile
-    try {
-      profile = decodeProfile(Buffer.from(publicKeyHex, 'hex'), main, items, this.verify)
-    } catch (err) {
-      return this.rejectError(publicKeyHex, err)
-    }
-    const named = items.filter((it) => it === main || pre.some((s) => s.equals(it.salt)))
-    const known: KnownPeer = { profile, seq: main.seq, main, source }
-    this.known.set(publicKeyHex, known)
-    this.persist(publicKeyHex, main.seq, named)
-    this.counters.inc('dht.record.accepted')
-    const peer = this.describe(publicKeyHex, known)
-    this.log.info(
-      {
-        peer: publicKeyHex.slice(0, 7),
-        name: profile.name,
-        seq: main.seq,
-        source,
-        endpoints: profile.endpoints,
-        subscriptions: profile.subscriptions.map((s) => `${s.filter} (qos ${s.qos})`),
-      },
-      'peer profile accepted',
-    )
+  /** An accepted verdict becomes a DiscoveredPeer, emitted as 'peer' (unless stopped). */
+  private announced(hex: string, verdict: Verdict): AcceptResult {
+    if (verdict.status !== 'accepted') return verdict
+    const peer = this.describe(hex, verdict.known)
     if (!this.stopped) this.emit('peer', peer)
     return { status: 'accepted', peer }
-  }
-
-  /** Allow-list, main item verification and the seq floor; answers the extra salts if it passes. */
-  private checkMain(hex: string, main: SignedItem): Buffer[] | Exclude<AcceptResult, { status: 'accepted' }> {
-    if (!this.allow.has(hex)) return this.reject(hex, 'not_allowed', 'key is not allow-listed')
-    let salts: Buffer[]
-    try {
-      salts = profileExtraSalts(Buffer.from(hex, 'hex'), main, this.verify)
-    } catch (err) {
-      return this.rejectError(hex, err)
-    }
-    const floor = this.state.peers[hex]?.floor ?? -1
-    if (main.seq > floor) return salts
-    const known = this.known.get(hex)
-    if (main.seq === floor && known !== undefined && known.main.v.equals(main.v))
-      return { status: 'unchanged' }
-    return this.reject(hex, 'stale', `seq ${main.seq} is not above the accepted ${floor}`)
-  }
-
-  private rejectError(hex: string, err: unknown): Extract<AcceptResult, { status: 'rejected' }> {
-    const message = (err as Error).message
-    if (isBridgeError(err, 'RECORD_BAD_SIGNATURE')) return this.reject(hex, 'bad_signature', message)
-    if (isBridgeError(err, 'RECORD_TOO_LARGE')) return this.reject(hex, 'too_large', message)
-    return this.reject(hex, 'invalid', message)
-  }
-
-  private reject(
-    hex: string,
-    reason: RejectReason,
-    message: string,
-  ): Extract<AcceptResult, { status: 'rejected' }> {
-    this.counters.inc(`dht.record.${reason}`)
-    this.dropped(`dht.record.${reason}`, { peer: hex.slice(0, 16), message })
-    return { status: 'rejected', reason, message }
   }
 
   private describe(hex: string, k: KnownPeer): DiscoveredPeer {
     const ports = new Set(k.profile.endpoints.map(portOf))
     const announcedAddresses = [...this.addresses.keys()].filter((a) => ports.has(portOf(a)))
     return { publicKeyHex: hex, profile: k.profile, seq: k.seq, announcedAddresses, source: k.source }
-  }
-
-  /**
-   * Records an accepted profile (floor + items) and schedules a write of the peer cache:
-   * at once if the last write is persistMs old, else persistMs after it, so a swarm of n
-   * peers costs a few writes of the whole file instead of n (each with an fsync), and
-   * stop() writes whatever is still pending.
-   *
-   * Why a floor on disk that lags by up to persistMs is safe:
-   * - In this process the floor in memory is the one checked, and it is raised before the
-   *   profile is used, so nothing changes for a running site.
-   * - The file only moves forward: every write is the whole in-memory state, whose floors
-   *   only ever rise (a record is accepted only above its floor), written atomically
-   *   (temp file, fsync, rename) and one at a time, and nothing is written after stop() (a
-   *   stopped instance cannot overwrite the file of the one that replaced it). So the floor
-   *   on disk never goes back below what any earlier write persisted.
-   * - A crash (kill -9, power loss) between two writes loses at most the floors and cached
-   *   items accepted in the last persistMs. After a restart the floor is then the one last
-   *   written: a node replaying a record the peer really signed, newer than that floor but
-   *   older than the one accepted just before the crash, could be accepted again, until
-   *   the peer's current record (higher seq) is fetched or pushed and replaces it. It can
-   *   never be a record at or below a floor that was on disk, and never a forged one. The
-   *   cache entry is refetched from the DHT like any unknown peer.
-   */
-  private persist(hex: string, seq: number, items: readonly SignedItem[]): void {
-    this.state.peers[hex] = { floor: seq, items: serializeItems(items).toString('hex') }
-    if (this.stopped) return
-    this.dirty = true
-    if (this.persistTimer !== undefined) return
-    const gap = this.options.persistMs ?? DEFAULT_PERSIST_MS
-    const wait = Math.max(0, this.lastWriteAt + gap - performance.now())
-    this.persistTimer = setTimeout(() => {
-      this.persistTimer = undefined
-      if (!this.stopped) this.writeState()
-    }, wait)
-    this.persistTimer.unref()
-  }
-
-  private writeState(): void {
-    if (!this.dirty) return
-    this.dirty = false
-    this.lastWriteAt = performance.now()
-    try {
-      this.file.write(this.state)
-    } catch (err) {
-      this.dirty = true // the next accepted profile or stop() tries again
-      this.log.error({ err: (err as Error).message }, 'cannot persist peer floors')
-    }
-  }
-
-  /** Re-verifies the cached items of allow-listed peers and emits them (source `cache`). */
-  private loadCache(): void {
-    for (const [hex, entry] of Object.entries(this.state.peers)) {
-      if (!this.allow.has(hex)) continue
-      try {
-        const items = parseItems(Buffer.from(entry.items, 'hex'))
-        const main = items.find((it) => it.salt.equals(PROFILE_SALT))
-        if (main === undefined || main.seq !== entry.floor) throw new Error('cache does not match the floor')
-        const profile = decodeProfile(Buffer.from(hex, 'hex'), main, items)
-        const known: KnownPeer = { profile, seq: main.seq, main, source: 'cache' }
-        this.known.set(hex, known)
-        this.log.info(
-          {
-            peer: hex.slice(0, 7),
-            name: profile.name,
-            seq: main.seq,
-            subscriptions: profile.subscriptions.length,
-          },
-          'peer profile loaded from cache',
-        )
-        this.emit('peer', this.describe(hex, known))
-      } catch (err) {
-        this.log.warn({ peer: hex.slice(0, 7), err: (err as Error).message }, 'cached peer record unusable')
-      }
-    }
   }
 
   private background(task: () => Promise<unknown>): void {

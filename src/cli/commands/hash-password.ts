@@ -1,6 +1,7 @@
 import { createInterface } from 'node:readline'
 import { Writable } from 'node:stream'
-import { hashPassword, MAX_PASSWORD_BYTES, stripNewline } from '../../broker/embedded-auth.js'
+import { stripNewline } from '../../broker/embedded-auth.js'
+import { hashPassword, MAX_PASSWORD_BYTES } from '../../broker/password-hash.js'
 import { BridgeError } from '../../errors.js'
 
 /**

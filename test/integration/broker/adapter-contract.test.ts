@@ -9,7 +9,7 @@ import { describe, test } from 'node:test'
 import { isBridgeError } from '../../../src/errors.js'
 import { Counters } from '../../../src/metrics.js'
 import { brokerVariants } from '../../helpers/brokers.js'
-import { Inbox, plainClient, waitForStatus } from './clients.js'
+import { adapterAfterBrokerStop, Inbox, plainClient, subscribedAdapter, waitForStatus } from './clients.js'
 
 const payload = (s: string) => Buffer.from(s)
 
@@ -76,16 +76,10 @@ for (const variant of brokerVariants()) {
 
     test('a plain publisher reaches the adapter for subscribed filters only, at min(QoS)', async (t) => {
       const broker = await variant.start(t)
-      const adapter = broker.createAdapter(t)
-      const inbox = Inbox.ofAdapter(adapter)
-      await adapter.start()
-      await adapter.setSubscriptions(
-        new Map<string, 0 | 1>([
-          ['in/a/+', 1],
-          ['in/b', 0],
-        ]),
-      )
-      const pub = await plainClient(t, broker.url)
+      const { inbox, pub } = await subscribedAdapter(t, broker, [
+        ['in/a/+', 1],
+        ['in/b', 0],
+      ])
       await pub.publishAsync('in/a/x', 'ax', { qos: 1 })
       await pub.publishAsync('in/a/x/y', 'deeper', { qos: 1 })
       await pub.publishAsync('in/c', 'other', { qos: 1 })
@@ -155,18 +149,12 @@ for (const variant of brokerVariants()) {
 
     test('overlapping filters deliver one copy, at the best matching QoS', async (t) => {
       const broker = await variant.start(t)
-      const adapter = broker.createAdapter(t)
-      const inbox = Inbox.ofAdapter(adapter)
-      await adapter.start()
-      await adapter.setSubscriptions(
-        new Map<string, 0 | 1>([
-          ['ov/#', 0],
-          ['ov/+', 1],
-          ['+/x', 0],
-          ['ov/x', 0],
-        ]),
-      )
-      const pub = await plainClient(t, broker.url)
+      const { inbox, pub } = await subscribedAdapter(t, broker, [
+        ['ov/#', 0],
+        ['ov/+', 1],
+        ['+/x', 0],
+        ['ov/x', 0],
+      ])
       await pub.publishAsync('ov/x', 'four filters', { qos: 1 })
       await pub.publishAsync('ov/a/b', 'one filter', { qos: 1 })
       await pub.publishAsync('ov/end', 'marker', { qos: 1 })
@@ -183,16 +171,10 @@ for (const variant of brokerVariants()) {
 
     test('setSubscriptions diffs: an unsubscribed filter stops, a kept one flows, a QoS change applies', async (t) => {
       const broker = await variant.start(t)
-      const adapter = broker.createAdapter(t)
-      const inbox = Inbox.ofAdapter(adapter)
-      await adapter.start()
-      await adapter.setSubscriptions(
-        new Map<string, 0 | 1>([
-          ['d/1', 1],
-          ['d/2', 1],
-        ]),
-      )
-      const pub = await plainClient(t, broker.url)
+      const { adapter, inbox, pub } = await subscribedAdapter(t, broker, [
+        ['d/1', 1],
+        ['d/2', 1],
+      ])
       await pub.publishAsync('d/1', 'first', { qos: 1 })
       await pub.publishAsync('d/2', 'first', { qos: 1 })
       await inbox.waitFor('d/2', 'first')
@@ -290,11 +272,7 @@ for (const variant of brokerVariants()) {
 
     test('survives a broker restart: reconnects, resubscribes, flows both ways again', async (t) => {
       const broker = await variant.start(t)
-      const adapter = broker.createAdapter(t)
-      const inbox = Inbox.ofAdapter(adapter)
-      await adapter.start()
-      await adapter.setSubscriptions(new Map<string, 0 | 1>([['rs/#', 1]]))
-      const before = await plainClient(t, broker.url)
+      const { adapter, inbox, pub: before } = await subscribedAdapter(t, broker, [['rs/#', 1]])
       await before.publishAsync('rs/before', 'x', { qos: 1 })
       await inbox.waitFor('rs/before')
 
@@ -315,11 +293,7 @@ for (const variant of brokerVariants()) {
 
     test('a QoS 0 publish while the broker is down rejects with BROKER_ERROR', async (t) => {
       const broker = await variant.start(t)
-      const adapter = broker.createAdapter(t)
-      await adapter.start()
-      const down = waitForStatus(adapter, 'down', 10_000)
-      await broker.stop()
-      await down
+      const adapter = await adapterAfterBrokerStop(t, broker)
       await assert.rejects(
         adapter.publish({ topic: 'x', payload: payload('x'), qos: 0, retain: false }),
         (err) => isBridgeError(err, 'BROKER_ERROR'),

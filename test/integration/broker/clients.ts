@@ -1,6 +1,7 @@
 /** Plain MQTT clients and message inboxes for the broker suites (not a test file). */
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
 import type { BrokerAdapter, BrokerStatus, LocalMessage } from '../../../src/broker/types.js'
+import type { BrokerUnderTest } from '../../helpers/brokers.js'
 import type { Teardown } from '../../helpers/mosquitto.js'
 
 const WAIT_MS = 5_000
@@ -92,4 +93,28 @@ export function waitForStatus(adapter: BrokerAdapter, state: BrokerStatus['state
     }
     adapter.on('status', onStatus)
   })
+}
+
+/** A started adapter of `broker` subscribed to `filters`, its inbox, and a plain client of the broker. */
+export async function subscribedAdapter(
+  t: Teardown,
+  broker: BrokerUnderTest,
+  filters: ReadonlyArray<[filter: string, qos: 0 | 1]>,
+): Promise<{ adapter: BrokerAdapter; inbox: Inbox; pub: MqttClient }> {
+  const adapter = broker.createAdapter(t)
+  const inbox = Inbox.ofAdapter(adapter)
+  await adapter.start()
+  await adapter.setSubscriptions(new Map(filters))
+  const pub = await plainClient(t, broker.url)
+  return { adapter, inbox, pub }
+}
+
+/** An adapter that was up, once its broker stopped and the adapter reported it down. */
+export async function adapterAfterBrokerStop(t: Teardown, broker: BrokerUnderTest): Promise<BrokerAdapter> {
+  const adapter = broker.createAdapter(t)
+  await adapter.start()
+  const down = waitForStatus(adapter, 'down', 10_000)
+  await broker.stop()
+  await down
+  return adapter
 }

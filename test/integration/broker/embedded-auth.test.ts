@@ -14,13 +14,13 @@ import { join } from 'node:path'
 import { test } from 'node:test'
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
 import { type EmbeddedBrokerOptions, startEmbeddedBroker } from '../../../src/broker/embedded.js'
-import { hashPassword } from '../../../src/broker/embedded-auth.js'
 import {
   MAX_AUTH_IN_FLIGHT,
   MAX_AUTH_QUEUED,
   MAX_PENDING_CONNECTIONS,
 } from '../../../src/broker/embedded-gate.js'
 import { createBrokerAdapter } from '../../../src/broker/index.js'
+import { hashPassword } from '../../../src/broker/password-hash.js'
 import { parseConfig } from '../../../src/config/load.js'
 import { isBridgeError } from '../../../src/errors.js'
 import { Counters } from '../../../src/metrics.js'

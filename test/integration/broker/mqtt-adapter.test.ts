@@ -10,7 +10,7 @@ import { isBridgeError } from '../../../src/errors.js'
 import { Counters } from '../../../src/metrics.js'
 import { brokerVariants } from '../../helpers/brokers.js'
 import { startMosquitto } from '../../helpers/mosquitto.js'
-import { Inbox, plainClient, waitForStatus } from './clients.js'
+import { adapterAfterBrokerStop, Inbox, plainClient, waitForStatus } from './clients.js'
 
 const mosquitto = brokerVariants().find((v) => v.name === 'mosquitto')
 if (mosquitto === undefined) throw new Error('brokerVariants() lost the mosquitto variant')
@@ -19,11 +19,7 @@ const FAST = { initialMs: 20, maxMs: 200 }
 describe('MqttAdapter against Mosquitto', { skip: mosquitto.skip }, () => {
   test('a QoS 1 publish made during an outage is delivered once the broker is back', async (t) => {
     const broker = await mosquitto.start(t)
-    const adapter = broker.createAdapter(t)
-    await adapter.start()
-    const down = waitForStatus(adapter, 'down', 10_000)
-    await broker.stop()
-    await down
+    const adapter = await adapterAfterBrokerStop(t, broker)
     let settled = false
     const publishing = adapter.publish({ topic: 'q/held', payload: Buffer.from('v'), qos: 1, retain: true })
     publishing.then(
@@ -46,11 +42,7 @@ describe('MqttAdapter against Mosquitto', { skip: mosquitto.skip }, () => {
 
   test('a pending QoS 1 publish rejects with BROKER_ERROR when the adapter stops', async (t) => {
     const broker = await mosquitto.start(t)
-    const adapter = broker.createAdapter(t)
-    await adapter.start()
-    const down = waitForStatus(adapter, 'down', 10_000)
-    await broker.stop()
-    await down
+    const adapter = await adapterAfterBrokerStop(t, broker)
     const publishing = adapter.publish({ topic: 'q/lost', payload: Buffer.from('v'), qos: 1, retain: false })
     await adapter.stop()
     await assert.rejects(publishing, (err) => isBridgeError(err, 'BROKER_ERROR'))
@@ -139,7 +131,7 @@ describe('MqttAdapter against Mosquitto', { skip: mosquitto.skip }, () => {
       maxDrainListeners = Math.max(maxDrainListeners, stream.listenerCount('drain'))
     }
     assert.ok(
-      (adapter as unknown as { waiting: unknown[] }).waiting.length > 0,
+      (adapter as unknown as { writes: { length: number } }).writes.length > 0,
       '3 MB in one turn must overflow the socket (else this test proves nothing)',
     )
     await Promise.all(publishes)

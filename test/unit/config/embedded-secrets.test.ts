@@ -7,14 +7,8 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, test } from 'node:test'
-import {
-  hashPassword,
-  isLoopbackHost,
-  loadTls,
-  parsePasswordHash,
-  resolveUsers,
-  verifyPassword,
-} from '../../../src/broker/embedded-auth.js'
+import { isLoopbackHost, loadTls, resolveUsers } from '../../../src/broker/embedded-auth.js'
+import { hashPassword, parsePasswordHash, verifyPassword } from '../../../src/broker/password-hash.js'
 import { isBridgeError } from '../../../src/errors.js'
 
 /** Cheap parameters: the format and checks are the same, the tests stay fast. */

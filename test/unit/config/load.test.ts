@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, test } from 'node:test'
-import { hashPassword } from '../../../src/broker/embedded-auth.js'
+import { hashPassword } from '../../../src/broker/password-hash.js'
 import { loadConfig, parseConfig } from '../../../src/config/load.js'
 import { isBridgeError } from '../../../src/errors.js'
 
