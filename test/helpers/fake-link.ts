@@ -16,7 +16,7 @@
 import { EventEmitter } from 'node:events'
 import { BridgeError } from '../../src/errors.js'
 import { decodeFrame, encodeFrame, type Frame } from '../../src/link/frames.js'
-import type { LinkCloseReason, PeerLink, PeerLinkEvents } from '../../src/link/peer-link.js'
+import type { LinkCloseReason, PeerLinkEvents } from '../../src/link/peer-link.js'
 import { DEFAULT_MAX_FRAME_BYTES } from '../../src/link/sealed-channel.js'
 
 /** What senders and receivers use of a link: the real PeerLink and FakeLink both have it. */
