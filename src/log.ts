@@ -29,13 +29,19 @@ export function componentLogger(root: Logger, component: string, publicKeyHex?: 
 /** A logger that drops everything; the default for injected collaborators in unit tests. */
 export const silentLogger: Logger = pino({ level: 'silent' })
 
+/** Per reason, at most this many lines a minute by default (each event is still counted by the caller). */
+export const DEFAULT_LINES_PER_MINUTE = 10
+
 /**
- * Hostile input is logged at debug, rate-limited per reason, and always counted by the
- * caller (STYLE habit 5). Returns a function `(reason, details)`.
+ * A log function rate-limited per reason (STYLE habit 5): `(reason, details)` logs `msg` at
+ * `level` with `reason` and the details, at most `perReasonPerMinute` times a minute for
+ * each reason; the caller counts every event regardless.
  */
-export function rateLimitedDebug(
+export function rateLimited(
   log: Logger,
-  perReasonPerMinute = 10,
+  level: 'debug' | 'info' | 'warn',
+  msg: string,
+  perReasonPerMinute = DEFAULT_LINES_PER_MINUTE,
 ): (reason: string, details?: object) => void {
   const windows = new Map<string, { start: number; n: number }>()
   return (reason, details) => {
@@ -46,6 +52,14 @@ export function rateLimitedDebug(
       windows.set(reason, w)
     }
     w.n++
-    if (w.n <= perReasonPerMinute) log.debug({ reason, ...details }, 'dropped hostile input')
+    if (w.n <= perReasonPerMinute) log[level]({ reason, ...details }, msg)
   }
+}
+
+/** Hostile input: dropped, counted by the caller, logged at debug as `dropped hostile input`. */
+export function rateLimitedDebug(
+  log: Logger,
+  perReasonPerMinute = DEFAULT_LINES_PER_MINUTE,
+): (reason: string, details?: object) => void {
+  return rateLimited(log, 'debug', 'dropped hostile input', perReasonPerMinute)
 }

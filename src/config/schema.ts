@@ -2,6 +2,7 @@ import { isIP } from 'node:net'
 import { z } from 'zod'
 import { exposureProblem, isEnvName } from '../broker/embedded-auth.js'
 import { HASH_PROBLEM, parsePasswordHash } from '../broker/password-hash.js'
+import { checkBootstrapEndpoint, type Endpoint, endpointProblem, parseEndpoint } from '../endpoints.js'
 import { validateTopicFilter, validateTopicName } from '../routing/topic.js'
 
 /**
@@ -21,17 +22,21 @@ const host = z
   .min(1, 'must not be empty')
   .refine((h) => isIP(h) !== 0 || /^[A-Za-z0-9.-]+$/.test(h), 'must be an IP address or a host name')
 
-/** `host:port` for DHT bootstrap nodes and advertised link endpoints (IPv4 or host name). */
-export const hostPort = z
-  .string()
-  .refine((s) => parseHostPort(s) !== null, 'must be "host:port" with port 1..65535')
+/** `host:port` for advertised link endpoints: IPv4, `[v6]`, or a host name (src/endpoints.ts). */
+export const hostPort = z.string().superRefine((s, ctx) => {
+  const problem = endpointProblem(s)
+  if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem })
+})
 
-export function parseHostPort(s: string): { host: string; port: number } | null {
-  const m = /^([A-Za-z0-9.-]+):(\d{1,5})$/.exec(s)
-  if (!m) return null
-  const p = Number(m[2])
-  if (p < 1 || p > 65535) return null
-  return { host: m[1] as string, port: p }
+/** The same for DHT bootstrap nodes, which bittorrent-dht reaches over IPv4 only. */
+const bootstrapHostPort = z.string().superRefine((s, ctx) => {
+  const check = checkBootstrapEndpoint(s)
+  if (!check.ok) ctx.addIssue({ code: 'custom', message: check.problem })
+})
+
+/** The endpoint, or null when malformed (scripts use it; the rules are src/endpoints.ts's). */
+export function parseHostPort(s: string): Endpoint | null {
+  return parseEndpoint(s) ?? null
 }
 
 const publicKeyHex = z
@@ -186,7 +191,7 @@ export const configSchema = z
         port: port.default(6881),
         host: host.default('0.0.0.0'),
         /** Absent: the public Mainline routers. Empty list: this node is the first one. */
-        bootstrap: z.array(hostPort).optional(),
+        bootstrap: z.array(bootstrapHostPort).optional(),
       })
       .default({ port: 6881, host: '0.0.0.0' }),
     swarm: z.string().min(1, 'must not be empty').max(200, 'at most 200 chars'),

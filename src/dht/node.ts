@@ -12,11 +12,12 @@
 
 import bencode from 'bencode'
 import DHT, { type DhtGetResult } from 'bittorrent-dht'
+import { checkBootstrapEndpoint } from '../endpoints.js'
 import { BridgeError } from '../errors.js'
 import { type Logger, silentLogger } from '../log.js'
 import { Counters } from '../metrics.js'
 import { decodeCanonical, isBytes, withBuffers } from './bencode-value.js'
-import { itemTarget, parseEndpoint, type SignedItem, verifyItem } from './records.js'
+import { itemTarget, type SignedItem, verifyItem } from './records.js'
 import { GuardedUdpSocket, type QueryRateLimit } from './udp-guard.js'
 import { VerifyCache } from './verify-cache.js'
 
@@ -88,9 +89,9 @@ export class DhtNode implements DhtNodeLike {
     this.log = deps.log ?? silentLogger
     this.counters = deps.counters ?? new Counters()
     this.bootstrap = (options.bootstrap ?? PUBLIC_BOOTSTRAP).map((s) => {
-      const addr = parseEndpoint(s)
-      if (addr === null) throw new BridgeError('DHT_ERROR', `bootstrap "${s}" is not host:port`)
-      return addr
+      const check = checkBootstrapEndpoint(s)
+      if (!check.ok) throw new BridgeError('DHT_ERROR', `bootstrap "${s}": ${check.problem}`)
+      return { ...check.endpoint }
     })
     const socket = new GuardedUdpSocket(
       { counters: this.counters, log: this.log },

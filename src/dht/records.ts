@@ -4,13 +4,15 @@
  *
  * - `k` = the site's ed25519 public key, `salt` = `mqtt-dht-bridge/profile/v1`,
  *   `v` = a bencoded dict: `ver` (format version), `box` (X25519 key), `ep` (link endpoints
- *   `host:port`), `name`, `subs` (filters, plain UTF-8) and `qos` (one ASCII digit per filter).
+ *   `host:port` / `[v6]:port`, parsed by src/endpoints.ts), `name`, `subs` (filters, plain
+ *   UTF-8) and `qos` (one ASCII digit per filter).
  * - Filters that do not fit a 1000-byte `v` go to extra records (salts `.../subs/1`, `/subs/2`…);
  *   the main record lists sha1(v) of each in `more`, so a reader never mixes a new profile
  *   with stale extra records.
  */
 import { createHash } from 'node:crypto'
 import bencode from 'bencode'
+import { endpointProblem } from '../endpoints.js'
 import { BridgeError } from '../errors.js'
 import { verifySignature } from '../identity/sign.js'
 import { validateTopicFilter } from '../routing/topic.js'
@@ -29,8 +31,6 @@ export const MAX_SALT_BYTES = 64
 export const MAX_EXTRA_RECORDS = 16
 /** Endpoints a profile may list (the config allows 4 advertised endpoints). */
 export const MAX_ENDPOINTS = 8
-/** A host name is at most 253 chars; `[v6]:port` fits too. */
-export const MAX_ENDPOINT_BYTES = 270
 export const MAX_NAME_BYTES = 64
 
 const SHA1_BYTES = 20
@@ -184,8 +184,8 @@ export function validateProfileContent(profile: ProfileContent): void {
     throw BridgeError.record('RECORD_INVALID', `${profile.endpoints.length} endpoints (max ${MAX_ENDPOINTS})`)
   }
   for (const e of profile.endpoints) {
-    if (parseEndpoint(e) === null)
-      throw BridgeError.record('RECORD_INVALID', `endpoint "${e}" is not host:port`)
+    const problem = endpointProblem(e)
+    if (problem !== undefined) throw BridgeError.record('RECORD_INVALID', `endpoint "${e}": ${problem}`)
   }
   const seen = new Set<string>()
   for (const s of profile.subscriptions) {
@@ -195,16 +195,6 @@ export function validateProfileContent(profile: ProfileContent): void {
     if (seen.has(s.filter)) throw BridgeError.topic(`duplicate topic filter "${s.filter}"`)
     seen.add(s.filter)
   }
-}
-
-/** `host:port` or `[v6]:port`, port 1..65535; null when malformed. */
-export function parseEndpoint(s: string): { host: string; port: number } | null {
-  if (Buffer.byteLength(s, 'utf8') > MAX_ENDPOINT_BYTES) return null
-  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$/.exec(s)
-  if (!m) return null
-  const port = Number(m[3])
-  if (port < 1 || port > 65535) return null
-  return { host: (m[1] ?? m[2]) as string, port }
 }
 
 /**
@@ -240,7 +230,8 @@ export function decodeProfile(
   }
   const endpoints = ep.map((e, i) => {
     const s = utf8(e, `profile: ep[${i}]`)
-    if (parseEndpoint(s) === null) throw invalid(`profile: ep[${i}] "${s.slice(0, 60)}" is not host:port`)
+    const problem = endpointProblem(s)
+    if (problem !== undefined) throw invalid(`profile: ep[${i}] "${s.slice(0, 60)}": ${problem}`)
     return s
   })
   const name = utf8(ownField(dict, 'name'), 'profile: name')

@@ -1,4 +1,4 @@
-import { type Endpoint, formatEndpoint } from './endpoint.js'
+import { type Endpoint, formatEndpoint } from '../endpoints.js'
 
 /**
  * The addresses a site dials to reach one peer (see LinkManager.connect).

@@ -1,5 +1,5 @@
 /** The peer link module's public surface (docs/PROTOCOL.md). */
-export { type Endpoint, formatEndpoint, parseEndpoint } from './endpoint.js'
+export { type Endpoint, formatEndpoint, parseEndpoint } from '../endpoints.js'
 export {
   decodeFrame,
   encodeFrame,

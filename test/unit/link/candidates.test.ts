@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
+import { type Endpoint, formatEndpoint } from '../../../src/endpoints.js'
 import { CandidateSet } from '../../../src/link/candidates.js'
-import { type Endpoint, formatEndpoint } from '../../../src/link/endpoint.js'
 import { prng } from '../../helpers/prng.js'
 
 const ep = (host: string, port = 7000): Endpoint => ({ host, port })

@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
-import { formatEndpoint, parseEndpoint } from '../../../src/link/endpoint.js'
 import { backoffDelay, keepNewLink } from '../../../src/link/policy.js'
 
 describe('backoff', () => {
@@ -55,34 +54,4 @@ describe('one link per pair', () => {
     assert.equal(atA, atB)
     assert.equal(atA, a)
   })
-})
-
-describe('endpoints', () => {
-  const valid: [string, string, number][] = [
-    ['127.0.0.1:4000', '127.0.0.1', 4000],
-    ['example.org:1', 'example.org', 1],
-    ['[::1]:65535', '::1', 65535],
-    ['my_host-2.lan:8883', 'my_host-2.lan', 8883],
-  ]
-  for (const [text, host, port] of valid) {
-    test(`parses ${text}`, () => {
-      assert.deepEqual(parseEndpoint(text), { host, port })
-      assert.equal(formatEndpoint({ host, port }), text)
-    })
-  }
-  for (const text of [
-    '',
-    '127.0.0.1',
-    ':80',
-    '1.2.3.4:0',
-    '1.2.3.4:65536',
-    '::1:80',
-    'a b:1',
-    'h:1x',
-    `${'a'.repeat(400)}:1`,
-  ]) {
-    test(`refuses ${JSON.stringify(text.slice(0, 20))}`, () => {
-      assert.equal(parseEndpoint(text), undefined)
-    })
-  }
 })

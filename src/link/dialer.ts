@@ -1,0 +1,225 @@
+import { connect as netConnect, type Socket } from 'node:net'
+import { type Endpoint, parseEndpoint } from '../endpoints.js'
+import { type Candidate, CandidateSet } from './candidates.js'
+import { type HandshakeOutcome, runInitiator } from './handshake-io.js'
+import type { LinkPartDeps } from './options.js'
+import { backoffDelay } from './policy.js'
+
+/**
+ * The outbound half of the LinkManager: the peers it is told to reach, their candidate
+ * addresses (candidates.ts), one dial per address, backoff, and the claim.
+ *
+ * The endpoints the peer signed in its profile record are dialled at once and retried on
+ * their own backoff (capped at RELINK_RETRY_MAX_MS for a while after a link drops), so swarm
+ * addresses (unsigned: anyone on the DHT can hand out any address) never delay them.
+ * Unsigned addresses are bounded per peer, dialled in parallel UNSIGNED_HEAD_START_MS later
+ * (happy-eyeballs style: a signed endpoint that answers at once means none is opened), each
+ * with the short unsigned dial timeout, and forgotten when they fail. The first handshake
+ * through wins; only one dial per peer at a time may go past the REPLY (the `claim`), so
+ * parallel dials never make the peer install two links.
+ */
+
+/** RFC 8305's connection attempt delay: signed endpoints get this head start over unsigned ones. */
+export const UNSIGNED_HEAD_START_MS = 250
+
+/**
+ * For this long after a link drops, a signed endpoint is redialled at least every
+ * RELINK_RETRY_MAX_MS (jittered 0.5–1 s) whatever the backoff says: the usual reason is a
+ * peer restarting, which takes seconds, and a refused dial costs one SYN. Then the normal
+ * backoff (up to 30 s) applies.
+ */
+export const RELINK_WINDOW_MS = 60_000
+export const RELINK_RETRY_MAX_MS = 1_000
+
+interface DialTarget {
+  readonly peerKeyHex: string
+  readonly peerKey: Buffer
+  readonly candidates: CandidateSet
+  /** The dial that is past its REPLY (sending FINISH, awaiting CONFIRM): one at a time. */
+  claimedBy: AbortController | undefined
+  /** When the last link to this peer dropped (performance.now()), if one did. */
+  lostAt: number | undefined
+}
+
+export interface DialerDeps extends LinkPartDeps {
+  /** Whether a link to this peer is up (then nothing is dialled). */
+  readonly hasLink: (peerKeyHex: string) => boolean
+}
+
+export class Dialer {
+  private readonly deps: DialerDeps
+  private readonly targets = new Map<string, DialTarget>()
+  private readonly sockets = new Set<Socket>()
+  private closed = false
+
+  constructor(deps: DialerDeps) {
+    this.deps = deps
+  }
+
+  /** Replaces the offer of addresses for this peer; new ones are dialled at once if no link is up. */
+  offer(peerKeyHex: string, signed: readonly string[], unsigned: readonly string[]): void {
+    let target = this.targets.get(peerKeyHex)
+    if (!target) {
+      target = {
+        peerKeyHex,
+        peerKey: Buffer.from(peerKeyHex, 'hex'),
+        candidates: new CandidateSet(),
+        claimedBy: undefined,
+        lostAt: undefined,
+      }
+      this.targets.set(peerKeyHex, target)
+    }
+    const update = target.candidates.update(
+      this.parseEndpoints(peerKeyHex, signed),
+      this.parseEndpoints(peerKeyHex, unsigned),
+      Date.now(),
+    )
+    if (update.skipped > 0) this.deps.counters.inc('link.endpoint.unsigned_skipped', update.skipped)
+    for (const c of update.removed) {
+      clearTimeout(c.timer) // a dial in progress finishes by itself (a success still counts)
+      c.timer = undefined
+    }
+    if (this.deps.hasLink(peerKeyHex)) return
+    for (const c of update.added) this.schedule(target, c, c.signed ? 0 : UNSIGNED_HEAD_START_MS)
+  }
+
+  /** Stops dialling this peer (timers cleared, dials in progress aborted). */
+  forget(peerKeyHex: string): void {
+    const target = this.targets.get(peerKeyHex)
+    if (!target) return
+    this.targets.delete(peerKeyHex)
+    stopDialling(target)
+  }
+
+  /** A link to this peer is up: timers cleared, backoff reset; our own dial won: the others aborted. */
+  linkUp(peerKeyHex: string, role: 'initiator' | 'responder'): void {
+    const target = this.targets.get(peerKeyHex)
+    if (!target) return
+    for (const c of target.candidates.values()) {
+      clearTimeout(c.timer)
+      c.timer = undefined
+      c.failures = 0
+      // Our own dial won: the others have not sent a FINISH (the claim), so the peer
+      // holds no link for them. (After an inbound link, dials in progress go on: the
+      // one-link rule picks between the two, as both ends must.)
+      if (role === 'initiator') c.attempt?.abort()
+    }
+  }
+
+  /** The link to this peer dropped: redial every candidate (signed at once), relinking fast for a while. */
+  linkDown(peerKeyHex: string): void {
+    const target = this.targets.get(peerKeyHex)
+    if (!target || this.closed) return
+    target.lostAt = performance.now()
+    for (const c of target.candidates.values()) {
+      c.failures = 0
+      this.schedule(target, c, c.signed ? 0 : UNSIGNED_HEAD_START_MS)
+    }
+  }
+
+  /** Stops every dial and destroys the sockets of handshakes in progress. */
+  close(): void {
+    this.closed = true
+    for (const t of this.targets.values()) stopDialling(t)
+    this.targets.clear()
+    for (const s of this.sockets) s.destroy()
+    this.sockets.clear()
+  }
+
+  /** Malformed endpoints are skipped and counted (`link.endpoint.invalid`): they may come from the network. */
+  private parseEndpoints(peerKeyHex: string, texts: readonly string[]): Endpoint[] {
+    const parsed: Endpoint[] = []
+    for (const text of texts) {
+      const e = parseEndpoint(text)
+      if (e) parsed.push(e)
+      else {
+        this.deps.counters.inc('link.endpoint.invalid')
+        this.deps.reportDrop('link.endpoint.invalid', {
+          peer: peerKeyHex.slice(0, 7),
+          endpoint: text.slice(0, 80),
+        })
+      }
+    }
+    return parsed
+  }
+
+  /** Dials `c` after `delayMs` (at once for 0), unless a dial or a timer is already there. */
+  private schedule(target: DialTarget, c: Candidate, delayMs: number): void {
+    if (this.closed || c.timer || c.attempt || this.deps.hasLink(target.peerKeyHex)) return
+    if (delayMs <= 0) {
+      this.dialSafely(target, c)
+      return
+    }
+    c.timer = setTimeout(() => {
+      c.timer = undefined
+      this.dialSafely(target, c)
+    }, delayMs)
+    c.timer.unref()
+  }
+
+  private dialSafely(target: DialTarget, c: Candidate): void {
+    this.dial(target, c).catch((err: unknown) => this.deps.log.error({ err }, 'dial failed unexpectedly'))
+  }
+
+  private async dial(target: DialTarget, c: Candidate): Promise<void> {
+    if (this.closed || c.attempt || this.deps.hasLink(target.peerKeyHex)) return
+    if (this.targets.get(target.peerKeyHex) !== target || !target.candidates.has(c)) return
+    const { options, log } = this.deps
+    const attempt = new AbortController()
+    c.attempt = attempt
+    const socket = netConnect({ host: c.endpoint.host, port: c.endpoint.port })
+    socket.on('error', (err) => log.debug({ err: err.message }, 'outbound socket error'))
+    socket.setNoDelay(true)
+    this.sockets.add(socket)
+    let outcome: HandshakeOutcome
+    try {
+      outcome = await runInitiator(socket, this.deps.identity, target.peerKey, {
+        timeoutMs: c.signed ? options.handshakeTimeoutMs : options.unsignedDialTimeoutMs,
+        maxFrameBytes: options.maxFrameBytes,
+        signal: attempt.signal,
+        claim: () => {
+          if (target.claimedBy !== undefined && target.claimedBy !== attempt) return false
+          target.claimedBy = attempt
+          return true
+        },
+      })
+    } finally {
+      c.attempt = undefined
+      if (target.claimedBy === attempt) target.claimedBy = undefined
+      this.sockets.delete(socket)
+    }
+    if (this.closed || this.targets.get(target.peerKeyHex) !== target) {
+      socket.destroy()
+      return
+    }
+    if (outcome.ok) {
+      this.deps.adopt(socket, outcome)
+      return
+    }
+    if (outcome.reason === 'aborted') return // a sibling dial won, or forget/close
+    this.deps.counters.inc(`link.dial.${outcome.reason}`)
+    log.debug(
+      { peer: target.peerKeyHex.slice(0, 7), endpoint: c.key, signed: c.signed, reason: outcome.reason },
+      'dial failed',
+    )
+    if (!target.candidates.has(c)) return // no longer offered
+    if (!c.signed && outcome.reason !== 'superseded') {
+      target.candidates.forget(c, Date.now())
+      this.deps.counters.inc('link.dial.unsigned_forgotten')
+      return
+    }
+    const { backoff } = options
+    const relinking = target.lostAt !== undefined && performance.now() - target.lostAt < RELINK_WINDOW_MS
+    const maxMs = relinking ? Math.min(backoff.maxMs, RELINK_RETRY_MAX_MS) : backoff.maxMs
+    this.schedule(target, c, backoffDelay(c.failures++, { minMs: backoff.minMs, maxMs }))
+  }
+}
+
+/** Timers cleared and dials in progress aborted (forget, close). */
+function stopDialling(target: DialTarget): void {
+  for (const c of target.candidates.values()) {
+    clearTimeout(c.timer)
+    c.timer = undefined
+    c.attempt?.abort()
+  }
+}
