@@ -278,8 +278,9 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     try {
       await this.starting
     } catch (err) {
+      const aborted = this.stopping !== undefined // whatever a part rejected with on the way
       await this.stop()
-      throw err
+      throw aborted ? new BridgeError('STOPPED', 'stopped during start', { cause: err }) : err
     }
   }
 
