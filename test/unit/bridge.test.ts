@@ -90,22 +90,19 @@ describe('Bridge', () => {
     storeFree(idle.config.stateDir)
 
     // A "broker" that accepts and never answers: start() waits for its CONNACK.
-    const sockets = new Set<net.Socket>()
-    const silent = net.createServer((s) => {
-      sockets.add(s)
-      s.on('error', () => undefined)
-    })
+    const accepted: net.Socket[] = []
+    const silent = net.createServer((s) => void accepted.push(s.on('error', () => undefined)))
     await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve))
     t.after(() => {
-      for (const s of sockets) s.destroy()
       silent.close()
+      for (const s of accepted) s.destroy()
     })
     const { port } = silent.address() as net.AddressInfo
     const { config, make } = site(t, { url: `mqtt://127.0.0.1:${port}` })
     const bridge = make()
     const starting = bridge.start()
     const deadline = Date.now() + 10_000
-    while (sockets.size === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5))
+    while (accepted.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5))
     assert.equal(bridge.status.state, 'starting')
     await bridge.stop()
     await assert.rejects(starting, (e) => isBridgeError(e, 'STOPPED'))

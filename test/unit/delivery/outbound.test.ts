@@ -1,25 +1,12 @@
 import assert from 'node:assert/strict'
-import { EventEmitter } from 'node:events'
 import { describe, test } from 'node:test'
-import { type OutboundLink, PeerOutbound } from '../../../src/delivery/outbound.js'
-import type { Frame, PublishMessage } from '../../../src/link/frames.js'
+import { PeerOutbound } from '../../../src/delivery/outbound.js'
+import type { PublishMessage } from '../../../src/link/frames.js'
 import { silentLogger } from '../../../src/log.js'
 import { Counters } from '../../../src/metrics.js'
 import { DurableOutbox, type OutboxMessage } from '../../../src/store/outbox.js'
+import { FakeLink } from '../relay/fakes.js'
 import { open, PEER_A, tempDir } from '../store/helpers.js'
-
-/** A link that records every PUBLISH_BATCH and can be told it is full. */
-class FakeLink extends EventEmitter implements OutboundLink {
-  readonly maxFrameBytes = 1024 * 1024
-  closed = false
-  full = false
-  readonly sent: number[] = []
-  send(frame: Frame): boolean {
-    if (this.closed) throw new Error('closed')
-    if (frame.type === 'PUBLISH_BATCH') for (const m of frame.messages) this.sent.push(m.id)
-    return !this.full
-  }
-}
 
 const turn = () => new Promise((r) => setImmediate(r))
 async function turns(n: number): Promise<void> {

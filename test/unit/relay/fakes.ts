@@ -30,6 +30,10 @@ export class FakeLink extends EventEmitter implements OutboundLink {
   types(): string[] {
     return this.frames.map((f) => f.type)
   }
+  /** The ids of every published message, in the order written. */
+  get sent(): number[] {
+    return this.frames.flatMap((f) => (f.type === 'PUBLISH_BATCH' ? f.messages.map((m) => m.id) : []))
+  }
 }
 
 /** An in-memory outbox; `failing` appends reject (a full disk) before committing. */
