@@ -1,16 +1,17 @@
 /**
  * Where a paced message's latency goes, hop by hop, in the embedded set-up.
  *
- * Made from a run of a checkout patched with `scripts/bench/hop-trace.patch` (see
- * docs/BENCHMARKS.md, *Paced latency*): each bridge records, per bench payload, the wall
- * time at five points, and the load generator its send and receive times:
+ * Made from a bench run with HOP_TRACE_DIR set (docs/BENCHMARKS.md, *Hop by hop*): each
+ * bridge records, per bench payload, the wall time at five points (the built-in hook,
+ * src/delivery/trace.ts), and the load generator its send and receive times
+ * (scripts/bench/hop-trace-load.ts):
  *
  *   sent      the publisher hands the message to MQTT.js          (load generator)
- *   A1take    the sending site's embedded broker gave it to the bridge   (bridge A)
+ *   A1take    the sending site's broker gave it to the bridge            (bridge A)
  *   A2send    its frame is written to the peer link                       (bridge A)
  *   B1recv    the receiving bridge opened the frame                        (bridge B)
- *   B2pub     it hands the message to its embedded broker                  (bridge B)
- *   B3done    that broker has written it to the subscriber (or held it)    (bridge B)
+ *   B2pub     it hands the message to its local broker                     (bridge B)
+ *   B3done    that broker accepted it (written to the subscriber, or held) (bridge B)
  *   received  the subscriber's MQTT.js emitted it                  (load generator)
  *
  * The gaps between them are the hops: `sent → A1take` and `A2send → B1recv` and
@@ -126,7 +127,7 @@ function caseReport(
     gaps.push(g)
   }
   if (gaps.length === 0)
-    throw new Error(`${caseId}: no message passed every point (was the patched bridge run?)`)
+    throw new Error(`${caseId}: no message passed every point (was HOP_TRACE_DIR set for the bridges?)`)
   const column = (j: number) => gaps.map((g) => g[j] as number)
   const totals = column(HOPS.length).sort((a, b) => a - b)
   const slowFrom = percentileSorted(totals, 95)

@@ -13,6 +13,7 @@
  * until every message arrived or none arrived for `drainIdleMs` (the rest are lost).
  */
 import mqtt, { type MqttClient } from 'mqtt'
+import { recordHop } from './hop-trace-load.js'
 import { decodePayload, encodePayload } from './payload.js'
 import { type LatencySummary, Samples, summarize } from './stats.js'
 
@@ -153,7 +154,10 @@ export async function runLoad(clients: LoadClients, spec: LoadSpec): Promise<Loa
     received++
     if (seq > highest) highest = seq
     if (now >= windowStart && now < windowEnd) inWindow++
-    if (stamp.sentAt >= windowStart && stamp.sentAt < windowEnd) latency.push(now - stamp.sentAt)
+    if (stamp.sentAt >= windowStart && stamp.sentAt < windowEnd) {
+      latency.push(now - stamp.sentAt)
+      recordHop(spec.topic, spec.tag, seq, stamp.sentAt, now)
+    }
     schedulePump()
   })
 

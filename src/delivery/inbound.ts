@@ -7,7 +7,9 @@ import { InterestTrie } from '../routing/interest-trie.js'
 import { allowed } from '../routing/router.js'
 import { topicMatches, validateRemoteTopic } from '../routing/topic.js'
 import type { TreeDelivery } from '../trees/delivery.js'
+import { AckBatcher } from './acks.js'
 import { DedupeWindow } from './dedupe.js'
+import { trace } from './trace.js'
 
 export interface LocalSubscription {
   readonly filter: string
@@ -57,16 +59,6 @@ export interface InboundOptions {
   readonly persistRetryMaxMs?: number
 }
 
-/** Ids delivered to the local broker for one origin, waiting to be persisted and acked. */
-interface PendingAcks {
-  /** Ids to add to the persistent dedupe window, then ack. */
-  persist: number[]
-  /** Duplicates already in the window: ack only. */
-  again: number[]
-  /** InFlight ends: a graceful stop waits until the ids are persisted. */
-  ends: Array<() => void>
-}
-
 /**
  * The receive side: every publish from a peer is checked (topic rules, no wildcards, no
  * `$`, the peer's `import` ACL, and one of this site's own subscriptions must match —
@@ -86,23 +78,11 @@ export class InboundDelivery {
    */
   private readonly topicInfo = new Map<string, { problem: string | null; subQos: 0 | 1 | undefined }>()
   private readonly windows = new Map<string, DedupeWindow>()
-  private pendingAcks = new Map<string, PendingAcks>()
-  private ackTimer: NodeJS.Timeout | undefined
-  private ackImmediate: NodeJS.Immediate | undefined
-  private readonly ackDelayMs: number
-  private readonly ackBatchMax: number
+  private readonly acks: AckBatcher
   /** Per peer, the retained topics seen since its SNAPSHOT_BEGIN. */
   private readonly snapshots = new Map<string, { filters: readonly string[]; topics: Set<string> }>()
   /** Publishes into the local broker (and dedupe commits) not finished yet. */
   private readonly inFlight = new InFlight()
-  /** Per origin, ids delivered whose dedupe commit failed and waits for a retry: not acked. */
-  private readonly unpersisted = new Map<string, Set<number>>()
-  /** Retries of failed dedupe commits, with the acks they hold back. */
-  private readonly persistRetries = new Map<NodeJS.Timeout, PendingAcks>()
-  private persistFailing = false
-  private closed = false
-  private readonly retryMinMs: number
-  private readonly retryMaxMs: number
 
   constructor(
     private readonly deps: InboundDeps,
@@ -110,10 +90,7 @@ export class InboundDelivery {
   ) {
     this.log = deps.log ?? silentLogger
     this.reportDrop = rateLimitedDebug(this.log)
-    this.ackDelayMs = options.ackDelayMs ?? 5
-    this.ackBatchMax = options.ackBatchMax ?? 1024
-    this.retryMinMs = options.persistRetryMinMs ?? 100
-    this.retryMaxMs = options.persistRetryMaxMs ?? 5_000
+    this.acks = new AckBatcher({ ...deps, log: this.log }, options)
   }
 
   /** This site's own subscriptions (what it asked the swarm for). */
@@ -130,6 +107,7 @@ export class InboundDelivery {
       return
     }
     this.deps.broker.holdWrites?.() // a frame's publishes reach the subscribers in one write
+    if (trace) for (const m of messages) trace.mark('B1recv', m.payload)
     for (const m of messages) this.receiveOne(peerKeyHex, acl, m)
   }
 
@@ -168,7 +146,7 @@ export class InboundDelivery {
     if (state === 'done') {
       this.deps.counters.inc('relay.in.duplicate')
       // Its dedupe commit failed and is being retried: that retry acks it, not this copy.
-      if (!this.unpersisted.get(peer)?.has(m.id)) this.queueAck(peer, m.id, false)
+      if (!this.acks.held(peer, m.id)) this.acks.queue(peer, m.id, false)
       return
     }
     if (state === 'pending') {
@@ -182,7 +160,7 @@ export class InboundDelivery {
       () => {
         window.complete(m.id)
         this.deps.counters.inc('relay.in.delivered')
-        this.queueAck(peer, m.id, true, end)
+        this.acks.queue(peer, m.id, true, end)
       },
       (err: Error) => {
         // Not acknowledged: the sender keeps it and resends after the next reconnect.
@@ -281,6 +259,15 @@ export class InboundDelivery {
 
   /** Into the local broker, or into the trees that match it (resolves once all of it was accepted). */
   private publishLocal(local: LocalMessage): Promise<void> {
+    if (trace) {
+      const t = trace
+      t.mark('B2pub', local.payload)
+      return this.publishUntraced(local).then(() => t.mark('B3done', local.payload))
+    }
+    return this.publishUntraced(local)
+  }
+
+  private publishUntraced(local: LocalMessage): Promise<void> {
     const trees = this.deps.trees
     if (trees === undefined) return this.track(this.deps.broker.publish(local))
     return this.track(
@@ -296,7 +283,7 @@ export class InboundDelivery {
    */
   drain(timeoutMs: number): Promise<void> {
     const drained = this.inFlight.drained(timeoutMs)
-    if (this.pendingAcks.size > 0) this.flushAcks() // don't wait for the ack timer
+    this.acks.flushNow() // don't wait for the ack timer
     return drained
   }
 
@@ -304,113 +291,9 @@ export class InboundDelivery {
     return this.inFlight.track(p)
   }
 
-  /**
-   * An id accepted by the local broker (or a duplicate of one) is acknowledged to its
-   * sender. Ids wait up to ackDelayMs (or until ackBatchMax of one peer are pending) so
-   * that many share one dedupe commit and one ACK frame: at 1,000 msg/s that is one of
-   * each per ~5 messages instead of per message. The ACK goes only once the ids are
-   * committed in the dedupe window: a resend after a crash is then recognised. (Crash
-   * between PUBACK and this commit: delivered twice, never lost. The commit is not
-   * fsynced; DedupeStore.add says why that costs nothing.)
-   */
-  private queueAck(peer: string, id: number, persist: boolean, end?: () => void): void {
-    let p = this.pendingAcks.get(peer)
-    if (!p) {
-      p = { persist: [], again: [], ends: [] }
-      this.pendingAcks.set(peer, p)
-    }
-    if (persist && this.deps.dedupe) p.persist.push(id)
-    else p.again.push(id)
-    if (end) p.ends.push(end)
-    if (p.persist.length + p.again.length >= this.ackBatchMax || this.ackDelayMs <= 0) {
-      this.ackImmediate ??= setImmediate(() => this.flushAcks())
-    } else if (!this.ackTimer) {
-      this.ackTimer = setTimeout(() => this.flushAcks(), this.ackDelayMs)
-    }
-  }
-
-  private flushAcks(): void {
-    clearTimeout(this.ackTimer)
-    if (this.ackImmediate) clearImmediate(this.ackImmediate)
-    this.ackTimer = undefined
-    this.ackImmediate = undefined
-    const batches = this.pendingAcks
-    this.pendingAcks = new Map()
-    for (const [peer, p] of batches) {
-      const done = () => {
-        this.deps.sendAck(peer, p.again.length === 0 ? p.persist : [...p.persist, ...p.again])
-        for (const end of p.ends) end()
-      }
-      if (p.persist.length === 0 || !this.deps.dedupe) {
-        done()
-        continue
-      }
-      let persisted: Promise<unknown>
-      try {
-        persisted = this.deps.dedupe.add(peer, p.persist)
-      } catch (err) {
-        persisted = Promise.reject(err)
-      }
-      persisted.then(done, (err: Error) => this.persistFailed(peer, p, done, err, 1))
-    }
-  }
-
-  /**
-   * A dedupe commit failed (full disk, I/O error, locked database): its ids are not
-   * acknowledged (the sender keeps them) and the commit is retried with a backoff until it
-   * succeeds; then the ACK goes. One error line when commits start failing, one info line
-   * when they work again. After close(), nothing is retried or acked.
-   */
-  private persistFailed(peer: string, p: PendingAcks, ack: () => void, err: Error, attempt: number): void {
-    this.deps.counters.inc('dedupe.persist_failed')
-    if (this.closed) {
-      for (const end of p.ends) end()
-      return
-    }
-    if (!this.persistFailing) {
-      this.persistFailing = true
-      this.log.error(
-        { err: err.message, cause: (err.cause as Error | undefined)?.message, peer: peer.slice(0, 7) },
-        'dedupe window not persisted: relayed QoS 1 messages stay unacknowledged and the commit is retried',
-      )
-    }
-    let held = this.unpersisted.get(peer)
-    if (!held) {
-      held = new Set()
-      this.unpersisted.set(peer, held)
-    }
-    for (const id of p.persist) held.add(id)
-    const delay = Math.min(this.retryMaxMs, this.retryMinMs * 2 ** (attempt - 1))
-    const timer = setTimeout(() => {
-      this.persistRetries.delete(timer)
-      const dedupe = this.deps.dedupe
-      if (!dedupe) return
-      let persisted: Promise<unknown>
-      try {
-        persisted = dedupe.add(peer, p.persist)
-      } catch (e) {
-        persisted = Promise.reject(e)
-      }
-      persisted.then(
-        () => {
-          const set = this.unpersisted.get(peer)
-          for (const id of p.persist) set?.delete(id)
-          if (set?.size === 0) this.unpersisted.delete(peer)
-          if (this.persistFailing && this.unpersisted.size === 0) {
-            this.persistFailing = false
-            this.log.info({ retries: attempt }, 'dedupe window persisted again: acknowledgements resumed')
-          }
-          ack()
-        },
-        (e: Error) => this.persistFailed(peer, p, ack, e, attempt + 1),
-      )
-    }, delay)
-    this.persistRetries.set(timer, p)
-  }
-
   /** Failed dedupe commits waiting for their retry. */
   get retriesPending(): number {
-    return this.persistRetries.size
+    return this.acks.retriesPending
   }
 
   /**
@@ -418,12 +301,7 @@ export class InboundDelivery {
    * acknowledged, so the sender resends them after the restart.
    */
   close(): void {
-    this.closed = true
-    for (const [timer, p] of this.persistRetries) {
-      clearTimeout(timer)
-      for (const end of p.ends) end()
-    }
-    this.persistRetries.clear()
+    this.acks.close()
   }
 
   private drop(reason: string, peer: string, n: number, details?: object): void {

@@ -2,6 +2,9 @@ import type { Frame, PublishMessage } from '../link/frames.js'
 import { PUBLISH_BATCH_OVERHEAD, publishEncodedSize } from '../link/frames.js'
 import type { Logger } from '../log.js'
 import type { Counters } from '../metrics.js'
+import type { OutboxMessage } from '../store/outbox.js'
+import { ControlQueue } from './control-queue.js'
+import { trace } from './trace.js'
 
 /** What the outbound side needs of a link: `send` answers false when the socket is full. */
 export interface OutboundLink {
@@ -12,14 +15,22 @@ export interface OutboundLink {
 }
 
 /** The durable per-peer outbox (src/store/outbox.ts): QoS 1 messages until the peer ACKs them. */
-export interface OutboxReader {
+export interface PeerOutbox {
   peek(peerKeyHex: string, afterId: number, limit: number): readonly PublishMessage[]
   remove(peerKeyHex: string, ids: readonly number[]): Promise<unknown>
+  /** Resolves once durable; `committed` runs at the COMMIT (before the fsync). */
+  append(
+    peer: string,
+    messages: readonly OutboxMessage[],
+    committed: (dropped: readonly unknown[]) => void,
+  ): Promise<{ dropped: readonly { reason: string }[] }>
 }
 
 export interface PeerOutboundDeps {
   readonly peerKeyHex: string
-  readonly outbox: OutboxReader
+  /** How the peer is named in counters and log lines (its configured name). */
+  readonly label: string
+  readonly outbox: PeerOutbox
   readonly counters: Counters
   readonly log: Logger
   /** The retained messages this peer should get on link-up (read when it is sent). */
@@ -33,27 +44,23 @@ export interface PeerOutboundOptions {
   readonly maxInflight?: number
   /** QoS 0 messages waiting for a slow socket (default 10,000; oldest dropped past it). */
   readonly maxQueuedQos0?: number
-  /**
-   * Bytes of just-committed QoS 1 messages kept in memory to send without reading them
-   * back from the outbox (default 8 MiB; past it they are read from disk).
-   */
+  /** Bytes of just-committed QoS 1 kept in memory to send without a read-back (default 8 MiB). */
   readonly maxFreshBytes?: number
 }
 
 /**
- * The send side towards one peer.
- * - QoS 1: the messages live in the durable outbox (written before the local broker got
- *   its PUBACK); this reads them in id order, a page at a time, keeps at most
- *   `maxInflight` unacknowledged on the wire, deletes them on ACK, and after a reconnect
- *   starts again from the oldest unacknowledged one. So a backlog drains in order, and a
- *   slow or dead peer only grows its own outbox on disk, never memory.
+ * The send side towards one peer, and the only writer to its link.
+ * - QoS 1 (`append`): the messages live in the durable outbox (written before the local
+ *   broker got its PUBACK); read in id order a page at a time, at most `maxInflight`
+ *   unacknowledged on the wire, deleted on ACK, resent from the oldest unacknowledged after
+ *   a reconnect: a backlog drains in order, a dead peer grows its outbox on disk, not memory.
  * - QoS 0: at most once; kept in memory only while the link is up (else dropped, counted).
- * - On link-up, once everything queued before has been sent, the retained snapshot for
- *   the peer's filters goes out (SNAPSHOT_BEGIN, retained publishes, SNAPSHOT_END). Sent
- *   after the backlog, the snapshot's values (the newest) are never overwritten by older
- *   backlog messages.
- * Publishes are batched into frames, flushed once per event-loop turn; a full socket
- * (no 'drain' yet) stops sending instead of buffering.
+ * - On link-up, after what was queued before, the retained snapshot for the peer's filters
+ *   (SNAPSHOT_BEGIN, retained publishes, SNAPSHOT_END): never overwritten by older backlog.
+ * - ACK and PROFILE (`sendControl`): written at once while the socket has room, else queued
+ *   and sent first on 'drain', ahead of the next publish page.
+ * Publishes are batched into frames, flushed once per event-loop turn; a full socket (no
+ * 'drain' yet) stops sending instead of buffering.
  */
 export class PeerOutbound {
   private link: OutboundLink | undefined
@@ -72,6 +79,8 @@ export class PeerOutbound {
   private epoch = 0
   /** Appends answered -1 by sendEarly and not committed yet: later ones must not overtake them. */
   private uncommittedLate = 0
+  /** ACK and PROFILE frames waiting for a full socket: they go before the next publish page. */
+  private readonly control: ControlQueue
   private backlog = true
   private snapshotDue = false
   private scheduled = false
@@ -89,14 +98,7 @@ export class PeerOutbound {
     this.maxInflight = options.maxInflight ?? 4096
     this.maxQueuedQos0 = options.maxQueuedQos0 ?? 10_000
     this.maxFreshBytes = options.maxFreshBytes ?? 8 * 1024 * 1024
-  }
-
-  get unacknowledged(): number {
-    return this.inflight.size
-  }
-
-  get connected(): boolean {
-    return this.link !== undefined
+    this.control = new ControlQueue(deps.counters)
   }
 
   /** A link to the peer is up: resend from the oldest unacknowledged message, then the snapshot. */
@@ -108,6 +110,7 @@ export class PeerOutbound {
     this.lastSentId = 0
     this.backlog = true
     this.dropFresh()
+    this.control.clear()
     this.snapshotDue = true
     this.schedule()
   }
@@ -117,6 +120,7 @@ export class PeerOutbound {
     this.epoch++
     this.backlog = true
     this.dropFresh()
+    this.control.clear()
     const dropped = this.live.length - this.liveHead
     if (dropped > 0) this.deps.counters.inc('relay.out.dropped.qos0_link_down', dropped)
     this.live = []
@@ -137,24 +141,60 @@ export class PeerOutbound {
     this.schedule()
   }
 
+  /**
+   * An ACK or PROFILE frame: written now if the socket has room, else queued (class comment).
+   * Without a link: dropped, counted `link.send_failed.<type>` (the peer resends; it gets the
+   * profile on the next link-up).
+   */
+  sendControl(frame: Frame): void {
+    const link = this.link
+    if (link === undefined || link.closed) {
+      this.deps.counters.inc(`link.send_failed.${frame.type}`)
+      return
+    }
+    if (!this.waitingDrain && this.control.empty) {
+      this.trySend(link, frame)
+      return
+    }
+    this.control.push(frame)
+  }
+
+  /**
+   * Appends `messages` (QoS 1, id order, newer than any before) to the peer's durable
+   * outbox; resolves once durable, rejects when the store failed. Sent while they commit
+   * when the link is caught up (sendEarly), else once committed, from memory or disk. The
+   * caller's PUBACK waits for this promise: a crash in between only causes a duplicate.
+   */
+  async append(messages: readonly OutboxMessage[]): Promise<void> {
+    const early = this.sendEarly(messages)
+    let committed = false
+    const { dropped } = await this.deps.outbox
+      .append(this.deps.peerKeyHex, messages, (d) => {
+        committed = true
+        this.committed(messages, d.length > 0, early)
+      })
+      .catch((err: unknown) => {
+        if (!committed) this.appendFailed(early) // (an fsync failure comes after COMMIT)
+        throw err
+      })
+    for (const d of dropped) this.deps.counters.inc(`outbox.${this.deps.label}.dropped.${d.reason}`)
+  }
+
   /** New QoS 1 messages were committed to this peer's outbox: read them from there. */
-  kick(): void {
+  private kick(): void {
     this.backlog = true
     this.dropFresh()
     this.schedule()
   }
 
   /**
-   * `messages` (id order, newer than any before) are about to be appended to this peer's
-   * outbox. When the link is up and nothing older is still unread on disk they are sent
-   * from memory now, while the append commits: the commit (and a WAL write stalled behind
-   * an fsync) is no longer on the message's path. Answers a token for `committed`, or -1
-   * when they must wait for the commit (link down, backlog on disk, or an earlier append
-   * that waits for its commit: they never overtake it). Safe: the local broker's PUBACK still waits for
-   * the fsync, an ACK's removal is queued behind the append, and a crash before the commit
-   * can only cause a duplicate (the broker redelivers what it has no PUBACK for).
+   * `messages` are about to be appended. When the link is up and nothing older is unread on
+   * disk they are sent from memory now, while the append commits (the commit and an fsync
+   * are off the message's path). Answers a token for `committed`, or -1 when they must wait
+   * for the commit (link down, backlog on disk, or an earlier append waiting for its
+   * commit: never overtaken). An ACK's removal is queued behind the append.
    */
-  sendEarly(messages: readonly PublishMessage[]): number {
+  private sendEarly(messages: readonly PublishMessage[]): number {
     if (
       this.link === undefined ||
       this.backlog ||
@@ -169,18 +209,17 @@ export class PeerOutbound {
   }
 
   /** The append that sendEarly answered `early` for failed (nothing was committed). */
-  appendFailed(early: number): void {
+  private appendFailed(early: number): void {
     if (early < 0 && this.uncommittedLate > 0) this.uncommittedLate--
   }
 
   /**
-   * `messages` were just committed to this peer's outbox (`early`: sendEarly's token).
-   * When nothing older is still unread on disk they are sent from memory — the sender no
-   * longer reads back what it just wrote (that was 11% of a sending bridge's CPU at QoS 1).
-   * Otherwise, or when the bounds drop anything, they are read from disk in order
-   * (`kick`). Either way the outbox row stays until the peer's ACK.
+   * `messages` were just committed (`early`: sendEarly's token). When nothing older is
+   * unread on disk they are sent from memory (reading back what was just written was 11%
+   * of a sending bridge's CPU at QoS 1); else, or when a bound dropped any, from disk in
+   * order (`kick`). Either way the outbox row stays until the peer's ACK.
    */
-  committed(messages: readonly PublishMessage[], droppedAny: boolean, early = -1): void {
+  private committed(messages: readonly PublishMessage[], droppedAny: boolean, early: number): void {
     if (early >= 0) {
       // Already sent from memory; read from disk only if a link change or a drop may have
       // lost track of them.
@@ -247,6 +286,10 @@ export class PeerOutbound {
     const link = this.link
     if (link === undefined || link.closed || this.waitingDrain) return
     const budget = link.maxFrameBytes - PUBLISH_BATCH_OVERHEAD
+    // 0. ACK and PROFILE frames that waited for 'drain': before the next publish page.
+    for (let f = this.control.shift(); f !== undefined; f = this.control.shift()) {
+      if (this.trySend(link, f) !== 'ok') return
+    }
     // 1. QoS 1 from the durable outbox, in id order, within the in-flight window. A page
     //    is always written whole (bounded: <= maxBatchMessages), then a full socket stops us.
     //    When nothing is unread on disk, the just-committed messages go from memory.
@@ -320,6 +363,7 @@ export class PeerOutbound {
   private sendFrame(link: OutboundLink, messages: PublishMessage[]): SendState {
     this.deps.counters.inc('relay.out.messages', messages.length)
     this.deps.counters.inc('relay.out.frames')
+    if (trace) for (const m of messages) trace.mark('A2send', m.payload)
     return this.trySend(link, { type: 'PUBLISH_BATCH', messages })
   }
 
@@ -328,6 +372,8 @@ export class PeerOutbound {
     try {
       more = link.send(frame)
     } catch {
+      if (frame.type === 'ACK' || frame.type === 'PROFILE')
+        this.deps.counters.inc(`link.send_failed.${frame.type}`)
       return 'closed' // QoS 1 stays in the outbox for the next link
     }
     if (more) return 'ok'

@@ -1,10 +1,14 @@
 /**
  * The hop report (scripts/bench/hop-report.ts) on hand-made traces: the join by sequence
  * number, the gaps, the slowest-5% attribution and the refusal of ambiguous traces.
- * The patch that produces real traces is checked to still apply to this tree.
+ * The bridges' built-in hook (src/delivery/trace.ts) writes what the report reads, and
+ * is off unless HOP_TRACE_DIR is set.
  */
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { describe, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import {
@@ -22,6 +26,14 @@ function one(bridges: BridgeTrace[], rows: LoadRow[], kind?: string) {
   assert.equal(reports.length, 1)
   return reports[0] as NonNullable<(typeof reports)[0]>
 }
+
+const HOOK_SCRIPT = `
+  import * as hook from './src/delivery/trace.ts'
+  if (hook.trace !== undefined) throw new Error('on before enableHopTrace')
+  hook.enableHopTrace(DIR)
+  if ((hook.trace !== undefined) !== (DIR !== undefined)) throw new Error('on/off wrong')
+  const p = (seq) => { const b = Buffer.alloc(16); b.writeUInt32LE(7, 0); b.writeUInt32LE(seq, 4); return b }
+  hook.trace?.mark('A1take', p(3)); hook.trace?.mark('A1take', p(4)); hook.trace?.mark('A2send', Buffer.alloc(8))`
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url))
 
@@ -113,14 +125,27 @@ describe('hop report', () => {
     assert.throws(() => hopReports([], first.rows), /no message passed every point/)
   })
 
-  test('the tracing patch still applies to this tree', () => {
-    try {
-      execFileSync('git', ['apply', '--check', 'scripts/bench/hop-trace.patch'], { cwd: ROOT, stdio: 'pipe' })
-    } catch (err) {
-      const stderr = String((err as { stderr?: Buffer }).stderr ?? '')
-      assert.fail(
-        `scripts/bench/hop-trace.patch no longer applies; remake it (docs/BENCHMARKS.md): ${stderr}`,
+  test("the bridges' hook is off by default, and on with HOP_TRACE_DIR writes what the report joins", (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'hops-'))
+    t.after(() => rmSync(dir, { recursive: true, force: true }))
+    // A process that turns the hook on (or not: no HOP_TRACE_DIR) and marks two bench
+    // payloads (tag 7, seq 3 and 4) and one too short to be one.
+    const run = (dirArg: string) =>
+      execFileSync(
+        process.execPath,
+        ['--import', 'tsx', '--input-type=module', '-e', HOOK_SCRIPT.replaceAll('DIR', dirArg)],
+        { cwd: ROOT, env: { ...process.env, HOP_TRACE_DIR: '' } },
       )
-    }
+    run('undefined')
+    assert.deepEqual(readdirSync(dir), [], 'nothing written without HOP_TRACE_DIR')
+    run(JSON.stringify(dir))
+    const files = readdirSync(dir)
+    assert.equal(files.length, 1)
+    assert.match(files[0] as string, /^bridge-\d+\.json$/)
+    const trace = JSON.parse(readFileSync(join(dir, files[0] as string), 'utf8')) as BridgeTrace
+    assert.deepEqual(Object.keys(trace), ['A1take'])
+    const flat = trace.A1take as number[]
+    assert.deepEqual([flat[0], flat[1], flat[3], flat[4]], [7, 3, 7, 4])
+    assert.ok(Math.abs((flat[2] as number) - Date.now()) < 60_000, 'wall-clock ms')
   })
 })

@@ -1,25 +1,12 @@
 import assert from 'node:assert/strict'
-import { EventEmitter } from 'node:events'
 import { describe, test } from 'node:test'
-import { type OutboundLink, PeerOutbound } from '../../../src/delivery/outbound.js'
-import type { Frame, PublishMessage } from '../../../src/link/frames.js'
+import { PeerOutbound } from '../../../src/delivery/outbound.js'
+import type { PublishMessage } from '../../../src/link/frames.js'
 import { silentLogger } from '../../../src/log.js'
 import { Counters } from '../../../src/metrics.js'
 import { DurableOutbox, type OutboxMessage } from '../../../src/store/outbox.js'
+import { FakeLink } from '../relay/fakes.js'
 import { open, PEER_A, tempDir } from '../store/helpers.js'
-
-/** A link that records every PUBLISH_BATCH and can be told it is full. */
-class FakeLink extends EventEmitter implements OutboundLink {
-  readonly maxFrameBytes = 1024 * 1024
-  closed = false
-  full = false
-  readonly sent: number[] = []
-  send(frame: Frame): boolean {
-    if (this.closed) throw new Error('closed')
-    if (frame.type === 'PUBLISH_BATCH') for (const m of frame.messages) this.sent.push(m.id)
-    return !this.full
-  }
-}
 
 const turn = () => new Promise((r) => setImmediate(r))
 async function turns(n: number): Promise<void> {
@@ -30,7 +17,10 @@ function message(id: number): OutboxMessage {
   return { id, topic: `t/${id % 7}`, payload: Buffer.from(`m${id}`), qos: 1, retain: false }
 }
 
-/** A real outbox with its reads counted; appends go through `commit` like Bridge.flushAppends. */
+/**
+ * A real outbox with its reads counted. `hold()` makes the next appends wait (before they
+ * commit) until the function it returns is called: an append whose commit is slow.
+ */
 function setup(
   t: import('node:test').TestContext,
   options: ConstructorParameters<typeof PeerOutbound>[1] = {},
@@ -39,15 +29,21 @@ function setup(
   const store = open(t, tempDir(t))
   const outbox = new DurableOutbox({ store }, { maxMessages, policy: 'drop-oldest' })
   let peeks = 0
+  let gate: Promise<void> | undefined
   const outbound = new PeerOutbound(
     {
       peerKeyHex: PEER_A,
+      label: 'a',
       outbox: {
         peek: (peer, after, limit) => {
           peeks++
           return outbox.peek(peer, after, limit)
         },
         remove: (peer, ids) => outbox.remove(peer, ids),
+        append: async (peer, messages, committed) => {
+          if (gate) await gate
+          return outbox.append(peer, messages as OutboxMessage[], committed)
+        },
       },
       counters: new Counters(),
       log: silentLogger,
@@ -55,26 +51,18 @@ function setup(
     },
     options,
   )
-  const commit = (ids: number[]) => {
-    const messages = ids.map(message)
-    return outbox.append(PEER_A, messages, (dropped) => outbound.committed(messages, dropped.length > 0))
+  const hold = () => {
+    let release = () => {}
+    gate = new Promise<void>((r) => {
+      release = r
+    })
+    return () => {
+      gate = undefined
+      release()
+    }
   }
-  /** What Bridge.flushAppends does: sent early when possible, while the append commits. */
-  const append = (messages: OutboxMessage[]) => {
-    const early = outbound.sendEarly(messages)
-    let committed = false
-    return outbox
-      .append(PEER_A, messages, (dropped) => {
-        committed = true
-        outbound.committed(messages, dropped.length > 0, early)
-      })
-      .catch((err: unknown) => {
-        if (!committed) outbound.appendFailed(early)
-        throw err
-      })
-  }
-  const commitEarly = (ids: number[]) => append(ids.map(message))
-  return { outbox, outbound, commit, commitEarly, append, peeks: () => peeks }
+  const commit = (ids: number[]) => outbound.append(ids.map(message))
+  return { outbox, outbound, commit, hold, peeks: () => peeks }
 }
 
 describe('PeerOutbound: QoS 1 from memory when caught up, from disk otherwise', () => {
@@ -211,15 +199,17 @@ describe('PeerOutbound: QoS 1 from memory when caught up, from disk otherwise', 
 
 describe('PeerOutbound: QoS 1 sent while its append commits (sendEarly)', () => {
   test('caught up: sent before the commit, from memory, and not again after it', async (t) => {
-    const { outbound, commitEarly, outbox, peeks } = setup(t)
+    const { outbound, commit, outbox, peeks, hold } = setup(t)
     const link = new FakeLink()
     outbound.attach(link)
     await turns(3)
     const before = peeks()
-    const appended = commitEarly([1, 2, 3])
-    assert.deepEqual(outbox.peek(PEER_A, 0, 10), [], 'not committed yet')
+    const release = hold()
+    const appended = commit([1, 2, 3])
     await turn()
-    assert.deepEqual(link.sent, [1, 2, 3], 'on the wire before the commit resolved')
+    assert.deepEqual(outbox.peek(PEER_A, 0, 10), [], 'not committed yet')
+    assert.deepEqual(link.sent, [1, 2, 3], 'on the wire before the commit')
+    release()
     await appended
     await turns(2)
     assert.deepEqual(link.sent, [1, 2, 3])
@@ -235,28 +225,28 @@ describe('PeerOutbound: QoS 1 sent while its append commits (sendEarly)', () => 
     // The first is too big to hold in memory (maxFreshBytes): it goes from disk after its
     // commit. The second, small, would qualify for memory, but must not go first even when
     // it could be flushed before the commits run (here they run a turn later, in order).
-    const { outbound, outbox } = setup(t, { maxFreshBytes: 100 })
+    const { outbound, hold } = setup(t, { maxFreshBytes: 100 })
     const link = new FakeLink()
     outbound.attach(link)
     await turns(3)
-    const appendLater = async (messages: OutboxMessage[]) => {
-      const early = outbound.sendEarly(messages)
-      await turn()
-      return outbox.append(PEER_A, messages, (d) => outbound.committed(messages, d.length > 0, early))
-    }
+    const release = hold()
     const big: OutboxMessage = { ...message(1), payload: Buffer.alloc(500) }
-    await Promise.all([appendLater([big]), appendLater([message(2)])])
+    const both = Promise.all([outbound.append([big]), outbound.append([message(2)])])
+    await turns(3)
+    assert.deepEqual(link.sent, [], 'the small one waits for the big one')
+    release()
+    await both
     await turns(3)
     assert.deepEqual(link.sent, [1, 2])
   })
 
   test('a link change between the early send and the commit: resent from disk on the new link', async (t) => {
-    const { outbound, outbox } = setup(t)
+    const { outbound, hold } = setup(t)
     const first = new FakeLink()
     outbound.attach(first)
     await turns(3)
-    const messages = [1, 2].map(message)
-    const early = outbound.sendEarly(messages)
+    const release = hold()
+    const appended = outbound.append([1, 2].map(message))
     await turn()
     assert.deepEqual(first.sent, [1, 2])
     outbound.detach()
@@ -264,18 +254,15 @@ describe('PeerOutbound: QoS 1 sent while its append commits (sendEarly)', () => 
     const second = new FakeLink()
     outbound.attach(second)
     await turns(3) // the new link found nothing on disk yet
-    await outbox.append(PEER_A, messages, (d) => outbound.committed(messages, d.length > 0, early))
+    release()
+    await appended
     await turns(3)
     assert.deepEqual(second.sent, [1, 2], 'unacknowledged: sent again on the new link')
   })
 
   test('randomised appends in flight together, acks, full sockets, reconnects: all delivered, in order per link', async (t) => {
-    const { outbound, commitEarly } = setup(
-      t,
-      { maxInflight: 7, maxBatchMessages: 3, maxFreshBytes: 40 },
-      100_000,
-    )
-    await randomised(outbound, commitEarly, {
+    const { outbound, commit } = setup(t, { maxInflight: 7, maxBatchMessages: 3, maxFreshBytes: 40 }, 100_000)
+    await randomised(outbound, commit, {
       seed: 7,
       steps: 400,
       appendBelow: 0.35,

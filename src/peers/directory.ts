@@ -1,0 +1,97 @@
+import type { PeerConfig } from '../config/schema.js'
+import type { DiscoveredPeer } from '../dht/discovery.js'
+import type { Profile } from '../dht/records.js'
+
+/**
+ * One allow-listed peer: what the config says about it (name, ACLs) and what this site has
+ * learnt (its verified profile, its endpoints, whether a link is up, a few counts). The
+ * place where per-peer state lives; membership certificates and NAT paths plug in here.
+ */
+export interface Peer {
+  readonly key: string
+  /** The configured name: used in log lines and per-peer counter names. */
+  readonly name: string
+  /** Topic filters it may send us (`undefined` = `#`). */
+  readonly importAcl: readonly string[] | undefined
+  /** Topic filters we may send it (`undefined` = `#`). */
+  readonly exportAcl: readonly string[] | undefined
+  /** Its newest verified profile, once known (from the DHT, the cache or a link). */
+  profile: Profile | undefined
+  /** Endpoints from its signed profile record. */
+  signedEndpoints: readonly string[]
+  /** Addresses announced in the swarm for it: unsigned hints (anyone can announce). */
+  announcedAddresses: readonly string[]
+  linked: boolean
+  /** Link-ups and verified profiles accepted since start. */
+  readonly stats: { linkUps: number; profiles: number }
+}
+
+/**
+ * The peers this site knows, by public key: the allow-list (config `peers`) and each
+ * peer's state. The only source of the allow-list: LinkManager, discovery and the inbound
+ * side all read it from here (`allowed`, `keys`, `importAcl`).
+ */
+export class PeerDirectory {
+  private readonly byKey = new Map<string, Peer>()
+  /** The allow-list as a set; read-only view for LinkManager's inbound checks. */
+  readonly allowed: ReadonlySet<string>
+
+  constructor(config: readonly PeerConfig[]) {
+    for (const p of config) {
+      this.byKey.set(p.publicKey, {
+        key: p.publicKey,
+        name: p.name,
+        importAcl: p.import,
+        exportAcl: p.export,
+        profile: undefined,
+        signedEndpoints: [],
+        announcedAddresses: [],
+        linked: false,
+        stats: { linkUps: 0, profiles: 0 },
+      })
+    }
+    this.allowed = new Set(this.byKey.keys())
+  }
+
+  get(key: string): Peer | undefined {
+    return this.byKey.get(key)
+  }
+
+  /** Every allow-listed key, in config order. */
+  keys(): string[] {
+    return [...this.byKey.keys()]
+  }
+
+  all(): Peer[] {
+    return [...this.byKey.values()]
+  }
+
+  /** The peer's configured name, or its key's first 7 hex digits for one not allow-listed. */
+  label(key: string): string {
+    return this.byKey.get(key)?.name ?? key.slice(0, 7)
+  }
+
+  /** The peer's import ACL (`undefined` = `#`), or null when it is not allow-listed. */
+  importAcl = (key: string): readonly string[] | undefined | null => {
+    const p = this.byKey.get(key)
+    return p === undefined ? null : p.importAcl
+  }
+
+  /** A verified profile was accepted: its profile and endpoints become the peer's. */
+  noteProfile(d: DiscoveredPeer): Peer | undefined {
+    const p = this.byKey.get(d.publicKeyHex)
+    if (p === undefined) return undefined
+    p.profile = d.profile
+    p.signedEndpoints = d.profile.endpoints
+    p.announcedAddresses = d.announcedAddresses
+    p.stats.profiles++
+    return p
+  }
+
+  setLinked(key: string, up: boolean): void {
+    const p = this.byKey.get(key)
+    if (p === undefined) return
+    p.linked = up
+    if (up) p.stats.linkUps++
+  }
+}

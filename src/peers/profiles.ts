@@ -1,0 +1,95 @@
+import type { LoadedConfig } from '../config/load.js'
+import type { AcceptResult, DiscoveredPeer, PeerSource } from '../dht/discovery.js'
+import type { PublishResult } from '../dht/profile.js'
+import type { SignedItem } from '../dht/records.js'
+import { DhtService, type DhtServiceDeps, type DhtServiceOptions } from '../dht/service.js'
+import type { Logger } from '../log.js'
+import type { Router } from '../routing/router.js'
+import type { PeerDirectory } from './directory.js'
+
+export type ProfilesOptions = Omit<DhtServiceOptions, 'linkPort' | 'endpoints' | 'allowList'>
+
+/** The DHT options from the config (`tuning`: shorter timers in tests). */
+export function profilesOptions(c: LoadedConfig, tuning?: Partial<ProfilesOptions>): ProfilesOptions {
+  const subscriptions = c.subscriptions.map((s) => ({ filter: s.filter, qos: s.qos }))
+  const { host, port, bootstrap } = c.dht
+  return { name: c.name, host, port, bootstrap, swarm: c.swarm, subscriptions, ...tuning }
+}
+
+export interface PeerProfilesDeps extends DhtServiceDeps {
+  readonly directory: PeerDirectory
+  readonly router: Router<string>
+  readonly log: Logger
+  /** A peer's verified profile was accepted (after the directory and the router took it). */
+  readonly onPeer: (peer: DiscoveredPeer) => void
+}
+
+/**
+ * The peers' profiles: this site's record in the DHT and the allow-listed peers' ones
+ * (DhtService: publishing, discovery, verification). Each accepted profile updates the
+ * peer directory (profile, endpoints) and the router (the peer's interests).
+ * The DHT node binds its UDP socket when made, and publishes the link port it is given:
+ * so it is made in `start`, once the link listens. Before that nothing is known or pushed.
+ */
+export class PeerProfiles {
+  private dht: DhtService | undefined
+
+  constructor(
+    private readonly deps: PeerProfilesDeps,
+    private readonly options: ProfilesOptions,
+  ) {}
+
+  async start(linkPort: number, endpoints: readonly string[]): Promise<PublishResult> {
+    const { directory, router, log, onPeer, ...dhtDeps } = this.deps
+    const dht = new DhtService(dhtDeps, { ...this.options, linkPort, endpoints, allowList: directory.keys() })
+    this.dht = dht
+    dht.on('peer', (p) => this.accepted(p))
+    return dht.start()
+  }
+
+  stop(): Promise<void> {
+    return this.dht?.stop().catch(() => undefined) ?? Promise.resolve()
+  }
+
+  /** The DHT node's UDP port (0 before start). */
+  get dhtPort(): number {
+    return this.dht?.address().port ?? 0
+  }
+
+  /** Peers whose verified profile we hold. */
+  known(): DiscoveredPeer[] {
+    return this.dht?.peers() ?? []
+  }
+
+  currentItems(): readonly SignedItem[] {
+    return this.dht?.currentItems() ?? []
+  }
+
+  acceptItems(peer: string, items: readonly SignedItem[], source: PeerSource): AcceptResult {
+    if (this.dht === undefined) return { status: 'unchanged' }
+    return this.dht.acceptItems(peer, items, source)
+  }
+
+  async setSubscriptions(subs: readonly { filter: string; qos: 0 | 1 }[]): Promise<void> {
+    await this.dht?.setSubscriptions(subs.map((s) => ({ filter: s.filter, qos: s.qos })))
+  }
+
+  private accepted(p: DiscoveredPeer): void {
+    const peer = this.deps.directory.noteProfile(p)
+    const change = this.deps.router.setPeerInterests(p.publicKeyHex, p.profile.subscriptions)
+    this.deps.log.debug(
+      {
+        peer: peer?.name ?? p.profile.name,
+        peerKey: p.publicKeyHex.slice(0, 7),
+        seq: p.seq,
+        source: p.source,
+        subscriptions: p.profile.subscriptions.map((s) => `${s.filter} (qos ${s.qos})`),
+        endpoints: p.profile.endpoints,
+        added: change.added.length || undefined,
+        removed: change.removed.length || undefined,
+      },
+      'peer profile',
+    )
+    this.deps.onPeer(p)
+  }
+}
