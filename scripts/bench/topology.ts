@@ -11,8 +11,11 @@
  */
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
-import { type Broker, type BrokerTuning, freePort, startBroker } from './brokers.js'
-import { type Child, type Cleanup, startChild } from './children.js'
+import { stoppedCounters } from '../testnet/bridges.js'
+import { Child } from '../testnet/children.js'
+import { freePort } from '../testnet/ports.js'
+import type { Cleanup } from '../testnet/teardown.js'
+import { type Broker, type BrokerTuning, startBroker } from './brokers.js'
 import { LoadClients } from './load.js'
 import { decodePayload, encodePayload } from './payload.js'
 import {
@@ -55,6 +58,7 @@ export interface Topology {
 /** What every set-up starts with: the teardown stack, the mosquitto binary, a temp dir. */
 export interface SetupContext {
   readonly cleanup: Cleanup
+  /** The mosquitto binary (its version goes into the report). */
   readonly bin: string
   readonly dir: string
   /** Applied to every broker of both set-ups alike. */
@@ -93,20 +97,19 @@ export async function firstRelayed(clients: LoadClients, deadlineMs = STARTUP_DE
 }
 
 export async function startNative(ctx: SetupContext): Promise<Topology> {
-  const { cleanup, bin } = ctx
+  const { cleanup } = ctx
   const home = join(ctx.dir, 'native')
   mkdirSync(home, { recursive: true })
   const tuning = ctx.broker
-  const b = await startBroker(cleanup, { bin, dir: home, name: 'native-brokerB', tuning })
+  const b = await startBroker(cleanup, { dir: home, name: 'native-brokerB', tuning })
   const a = await startBroker(cleanup, {
-    bin,
     tuning,
     dir: home,
     name: 'native-brokerA',
     bridge: { remotePort: b.port, qos: 1 },
   })
   const clients = await LoadClients.connect(a.url, b.url, BENCH_FILTER)
-  cleanup.add(() => clients.close())
+  cleanup.after(() => clients.close())
   const first = await firstRelayed(clients)
   return {
     kind: 'native',
@@ -126,14 +129,14 @@ async function twoBrokers(
   ctx: SetupContext,
   kind: 'ours' | 'floor',
 ): Promise<{ home: string; brokerA: Broker; brokerB: Broker; clients: LoadClients }> {
-  const { cleanup, bin } = ctx
+  const { cleanup } = ctx
   const home = join(ctx.dir, kind)
   mkdirSync(home, { recursive: true })
   const tuning = ctx.broker
-  const brokerB = await startBroker(cleanup, { bin, dir: home, name: `${kind}-brokerB`, tuning })
-  const brokerA = await startBroker(cleanup, { bin, dir: home, name: `${kind}-brokerA`, tuning })
+  const brokerB = await startBroker(cleanup, { dir: home, name: `${kind}-brokerB`, tuning })
+  const brokerA = await startBroker(cleanup, { dir: home, name: `${kind}-brokerA`, tuning })
   const clients = await LoadClients.connect(brokerA.url, brokerB.url, BENCH_FILTER)
-  cleanup.add(() => clients.close())
+  cleanup.after(() => clients.close())
   return { home, brokerA, brokerB, clients }
 }
 
@@ -206,8 +209,11 @@ export async function startFloor(ctx: SetupContext): Promise<Topology> {
   const { cleanup } = ctx
   const { brokerA, brokerB, clients } = await twoBrokers(ctx, 'floor')
   const port = await freePort()
-  const relay = (name: string, args: string[]) =>
-    startChild(cleanup, { name, command: process.execPath, args: [FLOOR_RELAY, ...args] })
+  const relay = (name: string, args: string[]) => {
+    const child = Child.start({ name, command: process.execPath, args: [FLOOR_RELAY, ...args] }, cleanup)
+    cleanup.after(() => child.stop())
+    return child
+  }
   const out = relay('floor-relayB', ['out', brokerB.url, String(port)])
   await out.waitLine(/^ready/, STARTUP_DEADLINE_MS)
   const spawned = performance.now()
@@ -275,7 +281,7 @@ export async function startEmbedded(ctx: SetupContext, flags: NodeFlags = {}): P
     `mqtt://127.0.0.1:${portB}`,
     BENCH_FILTER,
   )
-  cleanup.add(() => clients.close())
+  cleanup.after(() => clients.close())
   const first = await firstRelayed(clients)
   return {
     kind: 'embedded',
@@ -318,14 +324,6 @@ export async function startSiteMeasured(
       linkUpMs: link.at - child.startedAt,
     },
   }
-}
-
-/** The counters of the last "site stopped" line (empty if the bridge never logged one). */
-function stoppedCounters(child: Child): Record<string, number> {
-  const last = child.lines(/"msg":"site stopped"/).at(-1)
-  if (last === undefined) return {}
-  const rec = JSON.parse(last.text) as { counters?: Record<string, number> }
-  return rec.counters ?? {}
 }
 
 function roles(a: Broker, b: Broker): ProcessRole[] {
