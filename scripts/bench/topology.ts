@@ -186,17 +186,7 @@ export async function startOurs(ctx: SetupContext, flags: NodeFlags = {}): Promi
       await bridgeB.waitLine(LINK_UP, STARTUP_DEADLINE_MS, mark)
       return again.timing
     },
-    bridgeCounters() {
-      return { bridgeA: stoppedCounters(bridgeA), bridgeB: stoppedCounters(bridgeB) }
-    },
-    async stop() {
-      await clients.close()
-      await bridgeA.stop()
-      await bridgeB.stop()
-      await dht.child.stop()
-      await brokerA.child.stop()
-      await brokerB.child.stop()
-    },
+    ...ourBridges(clients, () => bridgeA, bridgeB, [dht.child, brokerA.child, brokerB.child]),
   }
 }
 
@@ -291,15 +281,7 @@ export async function startEmbedded(ctx: SetupContext, flags: NodeFlags = {}): P
       { role: 'bridgeB', pid: bridgeB.pid },
     ],
     startup: { firstMessageMs: first - spawned },
-    bridgeCounters() {
-      return { bridgeA: stoppedCounters(bridgeA), bridgeB: stoppedCounters(bridgeB) }
-    },
-    async stop() {
-      await clients.close()
-      await bridgeA.stop()
-      await bridgeB.stop()
-      await dht.child.stop()
-    },
+    ...ourBridges(clients, () => bridgeA, bridgeB, [dht.child]),
   }
 }
 
@@ -322,6 +304,24 @@ export async function startSiteMeasured(
       firstMessageMs: first - child.startedAt,
       siteRunningMs: running.at - child.startedAt,
       linkUpMs: link.at - child.startedAt,
+    },
+  }
+}
+
+/** Our two bridges' part of a set-up: their counters, and the stop of everything in order. */
+function ourBridges(
+  clients: LoadClients,
+  bridgeA: () => Child,
+  bridgeB: Child,
+  rest: readonly Child[],
+): Pick<Topology, 'bridgeCounters' | 'stop'> {
+  return {
+    bridgeCounters: () => ({ bridgeA: stoppedCounters(bridgeA()), bridgeB: stoppedCounters(bridgeB) }),
+    async stop() {
+      await clients.close()
+      await bridgeA().stop()
+      await bridgeB.stop()
+      for (const c of rest) await c.stop()
     },
   }
 }

@@ -166,18 +166,7 @@ const USAGE = `usage: alarm.ts --url mqtt://host:port [--filter F]... [--tree-fi
                 [--threshold TEMP=30,HUM=70,LUX=1000,VIBR=5] [--qos 0|1] [--duration S]`
 
 async function main(argv: string[]): Promise<number> {
-  let values: {
-    url?: string
-    filter?: string[]
-    'tree-filter'?: string[]
-    'no-trees'?: boolean
-    'no-readings'?: boolean
-    threshold?: string
-    qos?: string
-    duration?: string
-    'client-id'?: string
-  }
-  values = parseOptions(argv, {
+  const values = parseOptions(argv, {
     url: { type: 'string' },
     filter: { type: 'string', multiple: true },
     'tree-filter': { type: 'string', multiple: true },

@@ -148,10 +148,9 @@ const USAGE = `usage: sensors.ts --url mqtt://host:port [--building hq] [--floor
                   [--rate 5] [--spikes 0.05] [--qos 0|1] [--retain] [--duration S] [--count N]`
 
 async function main(argv: string[]): Promise<number> {
-  let values: Record<string, string | undefined>
   const retain = argv.includes('--retain')
   argv = argv.filter((a) => a !== '--retain')
-  values = parseOptions(argv, {
+  const values: Record<string, string | undefined> = parseOptions(argv, {
     url: { type: 'string' },
     building: { type: 'string' },
     floors: { type: 'string' },
