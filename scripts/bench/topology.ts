@@ -242,11 +242,11 @@ export async function startEmbedded(ctx: SetupContext, flags: NodeFlags = {}): P
   const dht = await startBootstrap(cleanup)
   const siteA = { name: 'site-a', seedByte: 0xa1 }
   const siteB = { name: 'site-b', seedByte: 0xb2 }
-  const [portA, portB] = [await freePort(), await freePort()]
   const configB = writeSite(home, {
     ...siteB,
     brokerUrl: '',
-    embeddedPort: portB,
+    // Port 0: each embedded broker binds a free port and names it in its log.
+    embeddedPort: 0,
     bootstrap: dht.bootstrap,
     peers: [siteA],
     subscriptions: [{ filter: BENCH_FILTER, qos: 1 }],
@@ -255,7 +255,7 @@ export async function startEmbedded(ctx: SetupContext, flags: NodeFlags = {}): P
   const configA = writeSite(home, {
     ...siteA,
     brokerUrl: '',
-    embeddedPort: portA,
+    embeddedPort: 0,
     bootstrap: dht.bootstrap,
     peers: [siteB],
     subscriptions: [],
@@ -266,6 +266,7 @@ export async function startEmbedded(ctx: SetupContext, flags: NodeFlags = {}): P
   const spawned = performance.now()
   const bridgeA = spawnSite(cleanup, 'bridgeA', configA, flags)
   await bridgeA.waitLine(SITE_RUNNING, STARTUP_DEADLINE_MS)
+  const [portA, portB] = [embeddedPort(bridgeA), embeddedPort(bridgeB)]
   const clients = await LoadClients.connect(
     `mqtt://127.0.0.1:${portA}`,
     `mqtt://127.0.0.1:${portB}`,
@@ -306,6 +307,15 @@ export async function startSiteMeasured(
       linkUpMs: link.at - child.startedAt,
     },
   }
+}
+
+/** The port a bridge's embedded broker bound, from its "embedded broker listening" line. */
+function embeddedPort(bridge: Child): number {
+  const line = bridge.lines(/"msg":"embedded broker listening"/).at(-1)
+  const port = line === undefined ? undefined : (JSON.parse(line.text) as { port?: number }).port
+  if (port === undefined)
+    throw new Error(`${bridge.name}: no "embedded broker listening" line:\n${bridge.tail()}`)
+  return port
 }
 
 /** Our two bridges' part of a set-up: their counters, and the stop of everything in order. */

@@ -15,7 +15,7 @@ import { topicMatches } from '../../src/routing/topic.js'
 import { type ProcessOptions, type ProcessSite, startProcessSite } from './bridges.js'
 import { FAST_TIMERS, LOOPBACK_QUERY_RATE_LIMIT, startDhtTestnet, tempDir } from './dht.js'
 import { type MosquittoInstance, type MosquittoOptions, startMosquitto } from './mosquitto.js'
-import { freePort } from './ports.js'
+import { freePort, retryAddressInUse } from './ports.js'
 import { type SiteFiles, siteKeyHex, writeSiteFiles } from './site-config.js'
 import type { Teardown } from './teardown.js'
 import { waitFor } from './wait.js'
@@ -215,8 +215,14 @@ export async function startTestnet(
       stop: () => site.bridge.stop(),
       async restart() {
         await site.bridge.stop()
-        site.bridge = make()
-        await site.bridge.start()
+        // Same broker and listen ports as before: retry while an old socket is still held.
+        await retryAddressInUse(async () => {
+          site.bridge = make()
+          await site.bridge.start().catch(async (err: unknown) => {
+            await site.bridge.stop().catch(() => undefined)
+            throw err
+          })
+        })
       },
     }
     t.after(() => site.bridge.stop())
