@@ -144,24 +144,13 @@ export async function startOurs(ctx: SetupContext, flags: NodeFlags = {}): Promi
   const { cleanup } = ctx
   const { home, brokerA, brokerB, clients } = await twoBrokers(ctx, 'ours')
   const dht = await startBootstrap(cleanup)
-  const siteA = { name: 'site-a', seedByte: 0xa1 }
-  const siteB = { name: 'site-b', seedByte: 0xb2 }
-  const configB = writeSite(home, {
-    ...siteB,
-    brokerUrl: brokerB.url,
-    bootstrap: dht.bootstrap,
-    peers: [siteA],
-    subscriptions: [{ filter: BENCH_FILTER, qos: 1 }],
-    durability: ctx.durability,
-  })
-  const configA = writeSite(home, {
-    ...siteA,
-    brokerUrl: brokerA.url,
-    bootstrap: dht.bootstrap,
-    peers: [siteB],
-    subscriptions: [],
-    durability: ctx.durability,
-  })
+  const { configA, configB } = writeSites(
+    ctx,
+    home,
+    dht.bootstrap,
+    { url: brokerA.url },
+    { url: brokerB.url },
+  )
   const bridgeB = spawnSite(cleanup, 'bridgeB', configB, flags)
   await bridgeB.waitLine(SITE_RUNNING, STARTUP_DEADLINE_MS)
   const started = await startSiteMeasured(cleanup, clients, configA, flags)
@@ -240,27 +229,8 @@ export async function startEmbedded(ctx: SetupContext, flags: NodeFlags = {}): P
   const home = join(ctx.dir, 'embedded')
   mkdirSync(home, { recursive: true })
   const dht = await startBootstrap(cleanup)
-  const siteA = { name: 'site-a', seedByte: 0xa1 }
-  const siteB = { name: 'site-b', seedByte: 0xb2 }
-  const configB = writeSite(home, {
-    ...siteB,
-    brokerUrl: '',
-    // Port 0: each embedded broker binds a free port and names it in its log.
-    embeddedPort: 0,
-    bootstrap: dht.bootstrap,
-    peers: [siteA],
-    subscriptions: [{ filter: BENCH_FILTER, qos: 1 }],
-    durability: ctx.durability,
-  })
-  const configA = writeSite(home, {
-    ...siteA,
-    brokerUrl: '',
-    embeddedPort: 0,
-    bootstrap: dht.bootstrap,
-    peers: [siteB],
-    subscriptions: [],
-    durability: ctx.durability,
-  })
+  // Port 0: each embedded broker binds a free port and names it in its log.
+  const { configA, configB } = writeSites(ctx, home, dht.bootstrap, { embeddedPort: 0 }, { embeddedPort: 0 })
   const bridgeB = spawnSite(cleanup, 'bridgeB', configB, flags)
   await bridgeB.waitLine(SITE_RUNNING, STARTUP_DEADLINE_MS)
   const spawned = performance.now()
@@ -307,6 +277,39 @@ export async function startSiteMeasured(
       linkUpMs: link.at - child.startedAt,
     },
   }
+}
+
+/**
+ * Site A (sends, allow-lists B) and site B (subscribes to bench/# at QoS 1) in `home`, each
+ * on a Mosquitto (`url`) or its own embedded broker (`embeddedPort`).
+ */
+function writeSites(
+  ctx: SetupContext,
+  home: string,
+  bootstrap: string,
+  brokerA: { url?: string; embeddedPort?: number },
+  brokerB: { url?: string; embeddedPort?: number },
+): { configA: string; configB: string } {
+  const siteA = { name: 'site-a', seedByte: 0xa1 }
+  const siteB = { name: 'site-b', seedByte: 0xb2 }
+  const common = { bootstrap, durability: ctx.durability }
+  const configB = writeSite(home, {
+    ...siteB,
+    ...common,
+    brokerUrl: brokerB.url ?? '',
+    embeddedPort: brokerB.embeddedPort,
+    peers: [siteA],
+    subscriptions: [{ filter: BENCH_FILTER, qos: 1 }],
+  })
+  const configA = writeSite(home, {
+    ...siteA,
+    ...common,
+    brokerUrl: brokerA.url ?? '',
+    embeddedPort: brokerA.embeddedPort,
+    peers: [siteB],
+    subscriptions: [],
+  })
+  return { configA, configB }
 }
 
 /** The port a bridge's embedded broker bound, from its "embedded broker listening" line. */
