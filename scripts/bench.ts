@@ -10,9 +10,8 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { loadavg, tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { type BenchOptions, parseBenchArgs, UsageError } from './bench/args.js'
-import { findMosquitto, MAX_QUEUED_MESSAGES } from './bench/brokers.js'
+import { MAX_QUEUED_MESSAGES } from './bench/brokers.js'
 import { caseMatrix } from './bench/cases.js'
-import { Cleanup } from './bench/children.js'
 import { machineInfo } from './bench/machine.js'
 import { runMatrix } from './bench/matrix.js'
 import { memory } from './bench/procfs.js'
@@ -29,6 +28,8 @@ import {
   startOurs,
   type Topology,
 } from './bench/topology.js'
+import { mosquittoPath } from './testnet/mosquitto.js'
+import { Cleanup } from './testnet/teardown.js'
 
 const log = (line: string) => process.stderr.write(`${line}\n`)
 
@@ -160,7 +161,7 @@ async function main(argv: readonly string[]): Promise<number> {
     }
     throw err
   }
-  const bin = findMosquitto()
+  const bin = mosquittoPath()
   if (bin === undefined) {
     log('bench: mosquitto not found (apt-get install -y mosquitto, or set MOSQUITTO_BIN)')
     return 1
@@ -170,8 +171,8 @@ async function main(argv: readonly string[]): Promise<number> {
   const outDir = resolve(REPO_ROOT, options.outDir)
   mkdirSync(outDir, { recursive: true })
   const dir = mkdtempSync(join(tmpdir(), 'mqtt-bench-'))
-  const cleanup = new Cleanup()
-  cleanup.add(() => rmSync(dir, { recursive: true, force: true }))
+  const cleanup = new Cleanup((err) => process.stderr.write(`bench: cleanup step failed: ${err.message}\n`))
+  cleanup.after(() => rmSync(dir, { recursive: true, force: true }))
   const onSignal = (sig: NodeJS.Signals) => {
     log(`bench: ${sig}, stopping everything`)
     void cleanup.run().then(() => process.exit(130))

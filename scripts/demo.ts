@@ -16,16 +16,22 @@
  * the same ports (configs rewritten into a temp folder); `--free-ports` moves every port and
  * the state folders to fresh ones (tests use it).
  */
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { parseArgs } from 'node:util'
-import { abortOnSignals, isMain, numberOption, optionalNumber, runMain, UsageError } from './demo/cli.js'
-import { type BridgeBuild, bridgeCommand, REPO_ROOT, tsxCommand } from './demo/commands.js'
-import { findMosquitto, mosquittoConf, mosquittoSpec } from './demo/mosquitto.js'
+import {
+  abortOnSignals,
+  isMain,
+  numberOption,
+  optionalNumber,
+  parseOptions,
+  runMain,
+  UsageError,
+} from './demo/cli.js'
 import { planDemo, treeTopics } from './demo/plan.js'
-import { pingDht, tcpOpen, waitUntil } from './demo/probes.js'
-import { type ChildSpec, ProcessGroup } from './demo/processes.js'
+import { runSession } from './demo/session.js'
+import { type BridgeBuild, bridgeCommand, REPO_ROOT, tsxCommand } from './testnet/bridges.js'
+import { mosquittoAvailable, startMosquitto } from './testnet/mosquitto.js'
+import { pingDht, tcpOpen } from './testnet/ports.js'
+import { waitFor } from './testnet/wait.js'
 
 export interface DemoOptions {
   readonly durationMs?: number
@@ -53,147 +59,116 @@ export async function runDemo(
   options: DemoOptions,
   deps: { signal?: AbortSignal; print?: (line: string) => void } = {},
 ): Promise<DemoResult> {
-  const print = deps.print ?? ((line: string) => process.stdout.write(`${line}\n`))
-  const say = (line: string): void => print(`demo: ${line}`)
   const brokers = options.brokers ?? 'embedded'
   const build = options.bridge ?? 'source'
-  const stop = new AbortController()
-  deps.signal?.addEventListener('abort', () => stop.abort(), { once: true })
   const highlight = process.stdout.isTTY === true && deps.print === undefined
   let alarms = 0
-  let failed = false
-  const group = new ProcessGroup({
-    print,
-    onLine: (name, line, stream) => {
-      if (name === 'alarm' && stream === 'stdout' && line.startsWith('ALARM ')) alarms++
-    },
-  })
-  group.onUnexpectedExit((name, code) => {
-    say(`${name} exited unexpectedly (${code}); stopping everything`)
-    failed = true
-    stop.abort()
-  })
-  const timer =
-    options.durationMs === undefined ? undefined : setTimeout(() => stop.abort(), options.durationMs)
-  const startedAt = Date.now()
-  const workDir = mkdtempSync(join(tmpdir(), 'mqtt-dht-demo-'))
   const env = { LOG_LEVEL: process.env.LOG_LEVEL ?? (options.verbose === true ? 'info' : 'warn') }
-  const wait = { deadlineMs: 60_000, signal: stop.signal }
-  const pids = new Map<string, number>()
-  const start = (spec: ChildSpec): void => {
-    const child = group.start(spec)
-    pids.set(spec.name, child.pid)
-    say(`started ${spec.name} (pid ${child.pid})`)
-  }
-
-  try {
-    const plan = await planDemo({
-      configDir: options.configDir ?? join(REPO_ROOT, 'configs/demo'),
-      brokers,
-      freePorts: options.freePorts === true,
-      workDir,
-    })
-    const { alice, bob, carol } = plan.sites
-    say(
-      `smart building on ${brokers} brokers: sensors at alice (${alice.brokerUrl}), alarm at bob (${bob.brokerUrl}), trees at carol (${carol.brokerUrl})`,
-    )
-
-    if (plan.mosquittos.length > 0) {
-      const binary = findMosquitto()
-      if (binary === null)
+  const startedAt = Date.now()
+  const result = await runSession(
+    {
+      label: 'demo',
+      durationMs: options.durationMs,
+      signal: deps.signal,
+      print: deps.print,
+      onLine: (name, line, stream) => {
+        if (name === 'alarm' && stream === 'stdout' && line.startsWith('ALARM ')) alarms++
+      },
+    },
+    async ({ say, start, signal, workDir, group }) => {
+      const wait = (what: string, probe: () => Promise<boolean>) =>
+        waitFor(probe, { what, timeoutMs: 60_000, intervalMs: 200, signal })
+      const plan = await planDemo({
+        configDir: options.configDir ?? join(REPO_ROOT, 'configs/demo'),
+        brokers,
+        freePorts: options.freePorts === true,
+        workDir,
+      })
+      const { alice, bob, carol } = plan.sites
+      say(
+        `smart building on ${brokers} brokers: sensors at alice (${alice.brokerUrl}), alarm at bob (${bob.brokerUrl}), trees at carol (${carol.brokerUrl})`,
+      )
+      if (plan.mosquittos.length > 0 && !mosquittoAvailable())
         throw new UsageError('--brokers mosquitto: no mosquitto binary (apt-get install mosquitto)')
-      for (const m of plan.mosquittos) start(mosquittoSpec(binary, workDir, m.name, mosquittoConf(m.port)))
       for (const m of plan.mosquittos)
-        await waitUntil(`${m.name} on port ${m.port}`, () => tcpOpen('127.0.0.1', m.port), wait)
-    }
+        await startMosquitto(group, {
+          name: m.name,
+          port: m.port,
+          dir: workDir,
+          spawn: (spec) => start(spec),
+        })
 
-    const { host, port } = plan.bootstrap
-    start({
-      name: 'bootstrap',
-      ...bridgeCommand(['dht', '--port', String(port), '--host', host], build),
-      env,
-    })
-    await waitUntil(`the DHT bootstrap node on ${host}:${port}`, () => pingDht(host, port), wait)
+      const { host, port } = plan.bootstrap
+      start({
+        name: 'bootstrap',
+        ...bridgeCommand(['dht', '--port', String(port), '--host', host], build),
+        env,
+      })
+      await wait(`the DHT bootstrap node on ${host}:${port}`, () => pingDht(host, port))
 
-    for (const site of [alice, bob, carol])
-      start({ name: site.name, ...bridgeCommand([site.configPath], build), env })
-    if (brokers === 'embedded') {
-      for (const site of [alice, bob, carol]) {
-        await waitUntil(
-          `${site.name}'s embedded broker (${site.brokerUrl})`,
-          () => tcpOpen('127.0.0.1', site.brokerPort),
-          wait,
-        )
+      for (const site of [alice, bob, carol])
+        start({ name: site.name, ...bridgeCommand([site.configPath], build), env })
+      if (brokers === 'embedded') {
+        for (const site of [alice, bob, carol])
+          await wait(`${site.name}'s embedded broker (${site.brokerUrl})`, () =>
+            tcpOpen('127.0.0.1', site.brokerPort),
+          )
       }
-    }
 
-    const red = (line: string): string =>
-      highlight && line.startsWith('ALARM ') ? `\x1b[1;31m${line}\x1b[0m` : line
-    start({
-      name: 'alarm',
-      ...tsxCommand('scripts/demo/alarm.ts', ['--url', bob.brokerUrl, '--no-trees']),
-      format: red,
-    })
-    const trees = treeTopics(carol.config)
-    if (trees.length > 0) {
-      const args = ['--url', carol.brokerUrl, '--no-readings', ...trees.flatMap((t) => ['--tree-filter', t])]
-      start({ name: 'trees', ...tsxCommand('scripts/demo/alarm.ts', args) })
-    }
-    // Retained readings: each sensor's last value is state, so carol's floor tree also
-    // exists as a retained full document (Mote sync) for any client that subscribes late.
-    const sensorArgs = ['--url', alice.brokerUrl, '--retain']
-    if (options.rate !== undefined) sensorArgs.push('--rate', String(options.rate))
-    sensorArgs.push('--spikes', String(options.spikes ?? 0.1))
-    start({ name: 'sensors', ...tsxCommand('scripts/demo/sensors.ts', sensorArgs) })
+      const red = (line: string): string =>
+        highlight && line.startsWith('ALARM ') ? `\x1b[1;31m${line}\x1b[0m` : line
+      start({
+        name: 'alarm',
+        ...tsxCommand('scripts/demo/alarm.ts', ['--url', bob.brokerUrl, '--no-trees']),
+        format: red,
+      })
+      const trees = treeTopics(carol.config)
+      if (trees.length > 0) {
+        const args = [
+          '--url',
+          carol.brokerUrl,
+          '--no-readings',
+          ...trees.flatMap((t) => ['--tree-filter', t]),
+        ]
+        start({ name: 'trees', ...tsxCommand('scripts/demo/alarm.ts', args) })
+      }
+      // Retained readings: each sensor's last value is state, so carol's floor tree also
+      // exists as a retained full document (Mote sync) for any client that subscribes late.
+      const sensorArgs = ['--url', alice.brokerUrl, '--retain']
+      if (options.rate !== undefined) sensorArgs.push('--rate', String(options.rate))
+      sensorArgs.push('--spikes', String(options.spikes ?? 0.1))
+      start({ name: 'sensors', ...tsxCommand('scripts/demo/sensors.ts', sensorArgs) })
 
-    const until =
-      options.durationMs === undefined
-        ? 'Ctrl-C to stop'
-        : `stops by itself after ${options.durationMs / 1000} s`
-    const took = ((Date.now() - startedAt) / 1000).toFixed(1)
-    say(`all started in ${took} s (${until}); readings over threshold at alice show up as ALARM lines at bob`)
-    if (!stop.signal.aborted)
-      await new Promise<void>((resolve) => stop.signal.addEventListener('abort', () => resolve()))
-  } catch (err) {
-    if (!stop.signal.aborted || failed) {
-      failed = true
-      say(`failed: ${(err as Error).message}`)
-    }
-  } finally {
-    if (timer !== undefined) clearTimeout(timer)
-  }
-
-  say('stopping every process')
-  const children = await group.stopAll()
-  rmSync(workDir, { recursive: true, force: true })
-  say(`stopped ${children.size} processes; the alarm printed ${alarms} ALARM line${alarms === 1 ? '' : 's'}`)
-  return { exitCode: failed ? 1 : 0, alarms, children, pids }
+      const until =
+        options.durationMs === undefined
+          ? 'Ctrl-C to stop'
+          : `stops by itself after ${options.durationMs / 1000} s`
+      const took = ((Date.now() - startedAt) / 1000).toFixed(1)
+      say(
+        `all started in ${took} s (${until}); readings over threshold at alice show up as ALARM lines at bob`,
+      )
+    },
+  )
+  const print = deps.print ?? ((line: string) => process.stdout.write(`${line}\n`))
+  const n = result.children.size
+  print(`demo: stopped ${n} processes; the alarm printed ${alarms} ALARM line${alarms === 1 ? '' : 's'}`)
+  return { ...result, alarms }
 }
 
 const USAGE = `usage: npm run demo -- [--duration S] [--brokers embedded|mosquitto] [--free-ports] [--verbose]
                      [--rate R] [--spikes 0..1] [--bridge source|dist]`
 
 async function main(argv: string[]): Promise<number> {
-  let values: Record<string, string | boolean | undefined>
-  try {
-    ;({ values } = parseArgs({
-      args: argv,
-      options: {
-        duration: { type: 'string' },
-        brokers: { type: 'string' },
-        'free-ports': { type: 'boolean' },
-        verbose: { type: 'boolean' },
-        rate: { type: 'string' },
-        spikes: { type: 'string' },
-        bridge: { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-      strict: true,
-      allowPositionals: false,
-    }))
-  } catch (err) {
-    throw new UsageError((err as Error).message)
-  }
+  const values: Record<string, string | boolean | undefined> = parseOptions(argv, {
+    duration: { type: 'string' },
+    brokers: { type: 'string' },
+    'free-ports': { type: 'boolean' },
+    verbose: { type: 'boolean' },
+    rate: { type: 'string' },
+    spikes: { type: 'string' },
+    bridge: { type: 'string' },
+    help: { type: 'boolean', short: 'h' },
+  })
   if (values.help === true) {
     process.stdout.write(`${USAGE}\n`)
     return 0

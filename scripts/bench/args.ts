@@ -24,7 +24,7 @@
  *   --out DIR       where results go (default bench-results/)
  *   --no-build      skip `npm run build` (dist/ must exist)
  */
-import { parseArgs } from 'node:util'
+import { parseOptions, UsageError } from '../demo/cli.js'
 import type { Timing } from './cases.js'
 import type { Durability } from './sites.js'
 
@@ -50,7 +50,7 @@ export interface BenchOptions {
   readonly build: boolean
 }
 
-export class UsageError extends Error {}
+export { UsageError }
 
 function positive(name: string, raw: string | undefined, fallback: number): number {
   if (raw === undefined) return fallback
@@ -61,32 +61,22 @@ function positive(name: string, raw: string | undefined, fallback: number): numb
 }
 
 export function parseBenchArgs(argv: readonly string[]): BenchOptions {
-  let values: Record<string, string | boolean | undefined>
-  try {
-    ;({ values } = parseArgs({
-      args: [...argv],
-      options: {
-        runs: { type: 'string' },
-        quick: { type: 'boolean' },
-        profile: { type: 'boolean' },
-        only: { type: 'string' },
-        cases: { type: 'string' },
-        window0: { type: 'string' },
-        window1: { type: 'string' },
-        rate: { type: 'string' },
-        seconds: { type: 'string' },
-        swarm: { type: 'string' },
-        'broker-inflight': { type: 'string' },
-        durability: { type: 'string' },
-        out: { type: 'string' },
-        'no-build': { type: 'boolean' },
-      },
-      strict: true,
-      allowPositionals: false,
-    }))
-  } catch (err) {
-    throw new UsageError((err as Error).message)
-  }
+  const values: Record<string, string | boolean | undefined> = parseOptions([...argv], {
+    runs: { type: 'string' },
+    quick: { type: 'boolean' },
+    profile: { type: 'boolean' },
+    only: { type: 'string' },
+    cases: { type: 'string' },
+    window0: { type: 'string' },
+    window1: { type: 'string' },
+    rate: { type: 'string' },
+    seconds: { type: 'string' },
+    swarm: { type: 'string' },
+    'broker-inflight': { type: 'string' },
+    durability: { type: 'string' },
+    out: { type: 'string' },
+    'no-build': { type: 'boolean' },
+  })
   const str = (k: string) => (typeof values[k] === 'string' ? (values[k] as string) : undefined)
   const quick = values.quick === true
   const sections = new Set<Section>()

@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import os from 'node:os'
 import { join } from 'node:path'
-import { mosquittoVersion } from './brokers.js'
+import { mosquittoVersion } from '../testnet/mosquitto.js'
 
 export interface MachineInfo {
   readonly cores: number

@@ -8,6 +8,7 @@
  */
 import { allowed, type RemoteSubscription, Router } from '../../src/routing/router.js'
 import { topicMatches } from '../../src/routing/topic.js'
+import { prng } from '../testnet/prng.js'
 
 export interface RouterBenchSpec {
   readonly peers: number
@@ -47,18 +48,6 @@ export interface RouterBenchResult {
 }
 
 type Target = { peer: string; qos: 0 | 1 }
-
-/** mulberry32, a tiny seeded PRNG. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 const KINDS = ['temp', 'hum', 'co2', 'door', 'light'] as const
 const SITES = 50

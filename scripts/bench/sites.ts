@@ -3,13 +3,15 @@
  * dist/bridge.mjs), plus `bridge dht` as the private swarm's bootstrap node. Readiness comes
  * from the JSON log lines on stderr: "site running", then "link up".
  */
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs'
+import { existsSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import type { BridgeConfig } from '../../src/config/schema.js'
-import { identityFromSeed } from '../../src/identity/identity.js'
-import { type Child, type Cleanup, startChild } from './children.js'
+import { bridgeSpec, type DhtProcess, REPO_ROOT, startDhtProcess } from '../testnet/bridges.js'
+import { Child } from '../testnet/children.js'
+import { writeSiteFiles } from '../testnet/site-config.js'
+import type { Teardown } from '../testnet/teardown.js'
 
-export const REPO_ROOT = new URL('../..', import.meta.url).pathname
+export { REPO_ROOT } from '../testnet/bridges.js'
 /**
  * The bridge the bench runs: this checkout's `bin/bridge.js`, or BENCH_BRIDGE_CLI (the
  * entry of another checkout, e.g. the bin/bridge.js or dist/cli/main.js of a git worktree
@@ -33,12 +35,7 @@ function packageRoot(from: string): string {
   return dir
 }
 
-export const SITE_RUNNING = /"msg":"site running"/
-export const LINK_UP = /"msg":"link up"/
-
-export function publicKeyOf(seedByte: number): string {
-  return identityFromSeed(Buffer.alloc(32, seedByte)).publicKeyHex
-}
+export { LINK_UP, SITE_RUNNING } from '../testnet/bridges.js'
 
 export interface SiteSpec {
   readonly name: string
@@ -57,16 +54,11 @@ export interface SiteSpec {
 /** The config field `durability`, as the config schema defines it. */
 export type Durability = BridgeConfig['durability']
 
-/** Writes `<dir>/<name>/{site.key, state/, config.json}`; answers the config path. */
+/** Writes `<dir>/<name>/{site.key, state/, config.json}` (the testnet's writer); answers the config path. */
 export function writeSite(dir: string, spec: SiteSpec): string {
-  const home = join(dir, spec.name)
-  mkdirSync(join(home, 'state'), { recursive: true })
-  const keyFile = join(home, 'site.key')
-  writeFileSync(keyFile, Buffer.alloc(32, spec.seedByte), { mode: 0o600 })
-  const config = {
+  return writeSiteFiles(join(dir, spec.name), {
     name: spec.name,
-    keyFile,
-    stateDir: join(home, 'state'),
+    seedByte: spec.seedByte,
     // Defaults everywhere else: sessionExpirySeconds 86,400, the default outbox bounds.
     broker:
       spec.embeddedPort === undefined
@@ -75,13 +67,10 @@ export function writeSite(dir: string, spec: SiteSpec): string {
     dht: { host: '127.0.0.1', port: 0, bootstrap: [spec.bootstrap] },
     swarm: 'bench',
     listen: { host: '127.0.0.1', port: 0 },
-    peers: spec.peers.map((p) => ({ name: p.name, publicKey: publicKeyOf(p.seedByte) })),
+    peers: spec.peers,
     subscriptions: spec.subscriptions,
-    ...(spec.durability === undefined ? {} : { durability: spec.durability }),
-  }
-  const path = join(home, 'config.json')
-  writeFileSync(path, `${JSON.stringify(config, null, 2)}\n`)
-  return path
+    extra: spec.durability === undefined ? {} : { durability: spec.durability },
+  }).configPath
 }
 
 export interface NodeFlags {
@@ -92,28 +81,20 @@ export interface NodeFlags {
 }
 
 /** `bridge dht --port 0 --host 127.0.0.1`; answers its `host:port` once it listens. */
-export async function startBootstrap(cleanup: Cleanup): Promise<{ child: Child; bootstrap: string }> {
-  const child = startChild(cleanup, {
-    name: 'dht-bootstrap',
-    command: process.execPath,
-    args: [CLI, 'dht', '--port', '0', '--host', '127.0.0.1'],
-    env: { LOG_LEVEL: 'info' },
-  })
-  const line = await child.waitLine(/listening on/, 15_000)
-  const m = /listening on (127\.0\.0\.1:\d+)/.exec(line.text)
-  if (!m?.[1]) throw new Error(`cannot read the bootstrap address from: ${line.text}`)
-  return { child, bootstrap: m[1] }
+export function startBootstrap(t: Teardown): Promise<DhtProcess> {
+  return startDhtProcess(t, { entry: [CLI], host: '127.0.0.1', port: 0, label: 'dht-bootstrap' })
 }
 
 /** BENCH_BRIDGE_NODE_ARGS: extra node flags for the bridges only (experiments, e.g. GC sizing). */
 const EXTRA_NODE_ARGS = (process.env.BENCH_BRIDGE_NODE_ARGS ?? '').split(' ').filter(Boolean)
 
 /** Spawns `bridge <config>` (not waiting for anything). */
-export function spawnSite(cleanup: Cleanup, name: string, configPath: string, flags: NodeFlags = {}): Child {
-  return startChild(cleanup, {
-    name,
-    command: process.execPath,
-    args: [...EXTRA_NODE_ARGS, ...(flags.nodeArgs ?? []), flags.profile ? PROFILE_CLI : CLI, configPath],
-    env: { LOG_LEVEL: 'info' },
+export function spawnSite(t: Teardown, name: string, configPath: string, flags: NodeFlags = {}): Child {
+  const spec = bridgeSpec(name, [configPath], {
+    entry: [flags.profile ? PROFILE_CLI : CLI],
+    nodeArgs: [...EXTRA_NODE_ARGS, ...(flags.nodeArgs ?? [])],
   })
+  const child = Child.start(spec, t)
+  t.after(() => child.stop())
+  return child
 }

@@ -12,25 +12,33 @@
  * must find every record. Everything shares one event loop, so the times include the CPU
  * of all N nodes (in a real swarm each site spends its own CPU).
  */
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
-import { DhtNode } from '../../src/dht/node.js'
 import { DhtService, type DhtServiceOptions } from '../../src/dht/service.js'
 import { identityFromSeed } from '../../src/identity/identity.js'
+import { LOOPBACK_QUERY_RATE_LIMIT, startDhtTestnet, tempDir } from '../testnet/dht.js'
+import { Cleanup, type Teardown } from '../testnet/teardown.js'
 import { percentileSorted } from './stats.js'
 
 export type SwarmTimers = Partial<
   Pick<
     DhtServiceOptions,
-    'lookupMs' | 'refreshMs' | 'announceMs' | 'retryMs' | 'maxRetryMs' | 'queryTimeoutMs'
+    | 'lookupMs'
+    | 'refreshMs'
+    | 'announceMs'
+    | 'retryMs'
+    | 'maxRetryMs'
+    | 'queryTimeoutMs'
+    | 'republishMs'
+    | 'rebootstrapMs'
   >
 >
 
-/** The product's defaults (DhtService/Discovery): lookup 60 s, refresh 5 min, announce 10 min. */
+/**
+ * The product's defaults (DhtService/Discovery): lookup 60 s, refresh 5 min, announce 10 min.
+ * (The testnet's FAST_TIMERS, scripts/testnet/dht.ts, are the one set of short ones.)
+ */
 export const DEFAULT_TIMERS: SwarmTimers = {}
-/** Shortened discovery timers (what the tests use), to see the DHT's own cost. */
-export const FAST_TIMERS: SwarmTimers = { lookupMs: 2000, refreshMs: 10_000, retryMs: 300, maxRetryMs: 1000 }
 
 export interface SwarmSpec {
   readonly sites: number
@@ -41,7 +49,7 @@ export interface SwarmSpec {
   readonly linkPush: boolean
   readonly log?: (line: string) => void
   /** Also registers the teardown here (so a Ctrl-C mid-swarm still removes everything). */
-  readonly teardown?: { add(fn: () => unknown): void }
+  readonly teardown?: Teardown
 }
 
 export interface SwarmResult {
@@ -72,30 +80,17 @@ export function swarmSeed(i: number): Buffer {
   return seed
 }
 
-/**
- * Every site here sends from 127.0.0.1, and the DHT limits queries per source address: as
- * deployed, each site is its own address, so the swarm lifts the limit instead of measuring
- * n sites squeezed through one host's allowance.
- */
-const ONE_HOST_PER_SITE = { perSecond: 1_000_000, burst: 1_000_000 } as const
-
 export async function runSwarm(spec: SwarmSpec): Promise<SwarmResult> {
   const n = spec.sites
-  const dir = mkdtempSync(join(tmpdir(), 'bench-swarm-'))
-  const boot = new DhtNode(
-    {},
-    { host: '127.0.0.1', port: 0, bootstrap: [], queryRateLimit: ONE_HOST_PER_SITE },
-  )
+  // Its own teardown, run at the end; also on the caller's (a Ctrl-C mid-swarm).
+  const own = new Cleanup()
+  spec.teardown?.after(() => own.run())
+  const dir = tempDir(own, 'bench-swarm-')
   const sites: DhtService[] = []
-  const stopAll = async () => {
-    await Promise.all(sites.map((s) => s.stop().catch(() => undefined)))
-    await boot.close().catch(() => undefined)
-    rmSync(dir, { recursive: true, force: true })
-  }
-  spec.teardown?.add(stopAll)
+  own.after(() => Promise.all(sites.map((s) => s.stop().catch(() => undefined))))
   try {
-    await boot.whenListening()
-    const bootstrap = [`127.0.0.1:${boot.address().port}`]
+    // One bootstrap node with the product's timers (the testnet's limits for loopback).
+    const { bootstrap } = await startDhtTestnet(own, 1, { productTimers: true })
     const identities = Array.from({ length: n }, (_, i) => identityFromSeed(swarmSeed(i)))
     const keys = identities.map((id) => id.publicKeyHex)
     const known = identities.map(() => new Set<string>())
@@ -122,7 +117,8 @@ export async function runSwarm(spec: SwarmSpec): Promise<SwarmResult> {
           allowList: keys,
           subscriptions: [{ filter: `swarm/site${i}/#`, qos: 1 }],
           ...spec.timers,
-          queryRateLimit: ONE_HOST_PER_SITE,
+          // Every site here sends from 127.0.0.1; as deployed, each is its own address.
+          queryRateLimit: LOOPBACK_QUERY_RATE_LIMIT,
         },
       )
       const node = site.node
@@ -190,6 +186,6 @@ export async function runSwarm(spec: SwarmSpec): Promise<SwarmResult> {
       rssBytes: process.memoryUsage().rss,
     }
   } finally {
-    await stopAll()
+    await own.run()
   }
 }

@@ -11,8 +11,11 @@
  */
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
-import { type Broker, type BrokerTuning, freePort, startBroker } from './brokers.js'
-import { type Child, type Cleanup, startChild } from './children.js'
+import { stoppedCounters } from '../testnet/bridges.js'
+import { Child } from '../testnet/children.js'
+import { freePort } from '../testnet/ports.js'
+import type { Cleanup } from '../testnet/teardown.js'
+import { type Broker, type BrokerTuning, startBroker } from './brokers.js'
 import { LoadClients } from './load.js'
 import { decodePayload, encodePayload } from './payload.js'
 import {
@@ -55,6 +58,7 @@ export interface Topology {
 /** What every set-up starts with: the teardown stack, the mosquitto binary, a temp dir. */
 export interface SetupContext {
   readonly cleanup: Cleanup
+  /** The mosquitto binary (its version goes into the report). */
   readonly bin: string
   readonly dir: string
   /** Applied to every broker of both set-ups alike. */
@@ -93,20 +97,19 @@ export async function firstRelayed(clients: LoadClients, deadlineMs = STARTUP_DE
 }
 
 export async function startNative(ctx: SetupContext): Promise<Topology> {
-  const { cleanup, bin } = ctx
+  const { cleanup } = ctx
   const home = join(ctx.dir, 'native')
   mkdirSync(home, { recursive: true })
   const tuning = ctx.broker
-  const b = await startBroker(cleanup, { bin, dir: home, name: 'native-brokerB', tuning })
+  const b = await startBroker(cleanup, { dir: home, name: 'native-brokerB', tuning })
   const a = await startBroker(cleanup, {
-    bin,
     tuning,
     dir: home,
     name: 'native-brokerA',
     bridge: { remotePort: b.port, qos: 1 },
   })
   const clients = await LoadClients.connect(a.url, b.url, BENCH_FILTER)
-  cleanup.add(() => clients.close())
+  cleanup.after(() => clients.close())
   const first = await firstRelayed(clients)
   return {
     kind: 'native',
@@ -126,14 +129,14 @@ async function twoBrokers(
   ctx: SetupContext,
   kind: 'ours' | 'floor',
 ): Promise<{ home: string; brokerA: Broker; brokerB: Broker; clients: LoadClients }> {
-  const { cleanup, bin } = ctx
+  const { cleanup } = ctx
   const home = join(ctx.dir, kind)
   mkdirSync(home, { recursive: true })
   const tuning = ctx.broker
-  const brokerB = await startBroker(cleanup, { bin, dir: home, name: `${kind}-brokerB`, tuning })
-  const brokerA = await startBroker(cleanup, { bin, dir: home, name: `${kind}-brokerA`, tuning })
+  const brokerB = await startBroker(cleanup, { dir: home, name: `${kind}-brokerB`, tuning })
+  const brokerA = await startBroker(cleanup, { dir: home, name: `${kind}-brokerA`, tuning })
   const clients = await LoadClients.connect(brokerA.url, brokerB.url, BENCH_FILTER)
-  cleanup.add(() => clients.close())
+  cleanup.after(() => clients.close())
   return { home, brokerA, brokerB, clients }
 }
 
@@ -141,24 +144,13 @@ export async function startOurs(ctx: SetupContext, flags: NodeFlags = {}): Promi
   const { cleanup } = ctx
   const { home, brokerA, brokerB, clients } = await twoBrokers(ctx, 'ours')
   const dht = await startBootstrap(cleanup)
-  const siteA = { name: 'site-a', seedByte: 0xa1 }
-  const siteB = { name: 'site-b', seedByte: 0xb2 }
-  const configB = writeSite(home, {
-    ...siteB,
-    brokerUrl: brokerB.url,
-    bootstrap: dht.bootstrap,
-    peers: [siteA],
-    subscriptions: [{ filter: BENCH_FILTER, qos: 1 }],
-    durability: ctx.durability,
-  })
-  const configA = writeSite(home, {
-    ...siteA,
-    brokerUrl: brokerA.url,
-    bootstrap: dht.bootstrap,
-    peers: [siteB],
-    subscriptions: [],
-    durability: ctx.durability,
-  })
+  const { configA, configB } = writeSites(
+    ctx,
+    home,
+    dht.bootstrap,
+    { url: brokerA.url },
+    { url: brokerB.url },
+  )
   const bridgeB = spawnSite(cleanup, 'bridgeB', configB, flags)
   await bridgeB.waitLine(SITE_RUNNING, STARTUP_DEADLINE_MS)
   const started = await startSiteMeasured(cleanup, clients, configA, flags)
@@ -183,17 +175,7 @@ export async function startOurs(ctx: SetupContext, flags: NodeFlags = {}): Promi
       await bridgeB.waitLine(LINK_UP, STARTUP_DEADLINE_MS, mark)
       return again.timing
     },
-    bridgeCounters() {
-      return { bridgeA: stoppedCounters(bridgeA), bridgeB: stoppedCounters(bridgeB) }
-    },
-    async stop() {
-      await clients.close()
-      await bridgeA.stop()
-      await bridgeB.stop()
-      await dht.child.stop()
-      await brokerA.child.stop()
-      await brokerB.child.stop()
-    },
+    ...ourBridges(clients, () => bridgeA, bridgeB, [dht.child, brokerA.child, brokerB.child]),
   }
 }
 
@@ -206,8 +188,11 @@ export async function startFloor(ctx: SetupContext): Promise<Topology> {
   const { cleanup } = ctx
   const { brokerA, brokerB, clients } = await twoBrokers(ctx, 'floor')
   const port = await freePort()
-  const relay = (name: string, args: string[]) =>
-    startChild(cleanup, { name, command: process.execPath, args: [FLOOR_RELAY, ...args] })
+  const relay = (name: string, args: string[]) => {
+    const child = Child.start({ name, command: process.execPath, args: [FLOOR_RELAY, ...args] }, cleanup)
+    cleanup.after(() => child.stop())
+    return child
+  }
   const out = relay('floor-relayB', ['out', brokerB.url, String(port)])
   await out.waitLine(/^ready/, STARTUP_DEADLINE_MS)
   const spawned = performance.now()
@@ -244,38 +229,20 @@ export async function startEmbedded(ctx: SetupContext, flags: NodeFlags = {}): P
   const home = join(ctx.dir, 'embedded')
   mkdirSync(home, { recursive: true })
   const dht = await startBootstrap(cleanup)
-  const siteA = { name: 'site-a', seedByte: 0xa1 }
-  const siteB = { name: 'site-b', seedByte: 0xb2 }
-  const [portA, portB] = [await freePort(), await freePort()]
-  const configB = writeSite(home, {
-    ...siteB,
-    brokerUrl: '',
-    embeddedPort: portB,
-    bootstrap: dht.bootstrap,
-    peers: [siteA],
-    subscriptions: [{ filter: BENCH_FILTER, qos: 1 }],
-    durability: ctx.durability,
-  })
-  const configA = writeSite(home, {
-    ...siteA,
-    brokerUrl: '',
-    embeddedPort: portA,
-    bootstrap: dht.bootstrap,
-    peers: [siteB],
-    subscriptions: [],
-    durability: ctx.durability,
-  })
+  // Port 0: each embedded broker binds a free port and names it in its log.
+  const { configA, configB } = writeSites(ctx, home, dht.bootstrap, { embeddedPort: 0 }, { embeddedPort: 0 })
   const bridgeB = spawnSite(cleanup, 'bridgeB', configB, flags)
   await bridgeB.waitLine(SITE_RUNNING, STARTUP_DEADLINE_MS)
   const spawned = performance.now()
   const bridgeA = spawnSite(cleanup, 'bridgeA', configA, flags)
   await bridgeA.waitLine(SITE_RUNNING, STARTUP_DEADLINE_MS)
+  const [portA, portB] = [embeddedPort(bridgeA), embeddedPort(bridgeB)]
   const clients = await LoadClients.connect(
     `mqtt://127.0.0.1:${portA}`,
     `mqtt://127.0.0.1:${portB}`,
     BENCH_FILTER,
   )
-  cleanup.add(() => clients.close())
+  cleanup.after(() => clients.close())
   const first = await firstRelayed(clients)
   return {
     kind: 'embedded',
@@ -285,15 +252,7 @@ export async function startEmbedded(ctx: SetupContext, flags: NodeFlags = {}): P
       { role: 'bridgeB', pid: bridgeB.pid },
     ],
     startup: { firstMessageMs: first - spawned },
-    bridgeCounters() {
-      return { bridgeA: stoppedCounters(bridgeA), bridgeB: stoppedCounters(bridgeB) }
-    },
-    async stop() {
-      await clients.close()
-      await bridgeA.stop()
-      await bridgeB.stop()
-      await dht.child.stop()
-    },
+    ...ourBridges(clients, () => bridgeA, bridgeB, [dht.child]),
   }
 }
 
@@ -320,12 +279,64 @@ export async function startSiteMeasured(
   }
 }
 
-/** The counters of the last "site stopped" line (empty if the bridge never logged one). */
-function stoppedCounters(child: Child): Record<string, number> {
-  const last = child.lines(/"msg":"site stopped"/).at(-1)
-  if (last === undefined) return {}
-  const rec = JSON.parse(last.text) as { counters?: Record<string, number> }
-  return rec.counters ?? {}
+/**
+ * Site A (sends, allow-lists B) and site B (subscribes to bench/# at QoS 1) in `home`, each
+ * on a Mosquitto (`url`) or its own embedded broker (`embeddedPort`).
+ */
+function writeSites(
+  ctx: SetupContext,
+  home: string,
+  bootstrap: string,
+  brokerA: { url?: string; embeddedPort?: number },
+  brokerB: { url?: string; embeddedPort?: number },
+): { configA: string; configB: string } {
+  const siteA = { name: 'site-a', seedByte: 0xa1 }
+  const siteB = { name: 'site-b', seedByte: 0xb2 }
+  const common = { bootstrap, durability: ctx.durability }
+  const configB = writeSite(home, {
+    ...siteB,
+    ...common,
+    brokerUrl: brokerB.url ?? '',
+    embeddedPort: brokerB.embeddedPort,
+    peers: [siteA],
+    subscriptions: [{ filter: BENCH_FILTER, qos: 1 }],
+  })
+  const configA = writeSite(home, {
+    ...siteA,
+    ...common,
+    brokerUrl: brokerA.url ?? '',
+    embeddedPort: brokerA.embeddedPort,
+    peers: [siteB],
+    subscriptions: [],
+  })
+  return { configA, configB }
+}
+
+/** The port a bridge's embedded broker bound, from its "embedded broker listening" line. */
+function embeddedPort(bridge: Child): number {
+  const line = bridge.lines(/"msg":"embedded broker listening"/).at(-1)
+  const port = line === undefined ? undefined : (JSON.parse(line.text) as { port?: number }).port
+  if (port === undefined)
+    throw new Error(`${bridge.name}: no "embedded broker listening" line:\n${bridge.tail()}`)
+  return port
+}
+
+/** Our two bridges' part of a set-up: their counters, and the stop of everything in order. */
+function ourBridges(
+  clients: LoadClients,
+  bridgeA: () => Child,
+  bridgeB: Child,
+  rest: readonly Child[],
+): Pick<Topology, 'bridgeCounters' | 'stop'> {
+  return {
+    bridgeCounters: () => ({ bridgeA: stoppedCounters(bridgeA()), bridgeB: stoppedCounters(bridgeB) }),
+    async stop() {
+      await clients.close()
+      await bridgeA().stop()
+      await bridgeB.stop()
+      for (const c of rest) await c.stop()
+    },
+  }
 }
 
 function roles(a: Broker, b: Broker): ProcessRole[] {

@@ -11,7 +11,6 @@
  *   node --import tsx scripts/demo/alarm.ts --url mqtt://127.0.0.1:18842 [--threshold TEMP=28]
  */
 import { setTimeout as sleep } from 'node:timers/promises'
-import { parseArgs } from 'node:util'
 import mqtt from 'mqtt'
 import { Counters } from '../../src/metrics.js'
 import { topicMatches, validateTopicFilter } from '../../src/routing/topic.js'
@@ -22,7 +21,7 @@ import {
   parseThresholds,
   type Thresholds,
 } from './building.js'
-import { abortOnSignals, isMain, numberOption, runMain, UsageError } from './cli.js'
+import { abortOnSignals, isMain, numberOption, parseOptions, runMain, UsageError } from './cli.js'
 
 export const DEFAULT_READING_FILTERS: readonly string[] = ['building/+/+/+/+/+']
 export const DEFAULT_TREE_FILTERS: readonly string[] = ['trees/#']
@@ -167,37 +166,17 @@ const USAGE = `usage: alarm.ts --url mqtt://host:port [--filter F]... [--tree-fi
                 [--threshold TEMP=30,HUM=70,LUX=1000,VIBR=5] [--qos 0|1] [--duration S]`
 
 async function main(argv: string[]): Promise<number> {
-  let values: {
-    url?: string
-    filter?: string[]
-    'tree-filter'?: string[]
-    'no-trees'?: boolean
-    'no-readings'?: boolean
-    threshold?: string
-    qos?: string
-    duration?: string
-    'client-id'?: string
-  }
-  try {
-    ;({ values } = parseArgs({
-      args: argv,
-      options: {
-        url: { type: 'string' },
-        filter: { type: 'string', multiple: true },
-        'tree-filter': { type: 'string', multiple: true },
-        'no-trees': { type: 'boolean' },
-        'no-readings': { type: 'boolean' },
-        threshold: { type: 'string' },
-        qos: { type: 'string' },
-        duration: { type: 'string' },
-        'client-id': { type: 'string' },
-      },
-      strict: true,
-      allowPositionals: false,
-    }))
-  } catch (err) {
-    throw new UsageError((err as Error).message)
-  }
+  const values = parseOptions(argv, {
+    url: { type: 'string' },
+    filter: { type: 'string', multiple: true },
+    'tree-filter': { type: 'string', multiple: true },
+    'no-trees': { type: 'boolean' },
+    'no-readings': { type: 'boolean' },
+    threshold: { type: 'string' },
+    qos: { type: 'string' },
+    duration: { type: 'string' },
+    'client-id': { type: 'string' },
+  })
   if (values.url === undefined) throw new UsageError('--url is required')
   if (values['no-readings'] === true && values['no-trees'] === true) {
     throw new UsageError('--no-readings and --no-trees together leave nothing to watch')

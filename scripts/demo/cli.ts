@@ -4,6 +4,9 @@
  */
 import { realpathSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
+import { type ParseArgsConfig, parseArgs } from 'node:util'
+
+type OptionsConfig = NonNullable<ParseArgsConfig['options']>
 
 export class UsageError extends Error {
   override readonly name = 'UsageError'
@@ -86,4 +89,18 @@ export function abortOnSignals(controller: AbortController, program: string): vo
   }
   process.on('SIGINT', onSignal)
   process.on('SIGTERM', onSignal)
+}
+
+/** `parseArgs` of a program's options: strict, no positionals, a parse error as a UsageError. */
+export function parseOptions<O extends OptionsConfig>(
+  argv: string[],
+  options: O,
+): ReturnType<
+  typeof parseArgs<{ args: string[]; options: O; strict: true; allowPositionals: false }>
+>['values'] {
+  try {
+    return parseArgs({ args: argv, options, strict: true, allowPositionals: false }).values
+  } catch (err) {
+    throw new UsageError((err as Error).message)
+  }
 }

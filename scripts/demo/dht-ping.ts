@@ -3,8 +3,8 @@
  * node answers a KRPC ping, 1 otherwise. The compose bootstrap service's healthcheck.
  */
 import { parseHostPort } from '../../src/config/schema.js'
+import { pingDht } from '../testnet/ports.js'
 import { isMain, numberOption, runMain, UsageError } from './cli.js'
-import { pingDht } from './probes.js'
 
 const USAGE = 'usage: dht-ping.ts HOST:PORT [TIMEOUT_MS]'
 

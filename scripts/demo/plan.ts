@@ -8,7 +8,7 @@ import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { type BridgeConfig, type LoadedConfig, loadConfig, parseConfig } from '../../src/config/load.js'
 import { parseHostPort } from '../../src/config/schema.js'
-import { freePorts } from './probes.js'
+import { freePorts } from '../testnet/ports.js'
 
 export const DEMO_SITES = ['alice', 'bob', 'carol'] as const
 export type DemoSiteName = (typeof DEMO_SITES)[number]

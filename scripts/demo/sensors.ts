@@ -9,10 +9,17 @@
  * Stops by itself after --duration seconds or --count readings, or on SIGINT/SIGTERM.
  */
 import { setTimeout as sleep } from 'node:timers/promises'
-import { parseArgs } from 'node:util'
 import mqtt from 'mqtt'
 import { buildingSensors, isSafeLevel, makeReading, SENSOR_SPECS, sensorTopic } from './building.js'
-import { abortOnSignals, isMain, numberOption, optionalNumber, runMain, UsageError } from './cli.js'
+import {
+  abortOnSignals,
+  isMain,
+  numberOption,
+  optionalNumber,
+  parseOptions,
+  runMain,
+  UsageError,
+} from './cli.js'
 
 export interface SensorsOptions {
   /** The local broker, e.g. `mqtt://127.0.0.1:18841`. */
@@ -141,30 +148,20 @@ const USAGE = `usage: sensors.ts --url mqtt://host:port [--building hq] [--floor
                   [--rate 5] [--spikes 0.05] [--qos 0|1] [--retain] [--duration S] [--count N]`
 
 async function main(argv: string[]): Promise<number> {
-  let values: Record<string, string | undefined>
   const retain = argv.includes('--retain')
   argv = argv.filter((a) => a !== '--retain')
-  try {
-    ;({ values } = parseArgs({
-      args: argv,
-      options: {
-        url: { type: 'string' },
-        building: { type: 'string' },
-        floors: { type: 'string' },
-        rooms: { type: 'string' },
-        rate: { type: 'string' },
-        spikes: { type: 'string' },
-        qos: { type: 'string' },
-        duration: { type: 'string' },
-        count: { type: 'string' },
-        'client-id': { type: 'string' },
-      },
-      strict: true,
-      allowPositionals: false,
-    }))
-  } catch (err) {
-    throw new UsageError((err as Error).message)
-  }
+  const values: Record<string, string | undefined> = parseOptions(argv, {
+    url: { type: 'string' },
+    building: { type: 'string' },
+    floors: { type: 'string' },
+    rooms: { type: 'string' },
+    rate: { type: 'string' },
+    spikes: { type: 'string' },
+    qos: { type: 'string' },
+    duration: { type: 'string' },
+    count: { type: 'string' },
+    'client-id': { type: 'string' },
+  })
   if (values.url === undefined) throw new UsageError('--url is required')
   const duration = optionalNumber('duration', values.duration, { min: 0.1, max: 86_400 * 365 })
   const options: SensorsOptions = {

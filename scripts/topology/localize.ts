@@ -10,16 +10,16 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join, posix } from 'node:path'
 import { type BridgeConfig, parseConfig } from '../../src/config/load.js'
 import { parseHostPort } from '../../src/config/schema.js'
-import { type BridgeBuild, bridgeCommand } from '../demo/commands.js'
-import { freePorts } from '../demo/probes.js'
-import type { ChildSpec } from '../demo/processes.js'
+import { type BridgeBuild, bridgeCommand } from '../testnet/bridges.js'
+import type { GroupSpec } from '../testnet/children.js'
+import { freePorts } from '../testnet/ports.js'
 import { type ComposeFile, type ComposeService, endpointKey } from './compose.js'
 
 export type Readiness = { readonly kind: 'tcp' | 'dht'; readonly port: number }
 
 export interface LocalService {
   readonly name: string
-  readonly spec: ChildSpec
+  readonly spec: GroupSpec
   /** How to tell it is up (absent: nothing to probe, e.g. a client program). */
   readonly ready: readonly Readiness[]
   readonly dependsOn: readonly string[]

@@ -47,7 +47,7 @@ const MIGRATIONS: ReadonlyArray<(db: Database.Database) => void> = [
   // v2: outbox as a rowid table with a UNIQUE (pid, id) index. In v1's WITHOUT ROWID
   // table the whole row lives in the primary-key b-tree, whose cells hold at most ~1 KB
   // inline at 4 KiB pages: a 1 KiB payload spilled to an overflow page on every insert;
-  // the relay cycle of test/unit/store/bench.ts went from ~38 to ~14 µs per 1 KiB message
+  // the relay cycle of scripts/bench/store.ts went from ~38 to ~14 µs per 1 KiB message
   // (docs/STORE.md). The small columns come first, so reading `size` (DELETE …
   // RETURNING size) never walks a large payload's overflow chain.
   (db) =>
@@ -70,7 +70,7 @@ const MIGRATIONS: ReadonlyArray<(db: Database.Database) => void> = [
   // v3: a peer's message and byte totals are counted from its rows when the outbox first
   // uses it, then kept in memory (DurableOutbox). Updating them in outbox_peers rewrote one
   // more page in every commit: 25-35% of a paced relay cycle (1 message per commit) in
-  // test/unit/store/bench.ts (docs/STORE.md).
+  // scripts/bench/store.ts (docs/STORE.md).
   (db) =>
     db.exec(`
       ALTER TABLE outbox_peers DROP COLUMN messages;

@@ -16,6 +16,7 @@ import {
 import {
   type ProcessSite,
   type SiteConfigFiles,
+  type SiteConfigSpec,
   startDhtProcess,
   startProcessSite,
   writeSiteConfig,
@@ -66,6 +67,48 @@ export interface LoopbackPair {
   readonly bob: Site & { readonly mosquitto: MosquittoInstance }
 }
 
+/** One side of the pair: everything but who it is and whom it knows. */
+export type Side = Omit<SiteConfigSpec, 'name' | 'seedByte' | 'peers' | 'subscriptions'>
+
+/** Writes alice's (sender, allow-lists bob) and bob's (allow-lists alice, subscribes `fault/#`) files. */
+export async function writePair(
+  t: TestContext,
+  alice: Side,
+  bob: Side,
+): Promise<{ filesA: SiteConfigFiles; filesB: SiteConfigFiles }> {
+  const filesA = await writeSiteConfig(t, {
+    name: 'alice',
+    seedByte: SEED.alice,
+    peers: [{ name: 'bob', seedByte: SEED.bob }],
+    ...alice,
+  })
+  const filesB = await writeSiteConfig(t, {
+    name: 'bob',
+    seedByte: SEED.bob,
+    peers: [{ name: 'alice', seedByte: SEED.alice }],
+    subscriptions: [{ filter: STREAM_FILTER, qos: 1 }],
+    ...bob,
+  })
+  return { filesA, filesB }
+}
+
+/** Starts bob's bridge, then alice's (in their namespaces when given), until both log "link up". */
+export async function startPair(
+  t: TestContext,
+  filesA: SiteConfigFiles,
+  filesB: SiteConfigFiles,
+  netns: { alice?: string; bob?: string } = {},
+): Promise<{ procA: ProcessSite; procB: ProcessSite }> {
+  const procB = await startProcessSite(t, { configPath: filesB.configPath, netns: netns.bob, label: 'bob' })
+  const procA = await startProcessSite(t, {
+    configPath: filesA.configPath,
+    netns: netns.alice,
+    label: 'alice',
+  })
+  await Promise.all([procA.waitLog(/"msg":"link up"/, 60_000), procB.waitLog(/"msg":"link up"/, 60_000)])
+  return { procA, procB }
+}
+
 /** A bridge's line in a Mosquitto `log_type subscribe` log: `<client id> <qos> fault/#`. */
 const BRIDGE_SUBSCRIBED = /\S+ [01] fault\/#\s*$/
 
@@ -78,25 +121,12 @@ export async function loopbackPair(
   const mosqA = await startMosquitto(t, { persistence: true, extraConf: BROKER_CONF })
   const mosqB = await startMosquitto(t, { persistence: true, extraConf: BROKER_CONF })
   const common = { dht: { host: '127.0.0.1', bootstrap: dht.bootstrap }, listen: { host: '127.0.0.1' } }
-  const filesA = await writeSiteConfig(t, {
-    name: 'alice',
-    seedByte: SEED.alice,
-    brokerUrl: mosqA.url,
-    peers: [{ name: 'bob', seedByte: SEED.bob }],
-    ...common,
-    extra: extra.alice,
-  })
-  const filesB = await writeSiteConfig(t, {
-    name: 'bob',
-    seedByte: SEED.bob,
-    brokerUrl: mosqB.url,
-    peers: [{ name: 'alice', seedByte: SEED.alice }],
-    subscriptions: [{ filter: STREAM_FILTER, qos: 1 }],
-    ...common,
-  })
-  const procB = await startProcessSite(t, { configPath: filesB.configPath, label: 'bob' })
-  const procA = await startProcessSite(t, { configPath: filesA.configPath, label: 'alice' })
-  await Promise.all([procA.waitLog(/"msg":"link up"/, 60_000), procB.waitLog(/"msg":"link up"/, 60_000)])
+  const { filesA, filesB } = await writePair(
+    t,
+    { brokerUrl: mosqA.url, ...common, extra: extra.alice },
+    { brokerUrl: mosqB.url, ...common },
+  )
+  const { procA, procB } = await startPair(t, filesA, filesB)
   await waitFor(
     () =>
       mosqA
@@ -139,27 +169,21 @@ export async function netnsPair(
   const dht = await startDhtProcess(t, { netns: net.switchNs, host: net.switchAddr, port: NS_DHT_PORT })
   const mosqA = await startNetnsMosquitto(t, a, { verbose: true })
   const mosqB = await startNetnsMosquitto(t, b)
-  const filesA = await writeSiteConfig(t, {
-    name: 'alice',
-    seedByte: SEED.alice,
-    brokerUrl: mosqA.localUrl,
-    dht: { host: a.fabricAddr, port: NS_DHT_PORT, bootstrap: [dht.bootstrap] },
-    listen: { host: a.fabricAddr, port: NS_LINK_PORT },
-    peers: [{ name: 'bob', seedByte: SEED.bob }],
-    extra: extra.alice,
-  })
-  const filesB = await writeSiteConfig(t, {
-    name: 'bob',
-    seedByte: SEED.bob,
-    brokerUrl: mosqB.localUrl,
-    dht: { host: b.fabricAddr, port: NS_DHT_PORT, bootstrap: [dht.bootstrap] },
-    listen: { host: b.fabricAddr, port: NS_LINK_PORT },
-    peers: [{ name: 'alice', seedByte: SEED.alice }],
-    subscriptions: [{ filter: STREAM_FILTER, qos: 1 }],
-  })
-  const procB = await startProcessSite(t, { configPath: filesB.configPath, netns: b.ns, label: 'bob' })
-  const procA = await startProcessSite(t, { configPath: filesA.configPath, netns: a.ns, label: 'alice' })
-  await Promise.all([procA.waitLog(/"msg":"link up"/, 60_000), procB.waitLog(/"msg":"link up"/, 60_000)])
+  const { filesA, filesB } = await writePair(
+    t,
+    {
+      brokerUrl: mosqA.localUrl,
+      dht: { host: a.fabricAddr, port: NS_DHT_PORT, bootstrap: [dht.bootstrap] },
+      listen: { host: a.fabricAddr, port: NS_LINK_PORT },
+      extra: extra.alice,
+    },
+    {
+      brokerUrl: mosqB.localUrl,
+      dht: { host: b.fabricAddr, port: NS_DHT_PORT, bootstrap: [dht.bootstrap] },
+      listen: { host: b.fabricAddr, port: NS_LINK_PORT },
+    },
+  )
+  const { procA, procB } = await startPair(t, filesA, filesB, { alice: a.ns, bob: b.ns })
   await waitFor(() => mosqA.lines().some((l) => BRIDGE_SUBSCRIBED.test(l)), {
     timeoutMs: 30_000,
     what: `alice's bridge subscribing ${STREAM_FILTER} on her broker`,

@@ -15,14 +15,13 @@ import { join } from 'node:path'
 import { type TestContext, test } from 'node:test'
 import { startDhtTestnet, waitFor } from '../helpers/dht-testnet.js'
 import { freePort, startMosquitto } from '../helpers/mosquitto.js'
-import { startProcessSite, writeSiteConfig } from '../helpers/process-site.js'
 import {
   describeReport,
   type StreamPublisher,
   startStreamChecker,
   startStreamPublisher,
 } from '../helpers/stream-checker.js'
-import { BROKER_CONF, prerequisites, SEED, STREAM_FILTER } from './fixtures.js'
+import { BROKER_CONF, prerequisites, STREAM_FILTER, startPair, writePair } from './fixtures.js'
 
 const SENT = 200
 const TOPIC = 'fault/disk'
@@ -89,29 +88,19 @@ for (const v of VARIANTS) {
     const brokerUrlA = mosqA?.url ?? `mqtt://127.0.0.1:${embeddedPort}`
     // alice's state on a small filesystem of its own.
     const stateA = mountTmpfs(t, TMPFS_SIZE)
-    const filesA = await writeSiteConfig(t, {
-      name: 'alice',
-      seedByte: SEED.alice,
-      brokerUrl: brokerUrlA,
-      peers: [{ name: 'bob', seedByte: SEED.bob }],
-      ...common,
-      extra: {
-        stateDir: stateA,
-        ...(mosqA ? {} : { broker: { embedded: { host: '127.0.0.1', port: embeddedPort } } }),
+    const { filesA, filesB } = await writePair(
+      t,
+      {
+        brokerUrl: brokerUrlA,
+        ...common,
+        extra: {
+          stateDir: stateA,
+          ...(mosqA ? {} : { broker: { embedded: { host: '127.0.0.1', port: embeddedPort } } }),
+        },
       },
-    })
-    const filesB = await writeSiteConfig(t, {
-      name: 'bob',
-      seedByte: SEED.bob,
-      brokerUrl: mosqB.url,
-      peers: [{ name: 'alice', seedByte: SEED.alice }],
-      subscriptions: [{ filter: STREAM_FILTER, qos: 1 }],
-      ...common,
-    })
-
-    const bob = await startProcessSite(t, { configPath: filesB.configPath, label: 'bob' })
-    const alice = await startProcessSite(t, { configPath: filesA.configPath, label: 'alice' })
-    await Promise.all([alice.waitLog(/"msg":"link up"/, 60_000), bob.waitLog(/"msg":"link up"/, 60_000)])
+      { brokerUrl: mosqB.url, ...common },
+    )
+    const { procA: alice, procB: bob } = await startPair(t, filesA, filesB)
     const chk = await startStreamChecker(t, { url: mosqB.url, filter: STREAM_FILTER })
     // A probe crosses: alice knows what bob wants and her bridge is subscribed.
     await crossOnce(t, brokerUrlA, chk)

@@ -14,18 +14,12 @@
  * Teardown kills what still runs in our namespaces (all of it ours) and deletes them, which
  * deletes every veth and the bridge with them.
  */
-import { type ChildProcess, execFile, spawn, spawnSync } from 'node:child_process'
+import { execFile, spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import net from 'node:net'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { createInterface } from 'node:readline'
-import { mosquittoPath } from './mosquitto.js'
+import type { Teardown } from '../../scripts/testnet/teardown.js'
+import { startMosquitto } from './mosquitto.js'
 
-export interface Teardown {
-  after(fn: () => unknown): void
-}
+export type { Teardown } from '../../scripts/testnet/teardown.js'
 
 export const FABRIC_PREFIX = '10.213.0'
 const MGMT_PREFIX = '10.214'
@@ -200,103 +194,38 @@ export interface NetnsMosquitto {
   restart(): Promise<void>
 }
 
-const READY_DEADLINE_MS = 10_000
-
 /**
- * A persistent Mosquitto of our own inside the site's namespace: persistence on and
- * `max_queued_messages 100000`, so the broker itself never drops a stream message queued
- * for a bridge that is down (Mosquitto's default 1000 would; see NOTES-deps.md).
+ * A persistent Mosquitto of our own inside the site's namespace (the testnet's one
+ * launcher): persistence on and `max_queued_messages 100000`, so the broker itself never
+ * drops a stream message queued for a bridge that is down (Mosquitto's default 1000 would;
+ * see NOTES-deps.md).
  */
 export async function startNetnsMosquitto(
   t: Teardown,
   site: NetnsSite,
   options: NetnsMosquittoOptions = {},
 ): Promise<NetnsMosquitto> {
-  const bin = mosquittoPath()
-  if (bin === undefined) throw new Error('mosquitto is not installed (apt-get install -y mosquitto)')
   const port = options.port ?? 1883
-  const dir = mkdtempSync(join(tmpdir(), `mosquitto-${site.name}-`))
-  t.after(() => rmSync(dir, { recursive: true, force: true }))
-  const conf = [
-    `listener ${port}`,
-    'allow_anonymous true',
-    'set_tcp_nodelay true',
-    'user root',
-    'persistence true',
-    `persistence_location ${dir}/`,
-    'max_queued_messages 100000',
-    'log_dest stderr',
-    'log_timestamp false',
-    ...(options.verbose ? ['log_type all'] : ['log_type error', 'log_type warning', 'log_type subscribe']),
-    ...(options.extraConf ? [options.extraConf] : []),
-  ]
-  const confPath = join(dir, 'mosquitto.conf')
-  writeFileSync(confPath, `${conf.join('\n')}\n`)
-  const log: string[] = []
-  let child: ChildProcess | undefined
-  let exited: Promise<void> = Promise.resolve()
-
-  const spawnIt = async () => {
-    const c = spawn('ip', ['netns', 'exec', site.ns, bin, '-c', confPath], {
-      stdio: ['ignore', 'ignore', 'pipe'],
-    })
-    child = c
-    c.on('error', () => {})
-    createInterface({ input: c.stderr as NodeJS.ReadableStream, crlfDelay: Number.POSITIVE_INFINITY }).on(
-      'line',
-      (l) => log.push(l),
-    )
-    exited = new Promise((resolve) => c.once('exit', () => resolve()))
-    const deadline = Date.now() + READY_DEADLINE_MS
-    while (!(await canConnect(site.mgmtAddr, port))) {
-      if (c.exitCode !== null || c.signalCode !== null) {
-        throw new Error(`mosquitto in ${site.ns} exited: ${log.slice(-20).join('\n')}`)
-      }
-      if (Date.now() > deadline)
-        throw new Error(`mosquitto in ${site.ns} not accepting on ${site.mgmtAddr}:${port}`)
-      await new Promise((r) => setTimeout(r, 20))
-    }
-  }
-  const stop = async () => {
-    const c = child
-    child = undefined
-    if (c === undefined || c.exitCode !== null || c.signalCode !== null) return
-    c.kill('SIGTERM')
-    const timer = setTimeout(() => c.kill('SIGKILL'), 5_000)
-    await exited
-    clearTimeout(timer)
-  }
-  t.after(stop)
-  await spawnIt()
+  const m = await startMosquitto(t, {
+    name: `mosquitto-${site.name}`,
+    port,
+    persistence: true,
+    maxQueuedMessages: 100_000,
+    logTypes: options.verbose ? ['all'] : ['error', 'warning', 'subscribe'],
+    extraConf: options.extraConf,
+    netns: { name: site.ns, probeHost: site.mgmtAddr },
+  })
+  const lines = () => m.child.lines().map((l) => l.text)
   return {
     port,
-    url: `mqtt://${site.mgmtAddr}:${port}`,
+    url: m.url,
     localUrl: `mqtt://127.0.0.1:${port}`,
-    lines: () => log,
-    count: (re, from = 0) => {
-      let n = 0
-      for (let i = from; i < log.length; i++) if (re.test(log[i] as string)) n++
-      return n
-    },
-    stop,
-    restart: async () => {
-      await stop()
-      await spawnIt()
-    },
+    lines,
+    count: (re, from = 0) =>
+      lines()
+        .slice(from)
+        .filter((l) => re.test(l)).length,
+    stop: () => m.stop(),
+    restart: () => m.restart(),
   }
-}
-
-function canConnect(host: string, port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = net.connect({ port, host })
-    socket.setTimeout(1_000, () => {
-      socket.destroy()
-      resolve(false)
-    })
-    socket.once('connect', () => {
-      socket.destroy()
-      resolve(true)
-    })
-    socket.once('error', () => resolve(false))
-  })
 }

@@ -1,11 +1,2 @@
-/** mulberry32: a tiny seeded PRNG, so a failing randomized case reproduces from its seed. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+/** The seeded PRNG of the testnet (scripts/testnet/prng.ts), for randomized tests. */
+export { prng } from '../../scripts/testnet/prng.js'

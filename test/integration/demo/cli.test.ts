@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { describe, test } from 'node:test'
-import { REPO_ROOT } from '../../../scripts/demo/commands.js'
+import { REPO_ROOT } from '../../../scripts/testnet/bridges.js'
 
 function run(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { createInterface } from 'node:readline'
-import { REPO_ROOT } from '../../../scripts/demo/commands.js'
+import { REPO_ROOT } from '../../../scripts/testnet/bridges.js'
 
 export interface ScriptRun {
   readonly lines: string[]

@@ -8,8 +8,8 @@ import { describe, test } from 'node:test'
 import mqtt from 'mqtt'
 import { startAlarm } from '../../../scripts/demo/alarm.js'
 import { DEFAULT_THRESHOLDS, parseSensorTopic } from '../../../scripts/demo/building.js'
-import { freeTcpPort } from '../../../scripts/demo/probes.js'
 import { runSensors } from '../../../scripts/demo/sensors.js'
+import { freePort } from '../../../scripts/testnet/ports.js'
 import { brokerVariants } from '../../helpers/brokers.js'
 import { prng as seeded } from '../../helpers/prng.js'
 import { waitFor } from '../../helpers/testnet.js'
@@ -110,7 +110,7 @@ for (const v of brokerVariants()) {
       // A broker that is not there: the run still ends on time (publishes are queued, then dropped).
       const deadStart = Date.now()
       const errors: string[] = []
-      const nobody = await freeTcpPort()
+      const nobody = await freePort()
       await runSensors(
         { url: `mqtt://127.0.0.1:${nobody}`, durationMs: 300, rate: 50 },
         { out: (l) => errors.push(l) },

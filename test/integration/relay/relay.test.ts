@@ -59,8 +59,14 @@ for (const variant of brokerVariants()) {
       // each site sees its own N locally (from its own client) + N from each of the 2 others
       const data = () => got.map((g) => g.filter((m) => !m.topic.startsWith('tri/probe/')))
       await waitFor(() => data().every((g) => g.length >= 3 * N), { what: 'all messages' })
-      // let any echo or duplicate show up
-      await new Promise((r) => setTimeout(r, 300))
+      // Any echo or duplicate is a message some bridge sent: wait until every message sent
+      // over a link has been handled at its receiver (delivered or dropped as a duplicate).
+      const total = (name: string) => net.sites.reduce((n, s) => n + s.counters.get(name), 0)
+      await waitFor(
+        () => total('relay.out.messages') === total('relay.in.delivered') + total('relay.in.duplicate'),
+        { what: 'every relayed message handled at its receiver' },
+      )
+      await waitFor(() => data().every((g) => g.length >= 3 * N), { what: 'the deliveries at the clients' })
       for (const [i, g] of data().entries()) {
         const counts = new Map<string, number>()
         for (const m of g) counts.set(m.topic, (counts.get(m.topic) ?? 0) + 1)

@@ -32,7 +32,8 @@ import { formatReport } from '../../../scripts/bench/report.js'
 import { linearRoute, routerWorkload, runRouterBench } from '../../../scripts/bench/router-bench.js'
 import { writeSite } from '../../../scripts/bench/sites.js'
 import { median, percentileSorted, Samples, summarize } from '../../../scripts/bench/stats.js'
-import { FAST_TIMERS, runSwarm } from '../../../scripts/bench/swarm.js'
+import { runSwarm } from '../../../scripts/bench/swarm.js'
+import { FAST_TIMERS } from '../../../scripts/testnet/dht.js'
 import { type RemoteSubscription, Router } from '../../../src/routing/router.js'
 
 /** A made-up machine for the report tests. */
@@ -96,7 +97,7 @@ describe('router micro-benchmark', () => {
 
 describe('swarm', () => {
   test('three DHT sites on loopback converge (link push emulated)', async () => {
-    // Short discovery timers: a site that missed a record at start looks again within 2 s.
+    // The testnet's fast timers: a site that missed a record at start looks again within 300 ms.
     const r = await runSwarm({
       sites: 3,
       deadlineMs: 30_000,

@@ -5,12 +5,12 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test } from 'node:test'
-import { findMosquitto } from '../../../scripts/bench/brokers.js'
-import { Cleanup } from '../../../scripts/bench/children.js'
 import { runLoad } from '../../../scripts/bench/load.js'
 import { startFloor } from '../../../scripts/bench/topology.js'
+import { mosquittoPath } from '../../../scripts/testnet/mosquitto.js'
+import { Cleanup } from '../../../scripts/testnet/teardown.js'
 
-const bin = findMosquitto()
+const bin = mosquittoPath()
 const skip = bin === undefined && process.env.CI !== 'true' ? 'mosquitto not installed' : undefined
 
 test('floor relays carry a paced QoS 1 run between two Mosquittos, all of it', { skip }, async (t) => {

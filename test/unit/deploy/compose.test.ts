@@ -9,7 +9,7 @@ import assert from 'node:assert/strict'
 import { existsSync, readFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, test } from 'node:test'
-import { REPO_ROOT } from '../../../scripts/demo/commands.js'
+import { REPO_ROOT } from '../../../scripts/testnet/bridges.js'
 import {
   type ComposeService,
   dockerfileEntrypoint,

@@ -8,7 +8,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, test } from 'node:test'
-import { REPO_ROOT } from '../../../scripts/demo/commands.js'
+import { REPO_ROOT } from '../../../scripts/testnet/bridges.js'
 import { endpointKey, loadCompose } from '../../../scripts/topology/compose.js'
 import {
   allocatePorts,

@@ -1,6 +1,6 @@
 /**
  * Store throughput on this machine (not a test; run by hand, figures go to docs/STORE.md):
- *   node --import tsx test/unit/store/bench.ts [seconds-per-case] [cycle]
+ *   node --import tsx scripts/bench/store.ts [seconds-per-case] [cycle]
  * (`cycle`: only the relay-cycle cases.)
  * Appends of 64 B messages with synchronous FULL vs NORMAL, at group sizes 1 (each append
  * awaited alone: one commit each) and 100 (100 appends requested per turn: one commit),
@@ -9,9 +9,9 @@
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { openStore, type StoreOptions } from '../../../src/store/database.js'
-import { DedupeStore } from '../../../src/store/dedupe.js'
-import { DurableOutbox, type OutboxMessage } from '../../../src/store/outbox.js'
+import { openStore, type StoreOptions } from '../../src/store/database.js'
+import { DedupeStore } from '../../src/store/dedupe.js'
+import { DurableOutbox, type OutboxMessage } from '../../src/store/outbox.js'
 
 const SECONDS = Number(process.argv[2] ?? 2)
 const PEER = 'a'.repeat(64)
