@@ -10,8 +10,10 @@ import { startUnlessSignalled, waitForShutdownSignal } from '../signals.js'
 export async function runSite(configPath: string): Promise<number> {
   const config = loadConfig(configPath)
   const log = createRootLogger({ name: config.name })
-  const bridge = new Bridge(config, { log })
+  // Handlers before the construction (key file, state database): a signal from here on is
+  // always ours to act on, never the default action.
   const signal = waitForShutdownSignal()
+  const bridge = new Bridge(config, { log })
   const early = await startUnlessSignalled(
     signal,
     () => bridge.start(),
