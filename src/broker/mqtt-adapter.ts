@@ -78,6 +78,13 @@ export function defaultClientId(seed: string | undefined): string {
   return `mdb${hex.slice(0, 20)}`
 }
 
+/**
+ * A broker that cannot be reached (refused, unknown host, untrusted TLS certificate) is
+ * warned about at once, with the cause; while it stays unreachable, at most one repeat
+ * line this often (with the attempt count), so a long outage is visible without flooding.
+ */
+export const BROKER_FAILURE_WARN_INTERVAL_MS = 60_000
+
 function sha256hex(s: string): string {
   return createHash('sha256').update(s, 'utf8').digest('hex')
 }
@@ -106,6 +113,10 @@ export class MqttAdapter extends AdapterEvents implements BrokerAdapter {
   private readonly heldAcks = new HeldAcks()
   private attempt = 0
   private lastError: string | undefined
+  /** Failed attempts since the last CONNACK, and when the last warn line about them was written. */
+  private failures = 0
+  private lastFailureWarnAt = 0
+  private everConnected = false
   private abortStart: ((err: Error) => void) | undefined
 
   /** Removes the listeners wire() added (see there). */
@@ -252,7 +263,16 @@ export class MqttAdapter extends AdapterEvents implements BrokerAdapter {
       this.attempt = 0
       client.options.reconnectPeriod = backoffDelay(0, this.options.reconnect)
       this.lastError = undefined
-      this.log.info({ url: this.options.url, clientId: this.clientId }, 'connected to broker')
+      this.everConnected = true
+      this.log.info(
+        {
+          url: this.options.url,
+          clientId: this.clientId,
+          ...(this.failures > 0 ? { failedAttempts: this.failures } : {}),
+        },
+        'connected to broker',
+      )
+      this.failures = 0
       // 'up' means connected with the subscription set applied.
       this.subscriptions
         .schedule()
@@ -281,7 +301,30 @@ export class MqttAdapter extends AdapterEvents implements BrokerAdapter {
     on('error', (err) => {
       this.lastError = err.message
       this.log.debug({ err: err.message }, 'broker connection error')
+      this.warnFailure(err as Error & { code?: unknown })
     })
+  }
+
+  /**
+   * The first failure at warn with its cause and the URL, then one line a minute at most.
+   * A CONNACK refusal before the first connection is not logged here: start() fails with it.
+   */
+  private warnFailure(err: Error & { code?: unknown }): void {
+    const code = err.code
+    if (!this.everConnected && typeof code === 'number' && FATAL_CONNACK.has(code)) return
+    this.failures++
+    const now = Date.now()
+    if (this.failures > 1 && now - this.lastFailureWarnAt < BROKER_FAILURE_WARN_INTERVAL_MS) return
+    this.lastFailureWarnAt = now
+    this.log.warn(
+      {
+        url: this.options.url,
+        error: err.message,
+        ...(code !== undefined ? { code } : {}),
+        attempts: this.failures,
+      },
+      'broker unreachable',
+    )
   }
 
   private onMessage(topic: string, payload: Buffer, packet: IPublishPacket): void {

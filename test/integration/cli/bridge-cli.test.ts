@@ -20,10 +20,17 @@ interface Run {
 function start(
   t: TestContext,
   args: string[],
+  env: NodeJS.ProcessEnv = { LOG_LEVEL: 'info' },
 ): { child: ChildProcess; done: Promise<Run>; stderr: () => string } {
   const child = spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], {
     cwd: ROOT,
-    env: { ...process.env, LOG_LEVEL: 'info', NODE_TEST_CONTEXT: undefined },
+    env: {
+      ...process.env,
+      NODE_TEST_CONTEXT: undefined,
+      LOG_LEVEL: undefined,
+      LOG_FORMAT: undefined,
+      ...env,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   let stdout = ''
@@ -193,6 +200,64 @@ describe('bridge CLI', () => {
     assert.equal(run.code, 0, run.stderr)
     assert.match(run.stderr, /"during":"start"/)
     assert.match(run.stderr, /"msg":"site stopped"/)
+  })
+
+  test('a broker on a closed port: the cause at warn at the default log level, within seconds', async (t) => {
+    const port = await freePort() // nothing listens there
+    const config = siteConfig(tempDir(t), {
+      broker: { url: `mqtt://127.0.0.1:${port}` },
+      dht: { port: 0, host: '127.0.0.1', bootstrap: [] },
+      listen: { port: 0, host: '127.0.0.1' },
+    })
+    const p = start(t, [config], {}) // LOG_LEVEL unset: the default level
+    await waitForText(p.stderr, /"msg":"starting site \\"/, p.child)
+    const t0 = Date.now()
+    await waitForText(p.stderr, /"msg":"broker unreachable"/, p.child, 15_000)
+    assert.ok(Date.now() - t0 < 15_000)
+    const line = p
+      .stderr()
+      .split('\n')
+      .find((l) => l.includes('broker unreachable')) as string
+    const rec = JSON.parse(line) as Record<string, unknown>
+    assert.equal(rec.level, 40, 'warn')
+    assert.equal(rec.url, `mqtt://127.0.0.1:${port}`)
+    assert.match(String(rec.error), /ECONNREFUSED/)
+    assert.equal(rec.attempts, 1)
+    // Reconnects go on (backoff from 1 s), but the repeats are rate-limited: one line so far.
+    await new Promise((r) => setTimeout(r, 3000))
+    assert.equal(p.stderr().split('broker unreachable').length - 1, 1, p.stderr())
+    p.child.kill('SIGINT')
+    assert.equal((await p.done).code, 0)
+  })
+
+  test('a broker refusing the CONNECT (not authorized): start fails with one clear line', async (t) => {
+    // Answers every CONNECT with an MQTT 5 CONNACK, reason 0x87 (not authorized).
+    const sockets = new Set<net.Socket>()
+    const refusing = net.createServer((s) => {
+      sockets.add(s)
+      s.on('error', () => undefined)
+      s.once('data', () => s.write(Buffer.from([0x20, 0x03, 0x00, 0x87, 0x00])))
+    })
+    await new Promise<void>((resolve) => refusing.listen(0, '127.0.0.1', resolve))
+    t.after(() => {
+      for (const s of sockets) s.destroy()
+      refusing.close()
+    })
+    const { port } = refusing.address() as net.AddressInfo
+    const config = siteConfig(tempDir(t), {
+      broker: { url: `mqtt://127.0.0.1:${port}` },
+      dht: { port: 0, host: '127.0.0.1', bootstrap: [] },
+      listen: { port: 0, host: '127.0.0.1' },
+    })
+    const run = await start(t, [config], {}).done
+    assert.equal(run.code, 1, run.stderr)
+    const plain = run.stderr.split('\n').filter((l) => l !== '' && !l.startsWith('{'))
+    assert.equal(plain.length, 1, run.stderr)
+    assert.match(
+      plain[0] as string,
+      /^bridge: broker mqtt:\/\/127\.0\.0\.1:\d+ refused the connection: .*Not authorized/,
+    )
+    assert.doesNotMatch(run.stderr, /broker unreachable/)
   })
 
   test('a site starts on an embedded broker, and SIGTERM shuts it down cleanly', async (t) => {
