@@ -4,6 +4,7 @@ import { BridgeError } from '../errors.js'
 import type { Logger } from '../log.js'
 import type { Counters } from '../metrics.js'
 import type { BackoffOptions } from './backoff.js'
+import { resolveExternalBroker } from './external-auth.js'
 import { MqttAdapter, type MqttAdapterOptions } from './mqtt-adapter.js'
 import type { BrokerAdapter, BrokerConfig } from './types.js'
 
@@ -21,7 +22,7 @@ export interface BrokerAdapterTuning {
 }
 
 /**
- * The adapter for a config's `broker` section: `{ url, username?, password?, clientId? }`
+ * The adapter for a config's `broker` section: `{ url, username?, password?, tls?, clientId? }`
  * connects to that broker over MQTT 5; `{ embedded: { port, host? } }` starts the embedded
  * broker there and attaches to it in-process. The embedded broker (aedes, ~100 ms to load)
  * is imported only when the config asks for it: a site on Mosquitto never loads it.
@@ -40,10 +41,13 @@ export async function createBrokerAdapter(
     const { EmbeddedAdapter } = await import('./embedded-adapter.js')
     return new EmbeddedAdapter({ log: deps.log, counters: deps.counters }, config.embedded)
   }
+  // Password file or variable and TLS files: read now, at start (the same reads as `bridge check`).
+  const secrets = resolveExternalBroker(config)
   return new MqttAdapter(deps, {
     url: config.url as string,
     username: config.username,
-    password: config.password,
+    password: secrets.password,
+    tls: secrets.tls,
     clientId: config.clientId,
     reconnect: tuning.reconnect,
     persistentSession: tuning.persistentSession,

@@ -87,7 +87,7 @@ export function stripNewline(b: Buffer): Buffer {
 }
 
 /** A secret file readable by group or others is refused, like the site's keyFile. */
-function readSecretFile(file: string, field: string, what: string): Buffer {
+export function readSecretFile(file: string, field: string, what: string): Buffer {
   let mode: number
   try {
     const st = statSync(file)

@@ -11,6 +11,7 @@ import { Counters } from '../metrics.js'
 import { AdapterEvents } from './adapter-events.js'
 import { type BackoffOptions, backoffDelay } from './backoff.js'
 import { checkFilters, checkPublish } from './checks.js'
+import type { ExternalTlsMaterial } from './external-auth.js'
 import { HeldAcks } from './held-acks.js'
 import { SubscriptionSync } from './subscription-sync.js'
 import type { BrokerAdapter, BrokerStatus, LocalMessage } from './types.js'
@@ -34,6 +35,8 @@ export interface MqttAdapterOptions {
   url: string
   username?: string
   password?: string
+  /** CA, client certificate and key (PEM), rejectUnauthorized: for mqtts:// and wss:// (MQTT.js passes them to tls/ws). */
+  tls?: ExternalTlsMaterial
   /**
    * Default: `mdb` + 20 hex chars of sha256(deps.clientIdSeed) — stable per site, 23
    * characters of [0-9a-z], which every MQTT server must accept (MQTT 5 §3.1.3.1). Random
@@ -153,6 +156,7 @@ export class MqttAdapter extends AdapterEvents implements BrokerAdapter {
       queueQoSZero: false,
       username: o.username,
       password: o.password,
+      ...o.tls,
       // MQTT.js calls its `debug` logger ~10 times per packet even when disabled (5% of a
       // relaying bridge's CPU): a no-op unless DEBUG asks for MQTT.js's own trace.
       ...(mqttDebugWanted() ? {} : { log: noop }),

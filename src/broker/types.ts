@@ -1,4 +1,5 @@
 import type { EmbeddedBrokerOptions } from './embedded.js'
+import type { ExternalTlsConfig } from './external-auth.js'
 
 /**
  * The broker adapter contract: how the bridge talks to its site's local MQTT broker,
@@ -92,6 +93,9 @@ export interface BrokerConfig {
   url?: string
   username?: string
   password?: string
+  passwordFile?: string
+  passwordEnv?: string
+  tls?: ExternalTlsConfig
   clientId?: string
   embedded?: EmbeddedBrokerOptions
 }

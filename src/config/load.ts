@@ -49,11 +49,27 @@ export function parseConfig(json: unknown, path: string): LoadedConfig {
   })
 }
 
-/** The embedded broker's password and TLS files, relative to the config file's folder. */
+/** The broker's password and TLS files (external or embedded), relative to the config file's folder. */
 function resolveBrokerPaths(b: BridgeConfig['broker'], base: string): BridgeConfig['broker'] {
   const e = b.embedded
-  if (e === undefined) return b
   const at = (f: string) => resolve(base, f)
+  if (e === undefined) {
+    const t = b.tls
+    return {
+      ...b,
+      ...(b.passwordFile !== undefined ? { passwordFile: at(b.passwordFile) } : {}),
+      ...(t !== undefined
+        ? {
+            tls: {
+              ...t,
+              ...(t.ca !== undefined ? { ca: at(t.ca) } : {}),
+              ...(t.cert !== undefined ? { cert: at(t.cert) } : {}),
+              ...(t.key !== undefined ? { key: at(t.key) } : {}),
+            },
+          }
+        : {}),
+    }
+  }
   const embedded = { ...e }
   if (e.users !== undefined)
     embedded.users = e.users.map((u) =>

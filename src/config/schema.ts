@@ -131,6 +131,22 @@ const brokerSchema = z
       .optional(),
     username: z.string().optional(),
     password: z.string().optional(),
+    /** The password in a file (mode 0600: refused if group or others can read it), read at start. */
+    passwordFile: z.string().min(1, 'must not be empty').optional(),
+    /** The password in this environment variable, read at start. */
+    passwordEnv: z
+      .string()
+      .refine(isEnvName, 'must be an environment variable name ([A-Za-z_][A-Za-z0-9_]*)')
+      .optional(),
+    /** TLS for mqtts:// and wss:// (PEM file paths, relative to the config file). */
+    tls: z
+      .strictObject({
+        ca: z.string().min(1, 'must not be empty').optional(),
+        cert: z.string().min(1, 'must not be empty').optional(),
+        key: z.string().min(1, 'must not be empty').optional(),
+        rejectUnauthorized: z.boolean().optional(),
+      })
+      .optional(),
     clientId: z.string().min(1).max(64).optional(),
     /**
      * The bridge's MQTT 5 session on an external broker outlives a disconnect by this long,
@@ -144,6 +160,25 @@ const brokerSchema = z
     if ((b.url === undefined) === (b.embedded === undefined)) {
       ctx.addIssue({ code: 'custom', message: 'set exactly one of "url" (an external broker) or "embedded"' })
     }
+    const passwords = [b.password, b.passwordFile, b.passwordEnv].filter((x) => x !== undefined).length
+    if (passwords > 1)
+      ctx.addIssue({
+        code: 'custom',
+        message: 'set at most one of "password", "passwordFile" or "passwordEnv"',
+      })
+    const external = ['username', 'password', 'passwordFile', 'passwordEnv', 'tls'] as const
+    if (b.embedded !== undefined)
+      for (const f of external)
+        if (b[f] !== undefined)
+          ctx.addIssue({
+            code: 'custom',
+            path: [f],
+            message: 'is for an external broker ("url"); the embedded broker has its own users and tls',
+          })
+    if (b.tls !== undefined && b.url !== undefined && !/^(mqtts|wss):/.test(b.url))
+      ctx.addIssue({ code: 'custom', path: ['tls'], message: 'needs an mqtts:// or wss:// url' })
+    if (b.tls !== undefined && (b.tls.cert === undefined) !== (b.tls.key === undefined))
+      ctx.addIssue({ code: 'custom', path: ['tls'], message: 'set both "cert" and "key", or neither' })
   })
 
 const peerSchema = z.strictObject({
