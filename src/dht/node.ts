@@ -44,6 +44,8 @@ export interface DhtNodeOptions {
   maxAgeMs?: number
   /** How often an empty routing table triggers a re-bootstrap (default 10 s). */
   rebootstrapMs?: number
+  /** An empty routing table is warned about after this long (default DHT_EMPTY_WARN_AFTER_MS). */
+  emptyWarnAfterMs?: number
   /** KRPC query timeout (default 2000 ms, k-rpc's; a dead node costs this much per lookup). */
   queryTimeoutMs?: number
   /**
@@ -70,6 +72,13 @@ const DEFAULT_MAX_AGE_MS = 30 * 60_000
 const DEFAULT_REBOOTSTRAP_MS = 10_000
 /** Re-bootstrap pings at most this often, whatever triggers them. */
 const REBOOTSTRAP_MIN_GAP_MS = 1000
+/**
+ * A routing table still empty this long after the start (or after it emptied) is warned
+ * about: a bootstrap that works answers within a few seconds, so 30 s means it does not.
+ */
+export const DHT_EMPTY_WARN_AFTER_MS = 30_000
+/** While it stays empty, the warning repeats at most this often. */
+export const DHT_EMPTY_WARN_REPEAT_MS = 5 * 60_000
 
 export class DhtNode implements DhtNodeLike {
   private readonly dht: DHT
@@ -81,6 +90,10 @@ export class DhtNode implements DhtNodeLike {
   private notListening: () => void = () => undefined
   private readonly timer: NodeJS.Timeout
   private lastRebootstrap = 0
+  /** Since when the routing table has been empty (undefined: it has nodes), and the last warning. */
+  private emptySince: number | undefined = Date.now()
+  private lastEmptyWarn: number | undefined
+  private readonly emptyWarnAfterMs: number
   private closing: Promise<void> | undefined
   private readonly inFlight = new Set<() => void>()
   private readonly verified = new VerifyCache()
@@ -119,9 +132,14 @@ export class DhtNode implements DhtNodeLike {
     this.dht.on('error', (err: Error) => this.log.warn({ err: err.message }, 'DHT socket error'))
     this.dht.on('warning', (err: Error) => this.log.debug({ err: err.message }, 'DHT warning'))
     this.dht.listen(options.port ?? 0, options.host ?? '0.0.0.0')
-    this.timer = setInterval(() => {
-      if (this.dht.nodes.count() === 0) this.rebootstrap()
-    }, options.rebootstrapMs ?? DEFAULT_REBOOTSTRAP_MS)
+    this.emptyWarnAfterMs = options.emptyWarnAfterMs ?? DHT_EMPTY_WARN_AFTER_MS
+    this.timer = setInterval(
+      () => {
+        if (this.dht.nodes.count() === 0) this.rebootstrap()
+        this.watchEmpty()
+      },
+      Math.min(options.rebootstrapMs ?? DEFAULT_REBOOTSTRAP_MS, this.emptyWarnAfterMs),
+    )
     this.timer.unref()
   }
 
@@ -138,6 +156,38 @@ export class DhtNode implements DhtNodeLike {
   /** Nodes in the routing table. */
   nodeCount(): number {
     return this.dht.nodes.count()
+  }
+
+  /**
+   * No silent failure: a routing table that stays empty (bootstrap nodes unreachable) is a
+   * warn line, repeated at most every DHT_EMPTY_WARN_REPEAT_MS; its recovery an info line.
+   * A node with no bootstrap list is the swarm's first node: it waits for others, unwarned.
+   */
+  private watchEmpty(): void {
+    if (this.bootstrap.length === 0 || this.dht.destroyed) return
+    const now = Date.now()
+    const nodes = this.dht.nodes.count()
+    if (nodes > 0) {
+      if (this.lastEmptyWarn !== undefined)
+        this.log.info(
+          { nodes, emptyForS: Math.round((now - (this.emptySince ?? now)) / 1000) },
+          'DHT nodes found',
+        )
+      this.emptySince = undefined
+      this.lastEmptyWarn = undefined
+      return
+    }
+    this.emptySince ??= now
+    if (now - this.emptySince < this.emptyWarnAfterMs) return
+    if (this.lastEmptyWarn !== undefined && now - this.lastEmptyWarn < DHT_EMPTY_WARN_REPEAT_MS) return
+    this.lastEmptyWarn = now
+    this.log.warn(
+      {
+        emptyForS: Math.round((now - this.emptySince) / 1000),
+        bootstrap: this.bootstrap.map((a) => `${a.host}:${a.port}`),
+      },
+      'DHT has no nodes: the bootstrap nodes do not answer; peers cannot be found',
+    )
   }
 
   /** Pings the bootstrap nodes again (rate-limited); answering ones join the routing table. */
