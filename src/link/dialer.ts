@@ -39,6 +39,8 @@ interface DialTarget {
   claimedBy: AbortController | undefined
   /** When the last link to this peer dropped (performance.now()), if one did. */
   lostAt: number | undefined
+  /** No dial before this (Date.now()): the peer refused us as a duplicate identity. */
+  heldUntil: number
 }
 
 export interface DialerDeps extends LinkPartDeps {
@@ -66,6 +68,7 @@ export class Dialer {
         candidates: new CandidateSet(),
         claimedBy: undefined,
         lostAt: undefined,
+        heldUntil: 0,
       }
       this.targets.set(peerKeyHex, target)
     }
@@ -117,6 +120,24 @@ export class Dialer {
     }
   }
 
+  /**
+   * The peer refused our link because another process with our key holds it: no dial to it
+   * for `ms` (then the usual redial), so the two processes do not take turns.
+   */
+  holdOff(peerKeyHex: string, ms: number): void {
+    const target = this.targets.get(peerKeyHex)
+    if (!target || this.closed) return
+    target.heldUntil = Date.now() + ms
+    target.lostAt = undefined
+    for (const c of target.candidates.values()) {
+      clearTimeout(c.timer)
+      c.timer = undefined
+      c.attempt?.abort()
+      c.failures = 0
+      this.schedule(target, c, ms)
+    }
+  }
+
   /** Stops every dial and destroys the sockets of handshakes in progress. */
   close(): void {
     this.closed = true
@@ -146,6 +167,7 @@ export class Dialer {
   /** Dials `c` after `delayMs` (at once for 0), unless a dial or a timer is already there. */
   private schedule(target: DialTarget, c: Candidate, delayMs: number): void {
     if (this.closed || c.timer || c.attempt || this.deps.hasLink(target.peerKeyHex)) return
+    delayMs = Math.max(delayMs, target.heldUntil - Date.now())
     if (delayMs <= 0) {
       this.dialSafely(target, c)
       return

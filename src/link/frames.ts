@@ -13,6 +13,7 @@ import { BridgeError } from '../errors.js'
  *   SNAPSHOT_END  0x05  same as SNAPSHOT_BEGIN
  *   PING          0x06  nonce u32
  *   PONG          0x07  nonce u32 (echoes the PING)
+ *   NOTICE        0x08  code u8 (NOTICE_CODES: e.g. another process holds this key's link)
  *
  * Decoding is total: any malformed input throws BridgeError FRAME_INVALID, never reads out
  * of bounds, and trailing bytes are an error. Decoded payloads and records are views into
@@ -42,6 +43,7 @@ export type Frame =
   | { readonly type: 'SNAPSHOT_END'; readonly filters: readonly string[] }
   | { readonly type: 'PING'; readonly nonce: number }
   | { readonly type: 'PONG'; readonly nonce: number }
+  | { readonly type: 'NOTICE'; readonly code: number }
 
 export type FrameType = Frame['type']
 
@@ -53,7 +55,18 @@ export const FRAME_TYPE_CODES: Readonly<Record<FrameType, number>> = {
   SNAPSHOT_END: 0x05,
   PING: 0x06,
   PONG: 0x07,
+  NOTICE: 0x08,
 }
+
+/**
+ * NOTICE codes (link-level, handled by the link manager; older peers count the frame as
+ * `link.frame.invalid` and drop it, the link stays up):
+ * - DUPLICATE_REFUSED: "another process with your key holds my link to you; this link is
+ *   refused" (the receiver warns, closes the link and holds off redialling);
+ * - DUPLICATE_SEEN: "another process with your key keeps dialling me" (the receiver warns,
+ *   the link stays).
+ */
+export const NOTICE_CODES = { DUPLICATE_REFUSED: 1, DUPLICATE_SEEN: 2 } as const
 
 const TYPE_BY_CODE = new Map<number, FrameType>(
   Object.entries(FRAME_TYPE_CODES).map(([name, code]) => [code, name as FrameType]),
@@ -233,6 +246,11 @@ export function encodeFrame(frame: Frame): Buffer {
       }
       return w.buf
     }
+    case 'NOTICE': {
+      if (!Number.isInteger(frame.code) || frame.code < 0 || frame.code > 0xff)
+        throw BridgeError.frame('NOTICE code must be a u8')
+      return Buffer.from([FRAME_VERSION, code, frame.code])
+    }
     case 'PING':
     case 'PONG': {
       if (!Number.isInteger(frame.nonce) || frame.nonce < 0 || frame.nonce > 0xffffffff)
@@ -304,5 +322,7 @@ function decodeBody(type: FrameType, r: Reader): Frame {
     case 'PING':
     case 'PONG':
       return { type, nonce: r.u32('nonce') }
+    case 'NOTICE':
+      return { type, code: r.u8('code') }
   }
 }

@@ -7,7 +7,8 @@ import { type Logger, rateLimited, rateLimitedDebug, silentLogger } from '../log
 import type { Counters } from '../metrics.js'
 import { Acceptor } from './acceptor.js'
 import { Dialer } from './dialer.js'
-import type { Frame } from './frames.js'
+import { DUPLICATE_IDENTITY_HOLD_MS, DuplicateIdentityWatch } from './duplicate-identity.js'
+import { type Frame, NOTICE_CODES } from './frames.js'
 import type { HandshakeOutcome } from './handshake-io.js'
 import {
   type LinkManagerDeps,
@@ -41,7 +42,9 @@ export {
  * `link.dial.<reason>` for outbound ones, `link.dial.unsigned_forgotten` per unsigned address
  * dropped, `link.endpoint.unsigned_skipped` per one offered over the cap,
  * `link.endpoint.invalid` per malformed endpoint; `link.frame.<reason>` from the links;
- * `link.duplicate` per link dropped by the one-link rule.
+ * `link.duplicate` per link dropped by the one-link rule; `link.refused.duplicate_identity`
+ * per newcomer refused because another process with the same key holds the link
+ * (duplicate-identity.ts), `link.duplicate_identity.told` when a peer told us so.
  */
 
 /** Warnings per minute for refused peers (each refusal is counted regardless). */
@@ -65,6 +68,8 @@ export class LinkManager extends EventEmitter<LinkManagerEvents> {
   private readonly links = new Map<string, PeerLink>()
   private readonly dialer: Dialer
   private readonly acceptor: Acceptor
+  private readonly duplicates = new DuplicateIdentityWatch()
+  private readonly warnDuplicate: (reason: string, details?: object) => void
   private closing: Promise<void> | undefined
 
   constructor(deps: LinkManagerDeps, options: LinkManagerOptions) {
@@ -74,6 +79,7 @@ export class LinkManager extends EventEmitter<LinkManagerEvents> {
     this.log = deps.log ?? silentLogger
     this.reportDrop = rateLimitedDebug(this.log)
     this.warnRefused = rateLimited(this.log, 'warn', 'peer refused', REFUSAL_WARNINGS_PER_MINUTE)
+    this.warnDuplicate = rateLimited(this.log, 'warn', 'duplicate identity', REFUSAL_WARNINGS_PER_MINUTE)
     this.opts = resolveLinkOptions(options)
     const parts: LinkPartDeps = {
       identity: this.identity,
@@ -139,6 +145,7 @@ export class LinkManager extends EventEmitter<LinkManagerEvents> {
   /** Stops dialing this peer and closes its link, if any. */
   forget(peerKeyHex: string): void {
     this.dialer.forget(peerKeyHex)
+    this.duplicates.forget(peerKeyHex)
     this.links.get(peerKeyHex)?.close('forgotten')
   }
 
@@ -199,8 +206,10 @@ export class LinkManager extends EventEmitter<LinkManagerEvents> {
         keepaliveTimeoutMs: this.opts.keepaliveTimeoutMs,
       },
     )
+    if (existing && !existing.closed && this.refuseDuplicate(peer, existing, link)) return
     this.links.set(peer, link)
     link.on('frame', (frame) => this.emit('frame', peer, frame))
+    link.on('notice', (code) => this.onNotice(link, code))
     link.once('close', (reason) => this.onLinkClosed(link, reason))
     this.dialer.linkUp(peer, session.role)
     if (existing) {
@@ -212,6 +221,63 @@ export class LinkManager extends EventEmitter<LinkManagerEvents> {
     this.logLink('link up', peer, { role: session.role, session: session.sessionId })
     this.notify('up', peer, link)
     link.start()
+  }
+
+  /**
+   * `link` (just handshaken) would replace `existing`, a live link with the same key. Past
+   * DUPLICATE_IDENTITY_FLAPS such replacements in the window, two processes share that key:
+   * the newcomer is refused with a NOTICE it logs, the established link stays (and is told
+   * too), both sides warn. Returns true when the newcomer was refused.
+   */
+  private refuseDuplicate(peer: string, existing: PeerLink, link: PeerLink): boolean {
+    const verdict = this.duplicates.replacing(peer, Date.now())
+    if (verdict === 'allow') return false
+    this.counters.inc('link.refused.duplicate_identity')
+    const details = {
+      peer: this.opts.peerName(peer) ?? peer.slice(0, 7),
+      peerKey: peer.slice(0, 7),
+      established: `${existing.remoteAddress}:${existing.remotePort}`,
+      newcomer: `${link.remoteAddress}:${link.remotePort}`,
+    }
+    if (verdict === 'detected') {
+      this.log.warn(
+        details,
+        'duplicate identity: two processes link with the same key; keeping the established link, refusing the other',
+      )
+      this.sendNotice(existing, NOTICE_CODES.DUPLICATE_SEEN)
+    } else this.warnDuplicate('link.refused.duplicate_identity', details)
+    link.closeWith({ type: 'NOTICE', code: NOTICE_CODES.DUPLICATE_REFUSED }, 'duplicate_identity')
+    // A half-open leftover (the established process died) is found within one handshake timeout.
+    existing.checkAlive(this.opts.handshakeTimeoutMs)
+    return true
+  }
+
+  private sendNotice(link: PeerLink, code: number): void {
+    try {
+      link.send({ type: 'NOTICE', code })
+    } catch {
+      // closed meanwhile: nothing to tell
+    }
+  }
+
+  /** A peer tells us another process with our key is linked to it (frames.ts NOTICE_CODES). */
+  private onNotice(link: PeerLink, code: number): void {
+    const peer = link.peerKeyHex
+    const name = this.opts.peerName(peer) ?? peer.slice(0, 7)
+    if (code !== NOTICE_CODES.DUPLICATE_REFUSED && code !== NOTICE_CODES.DUPLICATE_SEEN) {
+      this.counters.inc('link.frame.unknown_notice')
+      return
+    }
+    this.counters.inc('link.duplicate_identity.told')
+    this.log.warn(
+      {
+        peer: name,
+        peerKey: peer.slice(0, 7),
+        ...(code === NOTICE_CODES.DUPLICATE_REFUSED ? { holdOffS: DUPLICATE_IDENTITY_HOLD_MS / 1000 } : {}),
+      },
+      `duplicate identity: another process with this site's key is linked to ${name}`,
+    )
+    if (code === NOTICE_CODES.DUPLICATE_REFUSED) link.close('duplicate_identity')
   }
 
   /** The once-per-event info lines operators and tests read: the peer's name in `peer`. */
@@ -226,6 +292,9 @@ export class LinkManager extends EventEmitter<LinkManagerEvents> {
     this.links.delete(peer)
     this.logLink('link down', peer, { reason })
     this.notify('down', peer, reason)
-    if (!this.closing) this.dialer.linkDown(peer)
+    this.duplicates.linkDown(peer)
+    if (this.closing) return
+    if (reason === 'duplicate_identity') this.dialer.holdOff(peer, DUPLICATE_IDENTITY_HOLD_MS)
+    else this.dialer.linkDown(peer)
   }
 }

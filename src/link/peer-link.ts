@@ -16,6 +16,9 @@ import type { FrameDropReason, SealedChannel } from './sealed-channel.js'
  * dropped; the link stays up, since its bytes are authentic.
  */
 
+/** After closeWith's last frame, the socket is destroyed this long later at the latest. */
+const LAST_FRAME_GRACE_MS = 2_000
+
 export type LinkCloseReason =
   | 'local'
   | 'remote'
@@ -25,11 +28,14 @@ export type LinkCloseReason =
   | 'forgotten'
   | 'not_allowed'
   | 'shutdown'
+  | 'duplicate_identity'
   | `frame.${FrameDropReason}`
 
 export interface PeerLinkEvents {
   frame: [frame: Frame]
   close: [reason: LinkCloseReason]
+  /** A NOTICE frame from the peer (frames.ts NOTICE_CODES); handled by the link manager. */
+  notice: [code: number]
   drain: []
 }
 
@@ -171,6 +177,19 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     this.emit('close', reason)
   }
 
+  /** Writes this last frame, then closes (the socket is ended, so the frame is delivered first). */
+  closeWith(frame: Frame, reason: LinkCloseReason): void {
+    if (this.isClosed) return
+    this.isClosed = true
+    clearInterval(this.keepaliveTimer)
+    clearTimeout(this.probeTimer)
+    this.socket.end(this.channel.seal(encodeFrame(frame)))
+    this.channel.stop()
+    // A peer that never closes its side does not keep the socket: destroyed after a grace period.
+    setTimeout(() => this.socket.destroy(), LAST_FRAME_GRACE_MS).unref()
+    this.emit('close', reason)
+  }
+
   private onBytes(chunk: Buffer): void {
     this.lastReceived = Date.now()
     const failure = this.channel.receive(chunk, (plaintext) => this.onPlaintext(plaintext))
@@ -208,6 +227,10 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
       return
     }
     if (frame.type === 'PONG') return
+    if (frame.type === 'NOTICE') {
+      this.emit('notice', frame.code)
+      return
+    }
     try {
       this.emit('frame', frame)
     } catch (err) {
