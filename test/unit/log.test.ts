@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { pino } from 'pino'
-import { rateLimited, rateLimitedDebug } from '../../src/log.js'
+import { formatPretty, logFormat, rateLimited, rateLimitedDebug } from '../../src/log.js'
 
 /** A pino logger writing JSON lines into an array. */
 function capture(level = 'debug') {
@@ -33,4 +33,42 @@ test('rateLimitedDebug: hostile input at debug, 10 a minute per reason by defaul
   for (let i = 0; i < 25; i++) drop('link.frame.bad_mac')
   assert.equal(lines.length, 10)
   assert.ok(lines.every((l) => l.level === 20 && l.msg === 'dropped hostile input'))
+})
+
+test('formatPretty: time, level, site/component, msg, then key=value pairs', () => {
+  const at = new Date(2024, 0, 2, 3, 4, 5, 67)
+  const line = JSON.stringify({
+    level: 40,
+    time: at.toISOString(),
+    site: 'alice',
+    component: 'broker',
+    key: 'abcdef0',
+    msg: 'broker unreachable',
+    url: 'mqtt://127.0.0.1:1',
+    error: 'connect ECONNREFUSED 127.0.0.1:1',
+    attempts: 3,
+    ok: false,
+    peers: ['a', 'b'],
+  })
+  assert.equal(
+    formatPretty(line),
+    '03:04:05.067 WARN  alice/broker broker unreachable url=mqtt://127.0.0.1:1 ' +
+      'error="connect ECONNREFUSED 127.0.0.1:1" attempts=3 ok=false peers=["a","b"]\n',
+  )
+  // An error serialized by pino shows its message; a non-JSON line passes through.
+  assert.match(
+    formatPretty(
+      JSON.stringify({ level: 50, msg: 'x', err: { type: 'Error', message: 'boom', stack: 's' } }),
+    ),
+    /^ERROR x err="boom"\n$/,
+  )
+  assert.equal(formatPretty('not json'), 'not json\n')
+})
+
+test('log format: pretty on a terminal, JSON elsewhere, LOG_FORMAT overrides', () => {
+  assert.equal(logFormat(undefined, true), 'pretty')
+  assert.equal(logFormat(undefined, false), 'json')
+  assert.equal(logFormat('json', true), 'json')
+  assert.equal(logFormat('pretty', false), 'pretty')
+  assert.equal(logFormat('bogus', false), 'json')
 })
