@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events'
 import type { LoadedConfig } from './config/load.js'
+import { loadSiteIdentity } from './config/preflight.js'
 import { MessageIds } from './delivery/message-ids.js'
 import type { PeerOutboundOptions } from './delivery/outbound.js'
 import type { StalledAppendsOptions } from './delivery/stalled-appends.js'
@@ -8,7 +9,7 @@ import type { DiscoveredPeer } from './dht/discovery.js'
 import type { DhtServiceOptions } from './dht/service.js'
 import { advertisedEndpoints } from './endpoints.js'
 import { BridgeError } from './errors.js'
-import { type Identity, loadIdentity } from './identity/identity.js'
+import type { Identity } from './identity/identity.js'
 import { LinkManager, type LinkManagerOptions } from './link/link-manager.js'
 import { componentLogger, createRootLogger, type Logger } from './log.js'
 import { Counters } from './metrics.js'
@@ -121,12 +122,10 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     const c = config
     this.counters = deps.counters ?? new Counters()
     const counters = this.counters
-    const identity = loadIdentity(c.keyFile)
+    const identity = loadSiteIdentity(c) // the same checks as `bridge check` (config/preflight.ts)
     this.identity = identity
     this.keyCreated = identity.created
     const key = this.identity.publicKeyHex
-    const self = c.peers.findIndex((p) => p.publicKey === key)
-    if (self >= 0) throw BridgeError.config(`peers[${self}].publicKey`, "is this site's own key")
     const root = deps.log ?? createRootLogger({ name: c.name })
     const log = (component: string) => componentLogger(root, component, key)
     this.log = log('bridge')

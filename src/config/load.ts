@@ -91,10 +91,29 @@ export function formatIssue(issue: z.core.$ZodIssue): string {
   let message = issue.message
   if (issue.code === 'unrecognized_keys') {
     message = `unknown field${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')}`
-  } else if (issue.code === 'invalid_type' && /received undefined/.test(message)) {
-    message = `required (${issue.expected})`
+  } else if (issue.code === 'invalid_type') {
+    message = /received undefined/.test(message) ? `required (${issue.expected})` : mustBe(issue.expected)
   }
   return path ? `${path}: ${message}` : message
+}
+
+/** `must be a number`, in the words of the rest of the messages (not zod's "Invalid input: …"). */
+function mustBe(expected: string): string {
+  switch (expected) {
+    case 'number':
+    case 'string':
+      return `must be a ${expected}`
+    case 'int':
+      return 'must be a whole number'
+    case 'boolean':
+      return 'must be true or false'
+    case 'array':
+      return 'must be a list ([…])'
+    case 'object':
+      return 'must be an object ({…})'
+    default:
+      return `must be ${expected}`
+  }
 }
 
 function formatPath(path: readonly PropertyKey[]): string {

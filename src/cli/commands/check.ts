@@ -1,17 +1,18 @@
-import { loadTls, resolveUsers } from '../../broker/embedded-auth.js'
 import { loadConfig } from '../../config/load.js'
+import { preflight } from '../../config/preflight.js'
 import { BridgeError, isBridgeError } from '../../errors.js'
 
 /**
- * `bridge check <config>`: validates the config, and reads what the embedded broker would
- * read at start (password files and variables, TLS files); prints a one-line summary on success.
+ * `bridge check <config>`: validates the config and runs every check the start would
+ * (config/preflight.ts: the key file's mode and content, the site's own key among its
+ * peers, password files and variables, TLS files); prints a one-line summary on success.
+ * Creates nothing: a missing key file is fine (the start creates it).
  */
 export function runCheck(configPath: string): number {
   const c = loadConfig(configPath)
   const e = c.broker.embedded
   try {
-    if (e?.users !== undefined) resolveUsers(e.users)
-    if (e?.tls !== undefined) loadTls(e.tls)
+    preflight(c)
   } catch (err) {
     if (isBridgeError(err)) throw new BridgeError(err.code, `${c.configPath}: ${err.message}`, { cause: err })
     throw err

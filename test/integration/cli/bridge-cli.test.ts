@@ -144,6 +144,51 @@ describe('bridge CLI', () => {
     })
   }
 
+  test('check refuses what start refuses, with the same line: key file mode, own key among peers', async (t) => {
+    const dir = tempDir(t)
+    const config = siteConfig(dir)
+    const id = await start(t, ['id', config]).done
+    assert.equal((await start(t, ['check', config]).done).code, 0)
+    chmodSync(join(dir, 'k/site.key'), 0o644)
+    for (const args of [['check', config], [config]]) {
+      const run = await start(t, args).done
+      assert.equal(run.code, 1, `${args[0]}: ${run.stderr}`)
+      assert.match(run.stderr, /mode 0644 lets group or others read it.*chmod 600/)
+    }
+    chmodSync(join(dir, 'k/site.key'), 0o600)
+    const own = siteConfig(dir, { peers: [{ name: 'me', publicKey: id.stdout.trim() }] })
+    for (const args of [['check', own], [own]]) {
+      const run = await start(t, args).done
+      assert.equal(run.code, 1, `${args[0]}: ${run.stderr}`)
+      assert.match(run.stderr, /peers\[0\]\.publicKey: is this site's own key/)
+    }
+  })
+
+  test('check refuses a missing password variable and a readable password file, as start does', async (t) => {
+    const dir = tempDir(t)
+    const env = siteConfig(dir, {
+      broker: { url: 'mqtt://127.0.0.1:1', passwordEnv: 'CLI_TEST_NO_SUCH_VAR' },
+    })
+    const run = await start(t, ['check', env]).done
+    assert.equal(run.code, 1, run.stderr)
+    assert.match(run.stderr, /broker\.passwordEnv: environment variable CLI_TEST_NO_SUCH_VAR is not set/)
+    writeFileSync(join(dir, 'pw'), 'secret', { mode: 0o644 })
+    const file = siteConfig(dir, { broker: { url: 'mqtt://127.0.0.1:1', passwordFile: 'pw' } })
+    const run2 = await start(t, ['check', file]).done
+    assert.equal(run2.code, 1, run2.stderr)
+    assert.match(run2.stderr, /broker\.passwordFile: .*mode 0644/)
+  })
+
+  test('a wrong type is worded like the rest, in check and at start: dht.port: must be a number', async (t) => {
+    const config = siteConfig(tempDir(t), { dht: { port: '6881' }, listen: { advertise: 'x' } })
+    for (const args of [['check', config], [config]]) {
+      const run = await start(t, args).done
+      assert.equal(run.code, 1, run.stderr)
+      assert.match(run.stderr, /: dht\.port: must be a number$/m)
+      assert.doesNotMatch(run.stderr, /Invalid input/)
+    }
+  })
+
   test('usage errors exit 2', async (t) => {
     for (const args of [['id'], ['dht'], ['--bogus'], ['a.json', 'b.json']]) {
       const run = await start(t, args).done
