@@ -218,7 +218,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
         listenHost: c.listen.host,
         listenPort: c.listen.port,
         allowList: () => this.directory.allowed,
-        peerName: (peer) => this.directory.get(peer)?.name,
+        peerName: (peer) => this.directory.name(peer),
         ...tuning.link,
       },
     )

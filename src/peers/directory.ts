@@ -36,6 +36,8 @@ export interface Peer {
 export class PeerDirectory {
   private readonly byKey = new Map<string, Peer>()
   private readonly allowedKeys = new Set<string>()
+  /** Names of peers removed at a reload (few: one per key ever removed). */
+  private readonly removedNames = new Map<string, string>()
   /** The allow-list as a set (kept current across reloads); read-only view for LinkManager. */
   readonly allowed: ReadonlySet<string> = this.allowedKeys
 
@@ -72,8 +74,15 @@ export class PeerDirectory {
 
   /** Takes a peer off the allow-list and forgets its state; answers whether it was listed. */
   remove(key: string): boolean {
+    const p = this.byKey.get(key)
+    if (p !== undefined) this.removedNames.set(key, p.name)
     this.allowedKeys.delete(key)
     return this.byKey.delete(key)
+  }
+
+  /** The configured name of a listed peer, or the one it had when removed (for its `link down` line). */
+  name(key: string): string | undefined {
+    return this.byKey.get(key)?.name ?? this.removedNames.get(key)
   }
 
   get(key: string): Peer | undefined {
