@@ -20,11 +20,13 @@ import { LocalBroker } from './relay/local-broker.js'
 import { LocalSubscriptions } from './relay/local-subscriptions.js'
 import { Outbounds } from './relay/outbounds.js'
 import { Relay } from './relay/relay.js'
+import { applyReload, type ConfigDiff, resubscribe } from './reload.js'
 import { Router } from './routing/router.js'
 import { type BridgeStore, openStore, type StoreOptions } from './store/database.js'
 import { DedupeStore } from './store/dedupe.js'
 import { DurableOutbox } from './store/outbox.js'
 import { RetainedStore } from './store/retained.js'
+import type { TreeSubscription } from './trees/delivery.js'
 
 /**
  * How long a graceful stop waits for the messages already taken (local ones until their
@@ -65,11 +67,7 @@ export interface BridgeDeps {
   readonly wrapDurability?: StoreOptions['wrapDurability']
 }
 
-export type BridgeStatus =
-  | { readonly state: 'new' }
-  | { readonly state: 'starting' }
-  | { readonly state: 'running' }
-  | { readonly state: 'stopped' }
+export type BridgeStatus = { readonly state: 'new' | 'starting' | 'running' | 'stopped' }
 
 export interface BridgeEvents {
   /** A peer's verified profile was accepted (from the DHT, the cache or a link). */
@@ -98,6 +96,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
   readonly identity: Identity
   private readonly keyCreated: boolean
   private readonly log: Logger
+  private readonly root: Logger
   private readonly directory: PeerDirectory
   private readonly router: Router<string>
   private readonly db: BridgeStore
@@ -114,7 +113,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
   private statusTimer: NodeJS.Timeout | undefined
 
   constructor(
-    readonly config: LoadedConfig,
+    public config: LoadedConfig,
     deps: BridgeDeps = {},
     private readonly tuning: BridgeTuning = {},
   ) {
@@ -126,7 +125,8 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     this.identity = identity
     this.keyCreated = identity.created
     const key = this.identity.publicKeyHex
-    const root = deps.log ?? createRootLogger({ name: c.name })
+    const root = deps.log ?? createRootLogger({ name: c.name, level: c.logLevel })
+    this.root = root
     const log = (component: string) => componentLogger(root, component, key)
     this.log = log('bridge')
     this.directory = new PeerDirectory(c.peers)
@@ -217,7 +217,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
         listenHost: c.listen.host,
         listenPort: c.listen.port,
         allowList: () => this.directory.allowed,
-        peerName: (peer) => this.directory.get(peer)?.name,
+        peerName: (peer) => this.directory.name(peer),
         ...tuning.link,
       },
     )
@@ -355,14 +355,21 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     return this.stopping
   }
 
-  /** Changes this site's subscriptions at run time: re-puts the record and pushes it over live links. */
-  async setSubscriptions(
-    subs: readonly { filter: string; qos: 0 | 1; tree?: { topic: string; windowMs?: number } }[],
-  ): Promise<void> {
+  /** Changes this site's subscriptions at run time: re-signs the record, pushes it over live links, puts it. */
+  async setSubscriptions(subs: readonly TreeSubscription[]): Promise<void> {
     if (this.statusValue.state !== 'running') throw new BridgeError('USAGE', 'bridge not started')
-    this.relay.setSubscriptions(subs)
-    await this.profiles.setSubscriptions(subs)
-    this.relay.pushProfile()
+    await resubscribe({ profiles: this.profiles, relay: this.relay }, subs).put
+  }
+
+  /** SIGHUP: applies the re-read config's live fields (src/reload.ts); `config` is then the one running. */
+  async reload(next: LoadedConfig): Promise<ConfigDiff> {
+    if (this.statusValue.state !== 'running') throw new BridgeError('USAGE', 'bridge not started')
+    const { directory, router, links, profiles, relay, subscriptions, root, log } = this
+    const backlog = (peer: string) => this.backlog(peer)
+    const target = { directory, router, links, profiles, relay, subscriptions, root, log, backlog }
+    const done = await applyReload({ ...target, selfKey: this.publicKeyHex }, this.config, next)
+    this.config = done.config
+    return done.diff
   }
 
   private onPeer(p: DiscoveredPeer): void {

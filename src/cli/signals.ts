@@ -39,3 +39,12 @@ export async function startUnlessSignalled(
   await started.catch(() => undefined) // aborted by the signal: not an error
   return first
 }
+
+/**
+ * Calls `onReload` at every SIGHUP (reload the config, as Mosquitto does) instead of the
+ * default action, which would end the process: a SIGHUP never stops the bridge. Install it
+ * with the shutdown handlers, before anything that can take time or announce readiness.
+ */
+export function onReloadSignal(onReload: () => void): void {
+  process.on('SIGHUP', () => onReload())
+}

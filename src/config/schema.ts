@@ -53,6 +53,9 @@ const topicName = z.string().superRefine((t, ctx) => {
   if (problem !== null) ctx.addIssue({ code: 'custom', message: `invalid topic "${t}": ${problem}` })
 })
 
+/** pino's levels, most verbose last; `silent` logs nothing. */
+export const LOG_LEVELS = ['silent', 'fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const
+
 const qos = z.union([z.literal(0), z.literal(1)], { error: 'must be 0 or 1' })
 
 /**
@@ -265,6 +268,10 @@ export const configSchema = z
     peers: z.array(peerSchema).default([]),
     subscriptions: z.array(subscriptionSchema).default([]),
     treeInput: treeInputSchema.optional(),
+    /** Log level; overrides LOG_LEVEL (absent: LOG_LEVEL, else info). Changes on SIGHUP. */
+    logLevel: z
+      .enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.map((l) => `"${l}"`).join(', ')}` })
+      .optional(),
   })
   .superRefine((c, ctx) => {
     const seenKeys = new Map<string, number>()

@@ -169,6 +169,18 @@ export class Discovery extends EventEmitter<DiscoveryEvents> {
     this.records.stop()
   }
 
+  /**
+   * Replaces the allow-list (a config reload): removed keys are no longer fetched or
+   * accepted; an added key's cached profile is emitted as `peer` at once, and the added keys
+   * not known yet are fetched now (not at the next regular round).
+   */
+  setAllowList(keys: readonly string[]): void {
+    this.records.setAllowList(keys, (hex, known) => {
+      if (!this.stopped) this.emit('peer', this.describe(hex, known))
+    })
+    if (this.started) this.background(() => this.fetchMissing())
+  }
+
   /** Current verified peers. */
   peers(): DiscoveredPeer[] {
     return [...this.records.entries()].map(([hex, k]) => this.describe(hex, k))

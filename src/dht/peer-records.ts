@@ -10,7 +10,7 @@ import { isBridgeError } from '../errors.js'
 import { type Logger, rateLimitedDebug } from '../log.js'
 import type { Counters } from '../metrics.js'
 import { parseItems } from './item-wire.js'
-import { PeerCache } from './peer-cache.js'
+import { type CachedPeer, PeerCache } from './peer-cache.js'
 import { decodeProfile, PROFILE_SALT, type Profile, profileExtraSalts, type SignedItem } from './records.js'
 import { VerifyCache } from './verify-cache.js'
 
@@ -54,8 +54,8 @@ export interface PeerRecordsOptions {
 }
 
 export class PeerRecords {
-  /** The allow-list without this site's own key. */
-  readonly allowed: ReadonlySet<string>
+  private readonly allowedKeys: Set<string>
+  private readonly self: string | undefined
   private readonly log: Logger
   private readonly counters: Counters
   private readonly dropped: (reason: string, details?: object) => void
@@ -69,8 +69,31 @@ export class PeerRecords {
     this.log = deps.log
     this.counters = deps.counters
     this.dropped = rateLimitedDebug(this.log)
-    this.allowed = new Set(options.allowList.filter((k) => k !== options.selfPublicKeyHex))
+    this.self = options.selfPublicKeyHex
+    this.allowedKeys = new Set(options.allowList.filter((k) => k !== this.self))
     this.cache = new PeerCache(deps.stateDir, this.log, options.persistMs)
+  }
+
+  /** The allow-list without this site's own key. */
+  get allowed(): ReadonlySet<string> {
+    return this.allowedKeys
+  }
+
+  /**
+   * Replaces the allow-list (a config reload). A removed key's profile is forgotten here (its
+   * floor stays in the cache file: no older record of it is ever accepted again); an added
+   * key's cached profile, if any, is verified again and given to `loaded`, as at start.
+   */
+  setAllowList(keys: readonly string[], loaded: (hex: string, known: KnownPeer) => void): void {
+    const next = new Set(keys.filter((k) => k !== this.self))
+    for (const hex of [...this.allowedKeys]) {
+      if (next.has(hex)) continue
+      this.allowedKeys.delete(hex)
+      this.known.delete(hex)
+    }
+    const added = new Set([...next].filter((hex) => !this.allowedKeys.has(hex)))
+    for (const hex of added) this.allowedKeys.add(hex)
+    for (const [hex, entry] of this.cache.entries()) if (added.has(hex)) this.loadEntry(hex, entry, loaded)
   }
 
   get(hex: string): KnownPeer | undefined {
@@ -156,27 +179,30 @@ export class PeerRecords {
   /** Re-verifies the cached items of allow-listed peers; `loaded` sees each usable one (source `cache`). */
   loadCache(loaded: (hex: string, known: KnownPeer) => void): void {
     for (const [hex, entry] of this.cache.entries()) {
-      if (!this.allowed.has(hex)) continue
-      try {
-        const items = parseItems(Buffer.from(entry.items, 'hex'))
-        const main = items.find((it) => it.salt.equals(PROFILE_SALT))
-        if (main === undefined || main.seq !== entry.floor) throw new Error('cache does not match the floor')
-        const profile = decodeProfile(Buffer.from(hex, 'hex'), main, items)
-        const known: KnownPeer = { profile, seq: main.seq, main, source: 'cache' }
-        this.known.set(hex, known)
-        this.log.info(
-          {
-            peer: hex.slice(0, 7),
-            name: profile.name,
-            seq: main.seq,
-            subscriptions: profile.subscriptions.length,
-          },
-          'peer profile loaded from cache',
-        )
-        loaded(hex, known)
-      } catch (err) {
-        this.log.warn({ peer: hex.slice(0, 7), err: (err as Error).message }, 'cached peer record unusable')
-      }
+      if (this.allowed.has(hex)) this.loadEntry(hex, entry, loaded)
+    }
+  }
+
+  private loadEntry(hex: string, entry: CachedPeer, loaded: (hex: string, known: KnownPeer) => void): void {
+    try {
+      const items = parseItems(Buffer.from(entry.items, 'hex'))
+      const main = items.find((it) => it.salt.equals(PROFILE_SALT))
+      if (main === undefined || main.seq !== entry.floor) throw new Error('cache does not match the floor')
+      const profile = decodeProfile(Buffer.from(hex, 'hex'), main, items)
+      const known: KnownPeer = { profile, seq: main.seq, main, source: 'cache' }
+      this.known.set(hex, known)
+      this.log.info(
+        {
+          peer: hex.slice(0, 7),
+          name: profile.name,
+          seq: main.seq,
+          subscriptions: profile.subscriptions.length,
+        },
+        'peer profile loaded from cache',
+      )
+      loaded(hex, known)
+    } catch (err) {
+      this.log.warn({ peer: hex.slice(0, 7), err: (err as Error).message }, 'cached peer record unusable')
     }
   }
 

@@ -91,12 +91,16 @@ export class ProfilePublisher {
   /**
    * Validates (throws TOPIC_INVALID / RECORD_INVALID / RECORD_TOO_LARGE, nothing published),
    * then signs with a fresh seq and puts. DHT failures do not throw: they are logged, counted
-   * and retried; the result says what the read-back saw.
+   * and retried; the result says what the read-back saw. `onSigned` runs as soon as the new
+   * items are signed (currentItems() has them), before they are put.
    */
-  async publish(subscriptions: readonly ProfileSubscription[]): Promise<PublishResult> {
+  async publish(
+    subscriptions: readonly ProfileSubscription[],
+    onSigned?: () => void,
+  ): Promise<PublishResult> {
     const content = this.content(subscriptions)
     validateProfileContent(content)
-    const run = this.chain.then(() => this.putNow(content))
+    const run = this.chain.then(() => this.putNow(content, onSigned))
     this.chain = run.catch(() => {})
     return run
   }
@@ -115,7 +119,7 @@ export class ProfilePublisher {
     return { name: this.options.name, endpoints: this.options.endpoints, subscriptions }
   }
 
-  private async putNow(content: ProfileContent): Promise<PublishResult> {
+  private async putNow(content: ProfileContent, onSigned?: () => void): Promise<PublishResult> {
     clearTimeout(this.timer)
     let seq: number
     try {
@@ -133,6 +137,7 @@ export class ProfilePublisher {
     const items = encodeProfile(content, seq, this.identity)
     this.subscriptions = content.subscriptions
     this.items = items
+    onSigned?.()
     const [main, ...extras] = items as [SignedItem, ...SignedItem[]]
     let nodes = 0
     try {

@@ -137,9 +137,15 @@ export class DhtService extends EventEmitter<DiscoveryEvents> {
     }
   }
 
-  /** Re-publishes the profile with new subscriptions (fresh seq). */
-  async setSubscriptions(subscriptions: readonly ProfileSubscription[]): Promise<PublishResult> {
-    const result = await this.publisher.publish(subscriptions)
+  /**
+   * Re-publishes the profile with new subscriptions (fresh seq). `onSigned` runs once the
+   * new record is signed (currentItems() has it), before the DHT put: to push it over links.
+   */
+  async setSubscriptions(
+    subscriptions: readonly ProfileSubscription[],
+    onSigned?: () => void,
+  ): Promise<PublishResult> {
+    const result = await this.publisher.publish(subscriptions, onSigned)
     this.subscriptions = subscriptions
     return result
   }
@@ -152,6 +158,11 @@ export class DhtService extends EventEmitter<DiscoveryEvents> {
   /** Verifies and accepts a peer's profile items received over a link. */
   acceptItems(publicKeyHex: string, items: readonly SignedItem[], source: PeerSource = 'link'): AcceptResult {
     return this.discovery.acceptItems(publicKeyHex, items, source)
+  }
+
+  /** Replaces the allow-list of peers whose records are fetched and accepted (a config reload). */
+  setAllowList(keys: readonly string[]): void {
+    this.discovery.setAllowList(keys)
   }
 
   peers(): DiscoveredPeer[] {

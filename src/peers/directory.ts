@@ -9,12 +9,12 @@ import type { Profile } from '../dht/records.js'
  */
 export interface Peer {
   readonly key: string
-  /** The configured name: used in log lines and per-peer counter names. */
-  readonly name: string
-  /** Topic filters it may send us (`undefined` = `#`). */
-  readonly importAcl: readonly string[] | undefined
-  /** Topic filters we may send it (`undefined` = `#`). */
-  readonly exportAcl: readonly string[] | undefined
+  /** The configured name: used in log lines and per-peer counter names (may change at a reload). */
+  name: string
+  /** Topic filters it may send us (`undefined` = `#`); may change at a reload. */
+  importAcl: readonly string[] | undefined
+  /** Topic filters we may send it (`undefined` = `#`); may change at a reload. */
+  exportAcl: readonly string[] | undefined
   /** Its newest verified profile, once known (from the DHT, the cache or a link). */
   profile: Profile | undefined
   /** Endpoints from its signed profile record. */
@@ -29,28 +29,60 @@ export interface Peer {
 /**
  * The peers this site knows, by public key: the allow-list (config `peers`) and each
  * peer's state. The only source of the allow-list: LinkManager, discovery and the inbound
- * side all read it from here (`allowed`, `keys`, `importAcl`).
+ * side all read it from here (`allowed`, `keys`, `importAcl`), on every use, so a config
+ * reload (src/reload.ts: `add`, `update`, `remove`) takes effect at the next handshake,
+ * record or inbound message.
  */
 export class PeerDirectory {
   private readonly byKey = new Map<string, Peer>()
-  /** The allow-list as a set; read-only view for LinkManager's inbound checks. */
-  readonly allowed: ReadonlySet<string>
+  private readonly allowedKeys = new Set<string>()
+  /** Names of peers removed at a reload (few: one per key ever removed). */
+  private readonly removedNames = new Map<string, string>()
+  /** The allow-list as a set (kept current across reloads); read-only view for LinkManager. */
+  readonly allowed: ReadonlySet<string> = this.allowedKeys
 
   constructor(config: readonly PeerConfig[]) {
-    for (const p of config) {
-      this.byKey.set(p.publicKey, {
-        key: p.publicKey,
-        name: p.name,
-        importAcl: p.import,
-        exportAcl: p.export,
-        profile: undefined,
-        signedEndpoints: [],
-        announcedAddresses: [],
-        linked: false,
-        stats: { linkUps: 0, profiles: 0 },
-      })
+    for (const p of config) this.add(p)
+  }
+
+  /** Allow-lists a peer (a new key; its state starts empty). */
+  add(p: PeerConfig): Peer {
+    const peer: Peer = {
+      key: p.publicKey,
+      name: p.name,
+      importAcl: p.import,
+      exportAcl: p.export,
+      profile: undefined,
+      signedEndpoints: [],
+      announcedAddresses: [],
+      linked: false,
+      stats: { linkUps: 0, profiles: 0 },
     }
-    this.allowed = new Set(this.byKey.keys())
+    this.byKey.set(p.publicKey, peer)
+    this.allowedKeys.add(p.publicKey)
+    return peer
+  }
+
+  /** A listed peer's new name and ACLs (what it has learnt is kept). */
+  update(p: PeerConfig): void {
+    const peer = this.byKey.get(p.publicKey)
+    if (peer === undefined) return
+    peer.name = p.name
+    peer.importAcl = p.import
+    peer.exportAcl = p.export
+  }
+
+  /** Takes a peer off the allow-list and forgets its state; answers whether it was listed. */
+  remove(key: string): boolean {
+    const p = this.byKey.get(key)
+    if (p !== undefined) this.removedNames.set(key, p.name)
+    this.allowedKeys.delete(key)
+    return this.byKey.delete(key)
+  }
+
+  /** The configured name of a listed peer, or the one it had when removed (for its `link down` line). */
+  name(key: string): string | undefined {
+    return this.byKey.get(key)?.name ?? this.removedNames.get(key)
   }
 
   get(key: string): Peer | undefined {

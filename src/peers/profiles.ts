@@ -70,8 +70,20 @@ export class PeerProfiles {
     return this.dht.acceptItems(peer, items, source)
   }
 
-  async setSubscriptions(subs: readonly { filter: string; qos: 0 | 1 }[]): Promise<void> {
-    await this.dht?.setSubscriptions(subs.map((s) => ({ filter: s.filter, qos: s.qos })))
+  /** Re-publishes this site's record; `onSigned` runs once it is signed, before the DHT put. */
+  async setSubscriptions(
+    subs: readonly { filter: string; qos: 0 | 1 }[],
+    onSigned?: () => void,
+  ): Promise<void> {
+    await this.dht?.setSubscriptions(
+      subs.map((s) => ({ filter: s.filter, qos: s.qos })),
+      onSigned,
+    )
+  }
+
+  /** The allow-list changed (a config reload): the DHT side fetches and accepts only these keys. */
+  setAllowList(keys: readonly string[]): void {
+    this.dht?.setAllowList(keys)
   }
 
   private accepted(p: DiscoveredPeer): void {

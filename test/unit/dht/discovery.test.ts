@@ -272,6 +272,29 @@ describe('Discovery', () => {
     assert.ok(node.announces >= 1 && node.gets >= 1)
   })
 
+  test('setAllowList (a reload): a removed key is refused and forgotten, floor kept; re-added, its cached profile is emitted', async (t) => {
+    const { node, counters, discovery, events } = setup(t)
+    for (const it of items(10, [{ filter: 'a/#', qos: 1 }])) await node.putMutable(it)
+    assert.equal((await discovery.fetchPeer(ALICE.publicKeyHex))?.status, 'accepted')
+    discovery.setAllowList([BOB.publicKeyHex])
+    assert.deepEqual(discovery.peers(), [], 'forgotten')
+    assert.equal(discovery.acceptItems(ALICE.publicKeyHex, items(11, [])).status, 'rejected')
+    assert.equal(counters.get('dht.record.not_allowed'), 1)
+    events.length = 0
+    discovery.setAllowList([ALICE.publicKeyHex, BOB.publicKeyHex])
+    assert.deepEqual(
+      events.map((e) => [e.seq, e.source]),
+      [[10, 'cache']],
+      'the cached record, verified again, at once',
+    )
+    assert.equal(
+      (await discovery.fetchPeer(ALICE.publicKeyHex))?.status,
+      'unchanged',
+      'same record: no event',
+    )
+    assert.equal(discovery.acceptItems(ALICE.publicKeyHex, items(9, [])).status, 'rejected', 'floor kept')
+  })
+
   test('accepted profiles are written to the peer cache together, and stop() writes the last ones', async (t) => {
     const writes = t.mock.method(JsonStateFile.prototype, 'write')
     const { discovery, stateDir } = setup(t, undefined, {

@@ -34,3 +34,20 @@ test('peer directory: one Peer per allow-listed key, the allow-list and ACLs rea
   assert.equal(alice?.linked, true)
   assert.deepEqual(alice?.stats, { linkUps: 2, profiles: 1 })
 })
+
+test('peer directory at a reload: add, update (state kept), remove; the allow-list view follows', () => {
+  const d = new PeerDirectory([{ name: 'alice', publicKey: A }] as never)
+  const view = d.allowed // what LinkManager holds on to
+  d.setLinked(A, true)
+  d.update({ name: 'alicia', publicKey: A, import: ['in/#'], export: ['out/#'] } as never)
+  assert.equal(d.label(A), 'alicia')
+  assert.deepEqual(d.importAcl(A), ['in/#'])
+  assert.deepEqual(d.get(A)?.exportAcl, ['out/#'])
+  assert.equal(d.get(A)?.linked, true, 'what it learnt is kept')
+  d.add({ name: 'bob', publicKey: B } as never)
+  assert.deepEqual([...view], [A, B])
+  assert.equal(d.remove(A), true)
+  assert.equal(d.remove(X), false)
+  assert.deepEqual([...view], [B])
+  assert.equal(d.importAcl(A), null, 'a removed peer is not allow-listed')
+})
