@@ -41,7 +41,10 @@ export class PeerProfiles {
 
   async start(linkPort: number, endpoints: readonly string[]): Promise<PublishResult> {
     const { directory, router, log, onPeer, ...dhtDeps } = this.deps
-    const dht = new DhtService(dhtDeps, { ...this.options, linkPort, endpoints, allowList: directory.keys() })
+    const dht = new DhtService(
+      { ...dhtDeps, log }, // the DHT's components (node, discovery, profile) log under this root
+      { ...this.options, linkPort, endpoints, allowList: directory.keys() },
+    )
     this.dht = dht
     dht.on('peer', (p) => this.accepted(p))
     return dht.start()

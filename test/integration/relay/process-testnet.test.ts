@@ -14,6 +14,13 @@ test('bridges as processes: a publish crosses; waitMeshed follows link up and do
     sites: [{ name: 'alice' }, { name: 'bob', subscriptions: [{ filter: 'proc/#', qos: 1 }] }],
   })
   await net.waitMeshed(60_000)
+  // The DHT's own lines reach the bridge's log (they were once silently dropped).
+  await net
+    .site('alice')
+    .proc.waitLog(
+      /"component":"discovery".*"name":"bob".*"msg":"peer profile accepted"|"name":"bob".*"msg":"peer profile accepted"/,
+      30_000,
+    )
   const alice = await net.site('alice').client()
   const bob = await net.site('bob').client()
   const got = await collect(bob, 'proc/#')
