@@ -7,7 +7,11 @@
  *   - the alarm at bob, which subscribed across the swarm to `building/#` and prints a line
  *     for each reading over its threshold: every one of them crossed from alice to bob;
  *   - a tree watcher at carol, which subscribed to floor P_1 as one JSON tree.
- * Ctrl-C (or --duration S) stops everything and waits for every process to exit.
+ * It shows the swarm: each bridge's link changes (`alice: link up bob`), every few seconds
+ * one line per site with its links and message flow (scripts/demo/swarm-view.ts), warnings
+ * and errors of every process; `--verbose` shows every log line.
+ * Ctrl-C, SIGTERM, SIGHUP, the exit of its parent (npm does not reliably pass a signal on)
+ * or --duration S stops everything and waits for every process to exit.
  *
  *   npm run demo -- [--duration S] [--brokers embedded|mosquitto] [--free-ports] [--verbose]
  *                   [--rate R] [--spikes 0..1] [--bridge source|dist]
@@ -28,6 +32,7 @@ import {
 } from './demo/cli.js'
 import { planDemo, treeTopics } from './demo/plan.js'
 import { runSession } from './demo/session.js'
+import { SUMMARY_EVERY_MS, SwarmView } from './demo/swarm-view.js'
 import { type BridgeBuild, bridgeCommand, REPO_ROOT, tsxCommand } from './testnet/bridges.js'
 import { mosquittoAvailable, startMosquitto } from './testnet/mosquitto.js'
 import { pingDht, tcpOpen } from './testnet/ports.js'
@@ -63,8 +68,14 @@ export async function runDemo(
   const build = options.bridge ?? 'source'
   const highlight = process.stdout.isTTY === true && deps.print === undefined
   let alarms = 0
-  const env = { LOG_LEVEL: process.env.LOG_LEVEL ?? (options.verbose === true ? 'info' : 'warn') }
+  const verbose = options.verbose === true
+  const env = { LOG_LEVEL: process.env.LOG_LEVEL ?? (verbose ? 'info' : 'warn') }
+  // The bridges log at info at least: their link up/down lines are what the demo shows.
+  const userLevel = process.env.LOG_LEVEL
+  const bridgeEnv = { LOG_LEVEL: userLevel === 'debug' || userLevel === 'trace' ? userLevel : 'info' }
   const startedAt = Date.now()
+  const out = deps.print ?? ((line: string) => process.stdout.write(`${line}\n`))
+  const view = new SwarmView(['alice', 'bob', 'carol'], out, verbose)
   const result = await runSession(
     {
       label: 'demo',
@@ -73,9 +84,15 @@ export async function runDemo(
       print: deps.print,
       onLine: (name, line, stream) => {
         if (name === 'alarm' && stream === 'stdout' && line.startsWith('ALARM ')) alarms++
+        if (stream === 'stderr' && (name === 'alice' || name === 'bob' || name === 'carol'))
+          view.onBridgeLine(name, line)
       },
     },
     async ({ say, start, signal, workDir, group }) => {
+      group.after(() => view.close())
+      say(
+        `pid ${process.pid}; its children run in their own process groups and stop on Ctrl-C, SIGTERM, SIGHUP or when its parent exits`,
+      )
       const wait = (what: string, probe: () => Promise<boolean>) =>
         waitFor(probe, { what, timeoutMs: 60_000, intervalMs: 200, signal })
       const plan = await planDemo({
@@ -107,7 +124,13 @@ export async function runDemo(
       await wait(`the DHT bootstrap node on ${host}:${port}`, () => pingDht(host, port))
 
       for (const site of [alice, bob, carol])
-        start({ name: site.name, ...bridgeCommand([site.configPath], build), env })
+        start({
+          name: site.name,
+          ...bridgeCommand([site.configPath], build),
+          env: bridgeEnv,
+          // Shown through the swarm view: link changes, warnings (everything with --verbose).
+          show: { stderr: false },
+        })
       if (brokers === 'embedded') {
         for (const site of [alice, bob, carol])
           await wait(`${site.name}'s embedded broker (${site.brokerUrl})`, () =>
@@ -115,11 +138,26 @@ export async function runDemo(
           )
       }
 
+      view.watch(
+        new Map([
+          ['alice', alice.brokerUrl],
+          ['bob', bob.brokerUrl],
+          ['carol', carol.brokerUrl],
+        ]),
+      )
+
       const red = (line: string): string =>
         highlight && line.startsWith('ALARM ') ? `\x1b[1;31m${line}\x1b[0m` : line
       start({
         name: 'alarm',
-        ...tsxCommand('scripts/demo/alarm.ts', ['--url', bob.brokerUrl, '--no-trees']),
+        // Readings from before this run (retained by a broker) are not alarms of this run.
+        ...tsxCommand('scripts/demo/alarm.ts', [
+          '--url',
+          bob.brokerUrl,
+          '--no-trees',
+          '--since',
+          String(startedAt),
+        ]),
         format: red,
       })
       const trees = treeTopics(carol.config)
@@ -147,12 +185,33 @@ export async function runDemo(
       say(
         `all started in ${took} s (${until}); readings over threshold at alice show up as ALARM lines at bob`,
       )
+      say(
+        `every ${SUMMARY_EVERY_MS / 1000} s one line per site: its links, messages published at its broker, in from and out to each site`,
+      )
     },
   )
-  const print = deps.print ?? ((line: string) => process.stdout.write(`${line}\n`))
   const n = result.children.size
-  print(`demo: stopped ${n} processes; the alarm printed ${alarms} ALARM line${alarms === 1 ? '' : 's'}`)
+  out(`demo: stopped ${n} processes; the alarm printed ${alarms} ALARM line${alarms === 1 ? '' : 's'}`)
   return { ...result, alarms }
+}
+
+/** How often the demo checks that its parent (npm, a shell) is still there. */
+const PARENT_POLL_MS = 500
+
+/**
+ * `npm run demo`: npm does not reliably pass a signal on, and when npm dies the demo is
+ * re-parented (its ppid changes). Then it stops everything, as on Ctrl-C.
+ */
+function stopWhenParentExits(controller: AbortController): void {
+  const parent = process.ppid
+  const timer = setInterval(() => {
+    if (process.ppid === parent) return
+    clearInterval(timer)
+    process.stderr.write(`demo: parent process ${parent} exited; stopping\n`)
+    controller.abort()
+  }, PARENT_POLL_MS)
+  timer.unref()
+  controller.signal.addEventListener('abort', () => clearInterval(timer), { once: true })
 }
 
 const USAGE = `usage: npm run demo -- [--duration S] [--brokers embedded|mosquitto] [--free-ports] [--verbose]
@@ -184,6 +243,9 @@ async function main(argv: string[]): Promise<number> {
   const duration = optionalNumber('duration', str('duration'), { min: 1, max: 86_400 * 365 })
   const controller = new AbortController()
   abortOnSignals(controller, 'demo')
+  stopWhenParentExits(controller)
+  // Whoever read our output may be gone (npm killed): a write error must not stop the stop.
+  process.stdout.on('error', () => {})
   const result = await runDemo(
     {
       durationMs: duration === undefined ? undefined : duration * 1000,

@@ -4,7 +4,16 @@
  *
  *   ALARM building=hq floor=P_1 wing=N room=111 sensor=TEMP value=38.2 C (threshold 30 C, 12 ms after reading)
  *
- * It also prints the JSON tree documents published on the tree filters (default `trees/#`).
+ * It also prints the JSON tree documents published on the tree filters (default `trees/#`),
+ * each labelled: the bridge publishes, per window, the full tree (retained) and then the
+ * window's partial tree (docs/TREES.md). The watcher merges every document it receives, in
+ * order, as docs/TREES.md "Applying a partial" says; a document that is on its own the whole
+ * merged tree prints as `TREE full <topic> …`, any other as `TREE partial <topic> …`. (The
+ * retain flag cannot tell them apart: a broker clears it on live delivery, and the embedded
+ * broker refuses MQTT 5's "retain as published".)
+ *
+ * With `--since T` (ms since the epoch) readings taken before T are counted as `stale` and
+ * never alarm: a broker may replay retained readings of an earlier run.
  * Every payload is untrusted: bad JSON, unknown topics and malformed readings are counted,
  * never a crash.
  *
@@ -38,6 +47,8 @@ export interface AlarmOptions {
   readonly thresholds?: Thresholds
   readonly qos?: 0 | 1
   readonly clientId?: string
+  /** Readings whose `ts` is before this (ms since the epoch) are stale: counted, no alarm. */
+  readonly since?: number
 }
 
 export interface AlarmDeps {
@@ -83,6 +94,8 @@ export function startAlarm(options: AlarmOptions, deps: AlarmDeps = {}): AlarmHa
     markReady = resolve
   })
   const subscriptions = Object.fromEntries([...filters, ...treeFilters].map((f) => [f, { qos }]))
+  /** The merged tree per tree topic. */
+  const trees = new Map<string, unknown>()
   // MQTT.js resubscribes after a reconnect by itself (resubscribe: true); subscribe once.
   client.once('connect', () => {
     client.subscribe(subscriptions, (err) => {
@@ -118,6 +131,10 @@ export function startAlarm(options: AlarmOptions, deps: AlarmDeps = {}): AlarmHa
       return
     }
     const { value, unit, ts } = parsed.reading
+    if (options.since !== undefined && ts < options.since) {
+      counters.inc('stale')
+      return
+    }
     const limit = thresholds[address.sensor]
     if (value <= limit) {
       counters.inc('normal')
@@ -141,8 +158,13 @@ export function startAlarm(options: AlarmOptions, deps: AlarmDeps = {}): AlarmHa
       return
     }
     counters.inc('tree')
+    const merged = mergeTree(trees.get(topic), doc)
+    trees.set(topic, merged)
+    const full = JSON.stringify(merged) === JSON.stringify(doc)
     const text = JSON.stringify(doc)
-    out(`TREE ${topic} ${text.length > MAX_TREE_CHARS ? `${text.slice(0, MAX_TREE_CHARS)}…` : text}`)
+    out(
+      `TREE ${full ? 'full' : 'partial'} ${topic} ${text.length > MAX_TREE_CHARS ? `${text.slice(0, MAX_TREE_CHARS)}…` : text}`,
+    )
   }
 
   return {
@@ -155,6 +177,22 @@ export function startAlarm(options: AlarmOptions, deps: AlarmDeps = {}): AlarmHa
   }
 }
 
+/**
+ * `update` applied to `tree` (docs/TREES.md "Applying a partial"): objects merge key by key,
+ * `null` deletes the key, anything else replaces. Neither argument is modified.
+ */
+export function mergeTree(tree: unknown, update: unknown): unknown {
+  const isObject = (v: unknown): v is Record<string, unknown> =>
+    typeof v === 'object' && v !== null && !Array.isArray(v)
+  if (!isObject(update) || !isObject(tree)) return update
+  const out: Record<string, unknown> = { ...tree }
+  for (const [k, v] of Object.entries(update)) {
+    if (v === null) delete out[k]
+    else out[k] = mergeTree(out[k], v)
+  }
+  return out
+}
+
 /** `alarm=3 normal=120 bad_json=1` */
 export function formatCounts(counters: Counters): string {
   const snap = counters.snapshot()
@@ -163,7 +201,7 @@ export function formatCounts(counters: Counters): string {
 }
 
 const USAGE = `usage: alarm.ts --url mqtt://host:port [--filter F]... [--tree-filter F]... [--no-trees] [--no-readings]
-                [--threshold TEMP=30,HUM=70,LUX=1000,VIBR=5] [--qos 0|1] [--duration S]`
+                [--threshold TEMP=30,HUM=70,LUX=1000,VIBR=5] [--qos 0|1] [--duration S] [--since MS]`
 
 async function main(argv: string[]): Promise<number> {
   const values = parseOptions(argv, {
@@ -176,6 +214,7 @@ async function main(argv: string[]): Promise<number> {
     qos: { type: 'string' },
     duration: { type: 'string' },
     'client-id': { type: 'string' },
+    since: { type: 'string' },
   })
   if (values.url === undefined) throw new UsageError('--url is required')
   if (values['no-readings'] === true && values['no-trees'] === true) {
@@ -198,6 +237,10 @@ async function main(argv: string[]): Promise<number> {
     thresholds,
     qos: numberOption('qos', values.qos, 1, { min: 0, max: 1, integer: true }) as 0 | 1,
     clientId: values['client-id'],
+    since:
+      values.since === undefined
+        ? undefined
+        : numberOption('since', values.since, 0, { min: 0, max: 8.64e15, integer: true }),
   })
   const controller = new AbortController()
   abortOnSignals(controller, 'alarm')

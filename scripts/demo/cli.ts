@@ -72,7 +72,7 @@ export async function runMain(program: string, usage: string, main: () => Promis
 const SAME_SIGNAL_MS = 1_000
 
 /**
- * Aborts `controller` on the first SIGINT/SIGTERM. Another signal, later than the echo
+ * Aborts `controller` on the first SIGINT/SIGTERM/SIGHUP (a closed terminal). Another signal, later than the echo
  * window, exits at once (130), so a stuck shutdown can always be interrupted.
  */
 export function abortOnSignals(controller: AbortController, program: string): void {
@@ -89,6 +89,7 @@ export function abortOnSignals(controller: AbortController, program: string): vo
   }
   process.on('SIGINT', onSignal)
   process.on('SIGTERM', onSignal)
+  process.on('SIGHUP', onSignal)
 }
 
 /** `parseArgs` of a program's options: strict, no positionals, a parse error as a UsageError. */

@@ -5,9 +5,13 @@
  * process it started may be left. Ports are moved to free ones (--free-ports).
  */
 import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { createInterface } from 'node:readline'
 import { describe, test } from 'node:test'
+import { REPO_ROOT } from '../../../scripts/testnet/bridges.js'
 import { mosquittoAvailable } from '../../helpers/mosquitto.js'
-import { assertRelayedAndClean, runScript } from './script-run.js'
+import { waitFor } from '../../helpers/testnet.js'
+import { alive, assertRelayedAndClean, runScript } from './script-run.js'
 
 const SITES = ['bootstrap', 'alice', 'bob', 'carol', 'alarm', 'trees', 'sensors']
 
@@ -33,6 +37,91 @@ describe('npm run demo', () => {
     const banner = run.lines.find((l) => l.startsWith('demo: smart building')) ?? ''
     const m = /sensors at alice \((\S+)\), alarm at bob \((\S+)\)/.exec(banner)
     assert.ok(m && m[1] !== m[2], banner)
+    // The swarm at the default verbosity: every site links to the other two, and says so.
+    const transcript = run.lines.join('\n')
+    for (const [site, peer] of [
+      ['alice', 'bob'],
+      ['alice', 'carol'],
+      ['bob', 'alice'],
+      ['bob', 'carol'],
+      ['carol', 'alice'],
+      ['carol', 'bob'],
+    ])
+      assert.ok(
+        run.lines.includes(`${site}: link up ${peer}`),
+        `no "${site}: link up ${peer}":\n${transcript}`,
+      )
+    // The per-site flow summary: alice's readings measured going out to bob, in at bob.
+    const summary = (site: string) =>
+      run.lines.filter((l) => l.startsWith(`${site}: links `) || l.startsWith(`${site}: no link`))
+    const lastAlice = summary('alice').at(-1) ?? ''
+    const lastBob = summary('bob').at(-1) ?? ''
+    assert.match(
+      lastAlice,
+      /^alice: links bob, carol \| published here [1-9]\d* \| in 0 \| out [1-9]\d* \(bob [1-9]\d*\)$/,
+      transcript,
+    )
+    assert.match(
+      lastBob,
+      /^bob: links alice, carol \| published here 0 \| in [1-9]\d* \(alice [1-9]\d*\) \| out 0$/,
+      transcript,
+    )
+    assert.equal(summary('carol').length, summary('alice').length, transcript)
+    // Tree lines are labelled, both kinds appear; no raw info log line of a bridge is shown.
+    const trees = run.lines.filter((l) => l.startsWith('[trees]') && l.includes(' TREE '))
+    assert.ok(trees.length > 0, transcript)
+    for (const l of trees) assert.match(l, /^\[trees\]\s+TREE (full|partial) trees\/P_1 \{/)
+    assert.ok(
+      trees.some((l) => / TREE full /.test(l)) && trees.some((l) => / TREE partial /.test(l)),
+      transcript,
+    )
+    assert.ok(!run.lines.some((l) => /"msg":"(link up|site running)"/.test(l)), transcript)
+  })
+
+  test('kill -TERM of the npm process stops the demo and every child', async (t) => {
+    // npm in its own process group (detached), so the teardown can kill whatever is left.
+    const npm = spawn('npm', ['run', 'demo', '--', '--free-ports', '--duration', '300', '--rate', '5'], {
+      cwd: REPO_ROOT,
+      env: { ...process.env, LOG_LEVEL: 'warn' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    })
+    const npmPid = npm.pid as number
+    const lines: string[] = []
+    createInterface({ input: npm.stdout }).on('line', (l) => lines.push(l))
+    createInterface({ input: npm.stderr }).on('line', (l) => lines.push(`(stderr) ${l}`))
+    const pids = (): Map<string, number> => {
+      const out = new Map<string, number>()
+      for (const l of lines) {
+        const m = /^demo: started (\S+) \(pid (\d+)\)/.exec(l) ?? /^demo: pid (\d+);/.exec(l)
+        if (m?.length === 3) out.set(m[1] as string, Number(m[2]))
+        else if (m) out.set('demo', Number(m[1]))
+      }
+      return out
+    }
+    t.after(() => {
+      for (const pid of [npmPid, ...pids().values()]) {
+        try {
+          process.kill(pid, 'SIGKILL')
+        } catch {}
+      }
+      try {
+        process.kill(-npmPid, 'SIGKILL')
+      } catch {}
+    })
+    await waitFor(() => lines.some((l) => l.startsWith('demo: all started')), {
+      what: 'the demo started',
+      timeoutMs: 120_000,
+      intervalMs: 100,
+    })
+    const started = pids()
+    assert.equal(started.size, 8, lines.join('\n'))
+    process.kill(npmPid, 'SIGTERM')
+    await waitFor(() => [...started.values()].every((pid) => !alive(pid)), {
+      what: `every demo process gone after kill -TERM of npm: ${JSON.stringify([...started].filter(([, p]) => alive(p)))}`,
+      timeoutMs: 45_000,
+      intervalMs: 100,
+    })
   })
 
   // Mosquitto missing: skipped with the reason, except in CI where it must run (and fail).

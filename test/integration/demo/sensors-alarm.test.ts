@@ -93,11 +93,41 @@ for (const v of brokerVariants()) {
       })
       const printed = lines.filter((l) => !l.startsWith('alarm: '))
       assert.equal(printed.length, 2, printed.join('\n'))
-      assert.equal(printed[0], 'TREE trees/P_1 {"hq":{"N":{"101":{"TEMP":{"value":21.5}}}}}')
+      assert.equal(printed[0], 'TREE full trees/P_1 {"hq":{"N":{"101":{"TEMP":{"value":21.5}}}}}')
       assert.match(
         printed[1] ?? '',
         /^ALARM building=hq floor=P_1 wing=N room=101 sensor=TEMP value=45\.5 C \(threshold 30 C, \d+ ms after reading\)$/,
       )
+    })
+
+    test('readings older than --since (retained from an earlier run) never alarm; full trees are labelled', async (t) => {
+      const broker = await v.start(t)
+      const client = await mqtt.connectAsync(broker.url, { reconnectPeriod: 0 })
+      t.after(() => client.endAsync())
+      const since = Date.now()
+      // An earlier run's last reading, retained by the broker, and the full tree (retained).
+      const old = { value: 45.5, unit: 'C', ts: since - 1_961_919 }
+      await client.publishAsync('building/hq/P_1/N/101/TEMP', JSON.stringify(old), { qos: 1, retain: true })
+      await client.publishAsync('trees/P_1', '{"hq":{"N":{"101":1}}}', { qos: 1, retain: true })
+      const lines: string[] = []
+      const alarm = startAlarm({ url: broker.url, since }, { out: (l) => lines.push(l) })
+      t.after(() => alarm.close())
+      await alarm.ready
+      await waitFor(() => alarm.counters.get('stale') === 1 && alarm.counters.get('tree') === 1, {
+        what: `the retained reading counted stale (${JSON.stringify(alarm.counters.snapshot())})`,
+      })
+      const fresh = { value: 41, unit: 'C', ts: Date.now() }
+      await client.publishAsync('building/hq/P_1/N/102/TEMP', JSON.stringify(fresh), { qos: 1 })
+      // A window's partial: only what changed (the full tree before it holds room 101 too).
+      await client.publishAsync('trees/P_1', '{"hq":{"N":{"102":2}}}', { qos: 1 })
+      await waitFor(() => alarm.counters.get('alarm') === 1 && alarm.counters.get('tree') === 2, {
+        what: `the fresh reading (${JSON.stringify(alarm.counters.snapshot())})`,
+      })
+      const printed = lines.filter((l) => !l.startsWith('alarm: '))
+      assert.equal(printed.length, 3, printed.join('\n'))
+      assert.equal(printed[0], 'TREE full trees/P_1 {"hq":{"N":{"101":1}}}')
+      assert.match(printed[1] ?? '', /^ALARM building=hq floor=P_1 wing=N room=102 sensor=TEMP value=41 C /)
+      assert.equal(printed[2], 'TREE partial trees/P_1 {"hq":{"N":{"102":2}}}')
     })
 
     test('sensors stop by themselves after --duration, even before the broker answers', async (t) => {
