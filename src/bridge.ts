@@ -1,4 +1,6 @@
 import { EventEmitter } from 'node:events'
+import { AdminServer } from './admin/server.js'
+import { adminSourceOf } from './admin/source.js'
 import type { LoadedConfig } from './config/load.js'
 import { MessageIds } from './delivery/message-ids.js'
 import type { PeerOutboundOptions } from './delivery/outbound.js'
@@ -97,20 +99,22 @@ export class Bridge extends EventEmitter<BridgeEvents> {
   readonly identity: Identity
   private readonly keyCreated: boolean
   private readonly log: Logger
-  private readonly directory: PeerDirectory
+  readonly directory: PeerDirectory
   private readonly router: Router<string>
   private readonly db: BridgeStore
-  private readonly broker: LocalBroker
+  readonly broker: LocalBroker
   private readonly intake: LocalIntake
   private readonly relay: Relay
   private readonly outbox: DurableOutbox
   private readonly subscriptions: LocalSubscriptions
-  private readonly links: LinkManager
-  private readonly profiles: PeerProfiles
+  readonly links: LinkManager
+  readonly profiles: PeerProfiles
   private statusValue: BridgeStatus = { state: 'new' }
   private stopping: Promise<void> | undefined
   private starting: Promise<void> | undefined
   private statusTimer: NodeJS.Timeout | undefined
+  /** The admin endpoint (config `admin`), read-only parts below are what it shows. */
+  readonly admin: AdminServer | undefined
 
   constructor(
     readonly config: LoadedConfig,
@@ -226,11 +230,12 @@ export class Bridge extends EventEmitter<BridgeEvents> {
       this.relay.linkUp(peer, link)
       this.emit('linkUp', peer)
     })
-    this.links.on('down', (peer) => {
-      this.relay.linkDown(peer)
+    this.links.on('down', (peer, reason) => {
+      this.relay.linkDown(peer, reason)
       this.emit('linkDown', peer)
     })
     this.links.on('frame', this.relay.frame)
+    this.admin = c.admin && new AdminServer(c.admin, adminSourceOf(this), log('admin'))
   }
 
   get status(): BridgeStatus {
@@ -294,6 +299,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     enableHopTrace()
     const created = this.keyCreated || undefined
     this.log.info({ publicKey: this.publicKeyHex, created }, `starting site "${c.name}"`)
+    await this.admin?.start() // first: /healthz says what the start waits for
     await this.broker.open()
     this.checkNotStopped()
     // The filters subscribed before the last stop: a resumed broker session delivers what
@@ -337,6 +343,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       clearInterval(this.statusTimer)
+      await this.admin?.stop()
       this.intake.stop() // held appends: never acknowledged, so redelivered after the restart
       if (this.statusValue.state === 'starting') {
         // Stopped during start: unblock a start that waits for its broker, let it abort.
@@ -382,7 +389,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
   }
 
   /** Every counter, plus the state database's commits and WAL fsyncs so far. */
-  private countersWithStore(): Record<string, number> {
+  countersWithStore(): Record<string, number> {
     const out = this.counters.snapshot()
     out['store.commits'] = this.db.commits
     out['store.fsyncs'] = this.db.syncs
