@@ -1,16 +1,15 @@
 import { EventEmitter } from 'node:events'
+import { AdminServer } from './admin/server.js'
+import { adminSourceOf } from './admin/source.js'
 import type { LoadedConfig } from './config/load.js'
 import { loadSiteIdentity } from './config/preflight.js'
 import { MessageIds } from './delivery/message-ids.js'
-import type { PeerOutboundOptions } from './delivery/outbound.js'
-import type { StalledAppendsOptions } from './delivery/stalled-appends.js'
 import { enableHopTrace } from './delivery/trace.js'
 import type { DiscoveredPeer } from './dht/discovery.js'
-import type { DhtServiceOptions } from './dht/service.js'
 import { advertisedEndpoints } from './endpoints.js'
 import { BridgeError } from './errors.js'
 import type { Identity } from './identity/identity.js'
-import { LinkManager, type LinkManagerOptions } from './link/link-manager.js'
+import { LinkManager } from './link/link-manager.js'
 import { componentLogger, createRootLogger, type Logger } from './log.js'
 import { Counters } from './metrics.js'
 import { PeerDirectory } from './peers/directory.js'
@@ -22,7 +21,7 @@ import { Outbounds } from './relay/outbounds.js'
 import { Relay } from './relay/relay.js'
 import { applyReload, type ConfigDiff, resubscribe } from './reload.js'
 import { Router } from './routing/router.js'
-import { type BridgeStore, openStore, type StoreOptions } from './store/database.js'
+import { type BridgeStore, openStore } from './store/database.js'
 import { DedupeStore } from './store/dedupe.js'
 import { DurableOutbox } from './store/outbox.js'
 import { RetainedStore } from './store/retained.js'
@@ -35,46 +34,9 @@ import type { TreeSubscription } from './trees/delivery.js'
  */
 const DRAIN_MS = 5_000
 
-/** Knobs that are not part of the config file (tests shorten timers; the bench sizes windows). */
-export interface BridgeTuning {
-  readonly dht?: Partial<
-    Pick<
-      DhtServiceOptions,
-      | 'republishMs'
-      | 'retryMs'
-      | 'lookupMs'
-      | 'announceMs'
-      | 'refreshMs'
-      | 'maxAgeMs'
-      | 'rebootstrapMs'
-      | 'queryRateLimit'
-    >
-  >
-  readonly link?: Partial<
-    Pick<LinkManagerOptions, 'backoff' | 'handshakeTimeoutMs' | 'keepaliveIntervalMs' | 'keepaliveTimeoutMs'>
-  >
-  readonly outbound?: PeerOutboundOptions
-  readonly stalledAppends?: StalledAppendsOptions
-  readonly brokerReconnect?: { minMs?: number; maxMs?: number }
-  /** How often a `status` line (links, backlogs, counters) is logged; default 60 s, 0 = never. */
-  readonly statusIntervalMs?: number
-}
+import type { BridgeDeps, BridgeEvents, BridgeStatus, BridgeTuning } from './bridge-types.js'
 
-export interface BridgeDeps {
-  readonly log?: Logger
-  readonly counters?: Counters
-  /** Test seam: wraps the store's WAL fsync (see StoreOptions.wrapDurability). */
-  readonly wrapDurability?: StoreOptions['wrapDurability']
-}
-
-export type BridgeStatus = { readonly state: 'new' | 'starting' | 'running' | 'stopped' }
-
-export interface BridgeEvents {
-  /** A peer's verified profile was accepted (from the DHT, the cache or a link). */
-  peer: [DiscoveredPeer]
-  linkUp: [peerKeyHex: string]
-  linkDown: [peerKeyHex: string]
-}
+export type { BridgeDeps, BridgeEvents, BridgeStatus, BridgeTuning }
 
 /**
  * One site: the composition root. Makes every part (all in the constructor), starts and
@@ -97,20 +59,22 @@ export class Bridge extends EventEmitter<BridgeEvents> {
   private readonly keyCreated: boolean
   private readonly log: Logger
   private readonly root: Logger
-  private readonly directory: PeerDirectory
+  readonly directory: PeerDirectory
   private readonly router: Router<string>
   private readonly db: BridgeStore
-  private readonly broker: LocalBroker
+  readonly broker: LocalBroker
   private readonly intake: LocalIntake
   private readonly relay: Relay
   private readonly outbox: DurableOutbox
   private readonly subscriptions: LocalSubscriptions
-  private readonly links: LinkManager
-  private readonly profiles: PeerProfiles
+  readonly links: LinkManager
+  readonly profiles: PeerProfiles
   private statusValue: BridgeStatus = { state: 'new' }
   private stopping: Promise<void> | undefined
   private starting: Promise<void> | undefined
   private statusTimer: NodeJS.Timeout | undefined
+  /** The admin endpoint (config `admin`), read-only parts below are what it shows. */
+  readonly admin: AdminServer | undefined
 
   constructor(
     public config: LoadedConfig,
@@ -225,11 +189,12 @@ export class Bridge extends EventEmitter<BridgeEvents> {
       this.relay.linkUp(peer, link)
       this.emit('linkUp', peer)
     })
-    this.links.on('down', (peer) => {
-      this.relay.linkDown(peer)
+    this.links.on('down', (peer, reason) => {
+      this.relay.linkDown(peer, reason)
       this.emit('linkDown', peer)
     })
     this.links.on('frame', this.relay.frame)
+    this.admin = c.admin && new AdminServer(c.admin, adminSourceOf(this), log('admin'))
   }
 
   get status(): BridgeStatus {
@@ -293,6 +258,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     enableHopTrace()
     const created = this.keyCreated || undefined
     this.log.info({ publicKey: this.publicKeyHex, created }, `starting site "${c.name}"`)
+    await this.admin?.start() // first: /healthz says what the start waits for
     await this.broker.open()
     this.checkNotStopped()
     // The filters subscribed before the last stop: a resumed broker session delivers what
@@ -336,6 +302,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       clearInterval(this.statusTimer)
+      await this.admin?.stop()
       this.intake.stop() // held appends: never acknowledged, so redelivered after the restart
       if (this.statusValue.state === 'starting') {
         // Stopped during start: unblock a start that waits for its broker, let it abort.
@@ -388,7 +355,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
   }
 
   /** Every counter, plus the state database's commits and WAL fsyncs so far. */
-  private countersWithStore(): Record<string, number> {
+  countersWithStore(): Record<string, number> {
     const out = this.counters.snapshot()
     out['store.commits'] = this.db.commits
     out['store.fsyncs'] = this.db.syncs

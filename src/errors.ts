@@ -20,6 +20,7 @@ export type BridgeErrorCode =
   | 'DHT_ERROR'
   | 'STATE_ERROR'
   | 'TREE_INVALID'
+  | 'ADMIN_ERROR'
   | 'USAGE'
   | 'STOPPED'
 

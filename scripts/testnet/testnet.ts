@@ -47,6 +47,8 @@ export interface SiteSpec {
   readonly listen?: { readonly port?: number; readonly advertise?: readonly string[] }
   /** More `dht.bootstrap` entries after the testnet's node (e.g. fake DHT nodes). */
   readonly extraBootstrap?: readonly string[]
+  /** The config's `admin` endpoint (absent: off); `{ port: 0 }` for any free port. */
+  readonly admin?: { readonly port: number; readonly host?: string }
   /** The root logger of every Bridge of this site (default: the bridge's own); in-process only. */
   readonly log?: BridgeDeps['log']
 }
@@ -140,6 +142,7 @@ async function prepare(t: Teardown, options: TestnetOptions): Promise<Prepared> 
       extra: {
         ...(spec.treeInput ? { treeInput: spec.treeInput } : {}),
         ...(spec.durability ? { durability: spec.durability } : {}),
+        ...(spec.admin ? { admin: spec.admin } : {}),
       },
     })
     const clients: MqttClient[] = []

@@ -7,6 +7,7 @@ import { runDhtNode } from './commands/dht.js'
 import { runHashPassword } from './commands/hash-password.js'
 import { runId } from './commands/id.js'
 import { runSite } from './commands/run.js'
+import { runStatus } from './commands/status.js'
 import { USAGE } from './usage.js'
 import { packageVersion } from './version.js'
 
@@ -33,6 +34,16 @@ export async function main(argv: readonly string[]): Promise<number> {
         return runCheck(oneConfigArg('check', rest))
       case 'dht':
         return await runDhtNode(parseDhtArgs(rest))
+      case 'status': {
+        const json = rest.includes('--json')
+        return await runStatus(
+          oneConfigArg(
+            'status [--json]',
+            rest.filter((a) => a !== '--json'),
+          ),
+          json,
+        )
+      }
       case 'run':
         return await runSite(oneConfigArg('run', rest))
       case 'hash-password':

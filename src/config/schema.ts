@@ -1,6 +1,6 @@
 import { isIP } from 'node:net'
 import { z } from 'zod'
-import { exposureProblem, isEnvName } from '../broker/embedded-auth.js'
+import { exposureProblem, isEnvName, isLoopbackHost } from '../broker/embedded-auth.js'
 import { HASH_PROBLEM, parsePasswordHash } from '../broker/password-hash.js'
 import { checkBootstrapEndpoint, type Endpoint, endpointProblem, parseEndpoint } from '../endpoints.js'
 import { validateTopicFilter, validateTopicName } from '../routing/topic.js'
@@ -211,6 +211,29 @@ const treeInputSchema = z.strictObject({
     .default('tree-in/'),
 })
 
+/**
+ * The admin HTTP endpoint (/metrics, /status, /healthz, the live page; docs/SECURITY.md
+ * "Admin endpoint"): absent = off. It has no authentication and reveals peer names, keys
+ * and counts, so a non-loopback host needs `allowNetwork: true` (the operator's decision).
+ */
+const adminSchema = z
+  .strictObject({
+    /** 0 = any free port (the bound one is logged). */
+    port,
+    host: host.default('127.0.0.1'),
+    allowNetwork: z.boolean().optional(),
+  })
+  .superRefine((a, ctx) => {
+    if (!isLoopbackHost(a.host) && a.allowNetwork !== true)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['host'],
+        message:
+          `"${a.host}" is not loopback: anyone who can reach it could read peer names, keys and ` +
+          'counts (no authentication); bind it to 127.0.0.1 or set admin.allowNetwork: true',
+      })
+  })
+
 export const configSchema = z
   .strictObject({
     name: z
@@ -272,6 +295,7 @@ export const configSchema = z
     logLevel: z
       .enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.map((l) => `"${l}"`).join(', ')}` })
       .optional(),
+    admin: adminSchema.optional(),
   })
   .superRefine((c, ctx) => {
     const seenKeys = new Map<string, number>()

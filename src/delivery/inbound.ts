@@ -3,6 +3,7 @@ import { InFlight } from '../in-flight.js'
 import type { PublishMessage } from '../link/frames.js'
 import { type Logger, rateLimitedDebug, silentLogger } from '../log.js'
 import type { Counters } from '../metrics.js'
+import { countPeerDrop, type PeerStats } from '../peers/directory.js'
 import { InterestTrie } from '../routing/interest-trie.js'
 import { allowed } from '../routing/router.js'
 import { topicMatches, validateRemoteTopic } from '../routing/topic.js'
@@ -38,6 +39,8 @@ export interface InboundDeps {
   readonly sendAck: (peerKeyHex: string, ids: number[]) => void
   /** The peer's `import` ACL from the config (undefined = `#`), or null if not allow-listed. */
   readonly importAcl: (peerKeyHex: string) => readonly string[] | undefined | null
+  /** The peer's counts in the directory (messages in, drops), counted per frame. */
+  readonly peerStats?: (peerKeyHex: string) => PeerStats | undefined
   /** Without it the dedupe window lives in memory only (lost on restart). */
   readonly dedupe?: DedupePersistence
   readonly retained?: RetainedBookkeeping
@@ -106,6 +109,8 @@ export class InboundDelivery {
       this.drop('not_allowed', peerKeyHex, messages.length)
       return
     }
+    const stats = this.deps.peerStats?.(peerKeyHex)
+    if (stats !== undefined) stats.messagesIn += messages.length
     this.deps.broker.holdWrites?.() // a frame's publishes reach the subscribers in one write
     if (trace) for (const m of messages) trace.mark('B1recv', m.payload)
     for (const m of messages) this.receiveOne(peerKeyHex, acl, m)
@@ -305,7 +310,9 @@ export class InboundDelivery {
   }
 
   private drop(reason: string, peer: string, n: number, details?: object): void {
-    this.deps.counters.inc(`relay.in.dropped.${reason}`, n)
+    const counter = `relay.in.dropped.${reason}`
+    this.deps.counters.inc(counter, n)
+    countPeerDrop(this.deps.peerStats?.(peer), counter, n)
     this.reportDrop(reason, { peer: peer.slice(0, 7), ...details })
   }
 }

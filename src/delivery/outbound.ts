@@ -2,6 +2,7 @@ import type { Frame, PublishMessage } from '../link/frames.js'
 import { PUBLISH_BATCH_OVERHEAD, publishEncodedSize } from '../link/frames.js'
 import type { Logger } from '../log.js'
 import type { Counters } from '../metrics.js'
+import { countPeerDrop, type PeerStats } from '../peers/directory.js'
 import type { OutboxMessage } from '../store/outbox.js'
 import { ControlQueue } from './control-queue.js'
 import { trace } from './trace.js'
@@ -35,6 +36,8 @@ export interface PeerOutboundDeps {
   readonly log: Logger
   /** The retained messages this peer should get on link-up (read when it is sent). */
   readonly snapshot: () => { filters: string[]; messages: PublishMessage[] }
+  /** The peer's counts in the directory (messages out, drops), counted per frame. */
+  readonly stats?: PeerStats
 }
 
 export interface PeerOutboundOptions {
@@ -122,7 +125,7 @@ export class PeerOutbound {
     this.dropFresh()
     this.control.clear()
     const dropped = this.live.length - this.liveHead
-    if (dropped > 0) this.deps.counters.inc('relay.out.dropped.qos0_link_down', dropped)
+    if (dropped > 0) this.dropped('relay.out.dropped.qos0_link_down', dropped)
     this.live = []
     this.liveHead = 0
   }
@@ -130,12 +133,12 @@ export class PeerOutbound {
   /** A QoS 0 publish for this peer. */
   enqueueLive(message: PublishMessage): void {
     if (this.link === undefined) {
-      this.deps.counters.inc('relay.out.dropped.qos0_link_down')
+      this.dropped('relay.out.dropped.qos0_link_down')
       return
     }
     if (this.live.length - this.liveHead >= this.maxQueuedQos0) {
       this.liveHead++
-      this.deps.counters.inc('relay.out.dropped.qos0_queue_full')
+      this.dropped('relay.out.dropped.qos0_queue_full')
     }
     this.live.push(message)
     this.schedule()
@@ -343,7 +346,7 @@ export class PeerOutbound {
       const size = publishEncodedSize(m)
       if (size > budget) {
         // No frame can carry it (the receiving broker would refuse it too).
-        this.deps.counters.inc('relay.out.dropped.too_large')
+        this.dropped('relay.out.dropped.too_large')
         this.inflight.delete(m.id)
         if (m.qos === 1) this.deps.outbox.remove(this.deps.peerKeyHex, [m.id]).catch(() => undefined)
         continue
@@ -360,8 +363,15 @@ export class PeerOutbound {
     return batch.length > 0 ? worse(state, this.sendFrame(link, batch)) : state
   }
 
+  /** A drop that concerns this peer: the global counter and the peer's own count. */
+  private dropped(counter: string, n = 1): void {
+    this.deps.counters.inc(counter, n)
+    countPeerDrop(this.deps.stats, counter, n)
+  }
+
   private sendFrame(link: OutboundLink, messages: PublishMessage[]): SendState {
     this.deps.counters.inc('relay.out.messages', messages.length)
+    if (this.deps.stats !== undefined) this.deps.stats.messagesOut += messages.length
     this.deps.counters.inc('relay.out.frames')
     if (trace) for (const m of messages) trace.mark('A2send', m.payload)
     return this.trySend(link, { type: 'PUBLISH_BATCH', messages })

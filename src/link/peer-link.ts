@@ -75,6 +75,9 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
   private leftover: Buffer | undefined
   private lastReceived = Date.now()
   private pingNonce = 0
+  private pingSentAt = 0
+  /** Round trip of the last keepalive PING answered (ms), null before the first. */
+  rttMs: number | null = null
   private keepaliveTimer: NodeJS.Timeout | undefined
   private probeTimer: NodeJS.Timeout | undefined
   private started = false
@@ -226,7 +229,10 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
         this.socket.write(this.channel.seal(encodeFrame({ type: 'PONG', nonce: frame.nonce })))
       return
     }
-    if (frame.type === 'PONG') return
+    if (frame.type === 'PONG') {
+      if (frame.nonce === this.pingNonce) this.rttMs = Date.now() - this.pingSentAt
+      return
+    }
     if (frame.type === 'NOTICE') {
       this.emit('notice', frame.code)
       return
@@ -245,6 +251,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
 
   private sendPing(): void {
     this.pingNonce = (this.pingNonce + 1) >>> 0
+    this.pingSentAt = Date.now()
     this.socket.write(this.channel.seal(encodeFrame({ type: 'PING', nonce: this.pingNonce })))
   }
 

@@ -22,8 +22,31 @@ export interface Peer {
   /** Addresses announced in the swarm for it: unsigned hints (anyone can announce). */
   announcedAddresses: readonly string[]
   linked: boolean
-  /** Link-ups and verified profiles accepted since start. */
-  readonly stats: { linkUps: number; profiles: number }
+  /** When `linked` last changed (ms since the epoch); undefined before the first link. */
+  since: number | undefined
+  /** Why its last link closed (e.g. `keepalive_timeout`), undefined while none did. */
+  lastError: string | undefined
+  readonly stats: PeerStats
+}
+
+/**
+ * Counts since start, kept where the relay already counts (once per frame, never per
+ * message): the admin endpoint reads them at scrape time.
+ */
+export interface PeerStats {
+  /** Link-ups and verified profiles accepted. */
+  linkUps: number
+  profiles: number
+  /** Publishes received from the peer (before the inbound checks) and written to its link. */
+  messagesIn: number
+  messagesOut: number
+  /** Drops that concern this peer, by global counter name (`relay.in.dropped.bad_topic`). */
+  readonly drops: Map<string, number>
+}
+
+/** Counts a drop against a peer (its global counter is counted by the caller). */
+export function countPeerDrop(stats: PeerStats | undefined, counter: string, n = 1): void {
+  if (stats !== undefined) stats.drops.set(counter, (stats.drops.get(counter) ?? 0) + n)
 }
 
 /**
@@ -56,7 +79,9 @@ export class PeerDirectory {
       signedEndpoints: [],
       announcedAddresses: [],
       linked: false,
-      stats: { linkUps: 0, profiles: 0 },
+      since: undefined,
+      lastError: undefined,
+      stats: { linkUps: 0, profiles: 0, messagesIn: 0, messagesOut: 0, drops: new Map() },
     }
     this.byKey.set(p.publicKey, peer)
     this.allowedKeys.add(p.publicKey)
@@ -120,10 +145,15 @@ export class PeerDirectory {
     return p
   }
 
-  setLinked(key: string, up: boolean): void {
+  /** The peer's counts, for the parts that count per frame (undefined: not allow-listed). */
+  stats = (key: string): PeerStats | undefined => this.byKey.get(key)?.stats
+
+  setLinked(key: string, up: boolean, reason?: string): void {
     const p = this.byKey.get(key)
     if (p === undefined) return
+    if (p.linked !== up) p.since = Date.now()
     p.linked = up
     if (up) p.stats.linkUps++
+    if (reason !== undefined) p.lastError = reason
   }
 }

@@ -59,6 +59,11 @@ export class PeerProfiles {
     return this.dht?.address().port ?? 0
   }
 
+  /** Nodes in the DHT node's routing table (0 before start). */
+  get dhtNodes(): number {
+    return this.dht?.node.nodeCount() ?? 0
+  }
+
   /** Peers whose verified profile we hold. */
   known(): DiscoveredPeer[] {
     return this.dht?.peers() ?? []

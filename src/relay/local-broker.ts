@@ -1,6 +1,12 @@
 import type { BrokerAdapterDeps, BrokerAdapterTuning } from '../broker/create.js'
 import { createBrokerAdapter } from '../broker/create.js'
-import type { BrokerAdapter, BrokerAdapterEvents, BrokerConfig, LocalMessage } from '../broker/types.js'
+import type {
+  BrokerAdapter,
+  BrokerAdapterEvents,
+  BrokerConfig,
+  BrokerStatus,
+  LocalMessage,
+} from '../broker/types.js'
 import { BridgeError } from '../errors.js'
 
 /**
@@ -21,6 +27,11 @@ export class LocalBroker {
   async open(): Promise<void> {
     this.adapter = await createBrokerAdapter(this.config, this.deps, this.tuning)
     this.adapter.on('message', this.onMessage)
+  }
+
+  /** The adapter's connection state ('connecting' until it is made). */
+  get status(): BrokerStatus {
+    return this.adapter?.status ?? { state: 'connecting' }
   }
 
   start(): Promise<void> {

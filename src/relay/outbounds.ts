@@ -49,6 +49,7 @@ export class Outbounds {
         outbox: d.outbox,
         counters: d.counters,
         log: d.log.child({ peer: label }),
+        stats: d.directory.get(peer)?.stats,
         snapshot: () => {
           const filters = d.router.interestsOf(peer).map((s) => s.filter)
           const acl = d.directory.get(peer)?.exportAcl

@@ -78,6 +78,7 @@ export class Relay {
           remoteTopicsFrom: (origin) => retained.remoteTopicsFrom(origin),
         },
         importAcl: deps.directory.importAcl,
+        peerStats: deps.directory.stats,
         sendAck: (peer, ids) => this.sendControl(peer, { type: 'ACK', ids }),
       },
       inboundOptions,
@@ -102,8 +103,8 @@ export class Relay {
     this.sendProfile(peer)
   }
 
-  linkDown(peer: string): void {
-    this.deps.directory.setLinked(peer, false)
+  linkDown(peer: string, reason?: string): void {
+    this.deps.directory.setLinked(peer, false, reason)
     this.deps.outbounds.find(peer)?.detach()
   }
 
