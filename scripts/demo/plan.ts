@@ -86,6 +86,8 @@ export async function planDemo(options: PlanOptions): Promise<DemoPlan> {
       // A moved port would make a configured `advertise` wrong: let the bridge derive it.
       listen: options.freePorts ? { port: port(3 + 3 * i, c.listen.port), host: c.listen.host } : c.listen,
       stateDir: options.freePorts ? join(options.workDir, `state-${name}`) : c.stateDir,
+      // The status page: any free port when the others move (the bridge logs the URL).
+      ...(c.admin === undefined ? {} : { admin: options.freePorts ? { ...c.admin, port: 0 } : c.admin }),
     }
     const configPath = join(options.workDir, `${name}.json`)
     writeFileSync(configPath, `${JSON.stringify(next, null, 2)}\n`)

@@ -28,11 +28,12 @@ interface SiteFlow {
 }
 
 /**
- * A bridge's stderr line as the demo shows it: a link change as `site: link up peer`, a
+ * A bridge's stderr line as the demo shows it: a link change as `site: link up peer`, its
+ * status page as `site: status page <url>`, a
  * warning or error as it is, anything else only when `verbose` (null: not shown).
  */
 export function bridgeLine(site: string, line: string, verbose: boolean): string | null {
-  let rec: { msg?: unknown; peer?: unknown; level?: unknown; reason?: unknown } | undefined
+  let rec: { msg?: unknown; peer?: unknown; level?: unknown; reason?: unknown; url?: unknown } | undefined
   try {
     const parsed: unknown = JSON.parse(line)
     if (typeof parsed === 'object' && parsed !== null) rec = parsed as typeof rec
@@ -43,6 +44,8 @@ export function bridgeLine(site: string, line: string, verbose: boolean): string
     const reason = rec.msg === 'link down' && typeof rec.reason === 'string' ? ` (${rec.reason})` : ''
     return `${site}: ${rec.msg} ${String(rec.peer)}${reason}`
   }
+  if (rec !== undefined && rec.msg === 'admin endpoint listening' && typeof rec.url === 'string')
+    return `${site}: status page ${rec.url} (metrics: ${rec.url}metrics)`
   if (verbose) return `[${site}] ${line}`
   if (rec !== undefined && typeof rec.level === 'number' && rec.level >= WARN_LEVEL)
     return `[${site}] ${line}`

@@ -205,6 +205,7 @@ export function localizeBridgeConfig(
       host: LOOPBACK,
       ...(c.dht.bootstrap === undefined ? {} : { bootstrap: c.dht.bootstrap.map((e) => map.endpoint(e)) }),
     },
+    ...(c.admin === undefined ? {} : { admin: { port: map.port(s.name, c.admin.port), host: LOOPBACK } }),
     listen: {
       port: map.port(s.name, c.listen.port),
       host: LOOPBACK,

@@ -51,6 +51,12 @@ describe('npm run demo', () => {
         run.lines.includes(`${site}: link up ${peer}`),
         `no "${site}: link up ${peer}":\n${transcript}`,
       )
+    // Each site's status page (admin endpoint) is named with its URL.
+    for (const site of ['alice', 'bob', 'carol'])
+      assert.ok(
+        run.lines.some((l) => new RegExp(`^${site}: status page http://127\\.0\\.0\\.1:\\d+/ `).test(l)),
+        `no "${site}: status page" line:\n${transcript}`,
+      )
     // The per-site flow summary: alice's readings measured going out to bob, in at bob.
     const summary = (site: string) =>
       run.lines.filter((l) => l.startsWith(`${site}: links `) || l.startsWith(`${site}: no link`))
