@@ -13,28 +13,26 @@ export function bridgeRegistry(s: AdminSource): Registry {
   const registry = new Registry()
   collectDefaultMetrics({ register: registry })
   const names = () => new Set(s.peers().map((p) => p.name))
+  // Every metric is filled at scrape time from the bridge's state: nothing per message.
+  const scraped = <M extends { reset(): void }>(
+    name: string,
+    help: string,
+    labelNames: string[],
+    collect: (m: M) => void,
+  ) => ({
+    name: P + name,
+    help,
+    labelNames,
+    registers: [registry],
+    collect(this: M) {
+      this.reset()
+      collect(this)
+    },
+  })
   const gauge = (name: string, help: string, labelNames: string[], collect: (g: Gauge) => void) =>
-    new Gauge({
-      name: P + name,
-      help,
-      labelNames,
-      registers: [registry],
-      collect() {
-        this.reset()
-        collect(this)
-      },
-    })
+    new Gauge(scraped<Gauge>(name, help, labelNames, collect))
   const counter = (name: string, help: string, labelNames: string[], collect: (c: Counter) => void) =>
-    new Counter({
-      name: P + name,
-      help,
-      labelNames,
-      registers: [registry],
-      collect() {
-        this.reset()
-        collect(this)
-      },
-    })
+    new Counter(scraped<Counter>(name, help, labelNames, collect))
   gauge('peer_link_up', '1 while a link to the peer is up, else 0', ['peer'], (g) => {
     for (const p of s.peers()) g.set({ peer: p.name }, p.linked ? 1 : 0)
   })

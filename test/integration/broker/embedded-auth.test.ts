@@ -6,7 +6,7 @@
  * Real aedes on real sockets; clients are MQTT.js (MQTT 3.1.1, what devices speak).
  */
 import assert from 'node:assert/strict'
-import { execFileSync, spawn } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
 import { networkInterfaces, tmpdir } from 'node:os'
@@ -25,6 +25,7 @@ import { parseConfig } from '../../../src/config/load.js'
 import { isBridgeError } from '../../../src/errors.js'
 import { Counters } from '../../../src/metrics.js'
 import type { Teardown } from '../../helpers/mosquitto.js'
+import { makePki } from '../../helpers/pki.js'
 import { Inbox } from './clients.js'
 
 /** Cheap scrypt parameters for the hash-form users (the CLI test uses the default ones). */
@@ -270,43 +271,6 @@ test('bridge hash-password prints a line the broker accepts for that password', 
     false,
   )
 })
-
-/** A CA, a server certificate for 127.0.0.1 and a client certificate, made with openssl. */
-function makePki(dir: string) {
-  const run = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' })
-  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes']
-  run('req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '1', '-subj', '/CN=test-ca')
-  writeFileSync(join(dir, 'san.ext'), 'subjectAltName=IP:127.0.0.1\n')
-  for (const name of ['server', 'client']) {
-    run('req', ...ec, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`)
-    const ext = name === 'server' ? ['-extfile', 'san.ext'] : []
-    run(
-      'x509',
-      '-req',
-      '-in',
-      `${name}.csr`,
-      '-CA',
-      'ca.pem',
-      '-CAkey',
-      'ca.key',
-      '-CAcreateserial',
-      '-out',
-      `${name}.pem`,
-      '-days',
-      '1',
-      ...ext,
-    )
-    chmodSync(join(dir, `${name}.key`), 0o600)
-  }
-  const at = (f: string) => join(dir, f)
-  return {
-    ca: at('ca.pem'),
-    cert: at('server.pem'),
-    key: at('server.key'),
-    clientCert: at('client.pem'),
-    clientKey: at('client.key'),
-  }
-}
 
 test('TLS: a client trusting the CA connects over mqtts; plain MQTT and untrusting clients are cut off', async (t) => {
   const pki = makePki(tempDir(t))
