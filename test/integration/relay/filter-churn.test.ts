@@ -13,11 +13,10 @@ import bencode from 'bencode'
 import type { MqttClient } from 'mqtt'
 import { serializeItems } from '../../../src/dht/item-wire.js'
 import { extraSalt, PROFILE_SALT, type SignedItem, signItem } from '../../../src/dht/records.js'
-import { type Identity, identityFromSeed } from '../../../src/identity/identity.js'
-import { LinkManager } from '../../../src/link/link-manager.js'
-import { Counters } from '../../../src/metrics.js'
+import type { Identity } from '../../../src/identity/identity.js'
 import { COUNTER_PEER_FILTERS_OVER_LIMIT, MAX_FILTERS_PER_PEER } from '../../../src/routing/router.js'
 import { brokerVariants } from '../../helpers/brokers.js'
+import { linkRawPeer } from '../../helpers/raw-peer.js'
 import { startTestnet, waitFor } from '../../helpers/testnet.js'
 
 // A real GC between measurements, without asking every test run for --expose-gc.
@@ -72,16 +71,7 @@ async function bobAndMallory(t: TestContext, broker: 'embedded' | 'mosquitto') {
     sites: [{ name: 'bob' }, { name: 'mallory', seedByte: MALLORY_SEED, deferStart: true }],
   })
   const bob = net.site('bob')
-  const identity = identityFromSeed(Buffer.alloc(32, MALLORY_SEED))
-  const mallory = new LinkManager(
-    { identity, counters: new Counters() },
-    { listenHost: '127.0.0.1', allowList: () => new Set([bob.publicKeyHex]) },
-  )
-  t.after(() => mallory.close())
-  await mallory.listen()
-  const up = new Promise<void>((resolve) => mallory.once('up', () => resolve()))
-  mallory.connect(bob.publicKeyHex, [`127.0.0.1:${bob.bridge.linkPort}`])
-  await up
+  const { identity, links: mallory } = await linkRawPeer(t, bob, MALLORY_SEED)
   const relayed = new Set<string>()
   mallory.on('frame', (_peer, frame) => {
     if (frame.type === 'PUBLISH_BATCH') for (const m of frame.messages) relayed.add(m.topic)

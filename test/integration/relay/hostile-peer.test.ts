@@ -2,10 +2,8 @@ import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import { MAX_WIRE_BYTES, serializeItems } from '../../../src/dht/item-wire.js'
 import { encodeProfile, PROFILE_SALT, type SignedItem, signItem } from '../../../src/dht/records.js'
-import { identityFromSeed } from '../../../src/identity/identity.js'
-import { LinkManager } from '../../../src/link/link-manager.js'
-import { Counters } from '../../../src/metrics.js'
 import { brokerVariants } from '../../helpers/brokers.js'
+import { linkRawPeer } from '../../helpers/raw-peer.js'
 import { collect, startTestnet, waitFor } from '../../helpers/testnet.js'
 
 /** Topics an allow-listed but misbehaving peer sends; none may reach bob's broker. */
@@ -37,15 +35,7 @@ for (const variant of brokerVariants()) {
         ],
       })
       const bob = net.site('bob')
-      const mallory = new LinkManager(
-        { identity: identityFromSeed(Buffer.alloc(32, 66)), counters: new Counters() },
-        { listenHost: '127.0.0.1', allowList: () => new Set([bob.publicKeyHex]) },
-      )
-      t.after(() => mallory.close())
-      await mallory.listen()
-      const up = new Promise<void>((resolve) => mallory.once('up', () => resolve()))
-      mallory.connect(bob.publicKeyHex, [`127.0.0.1:${bob.bridge.linkPort}`])
-      await up
+      const { links: mallory } = await linkRawPeer(t, bob, 66)
       const watcher = await bob.client()
       const got = await collect(watcher, '#', 1)
       const dollar = await collect(watcher, '$SYS/broker/x', 1)
@@ -77,16 +67,7 @@ for (const variant of brokerVariants()) {
         sites: [{ name: 'bob' }, { name: 'mallory', seedByte: 66, deferStart: true }],
       })
       const bob = net.site('bob')
-      const identity = identityFromSeed(Buffer.alloc(32, 66))
-      const mallory = new LinkManager(
-        { identity, counters: new Counters() },
-        { listenHost: '127.0.0.1', allowList: () => new Set([bob.publicKeyHex]) },
-      )
-      t.after(() => mallory.close())
-      await mallory.listen()
-      const up = new Promise<void>((resolve) => mallory.once('up', () => resolve()))
-      mallory.connect(bob.publicKeyHex, [`127.0.0.1:${bob.bridge.linkPort}`])
-      await up
+      const { identity, links: mallory } = await linkRawPeer(t, bob, 66)
       const profile = (seq: number, v?: Buffer) => {
         const [main] = encodeProfile(
           { name: 'mallory', endpoints: [], subscriptions: [{ filter: 'x/#', qos: 1 }] },
