@@ -17,7 +17,7 @@ import { FAST_TIMERS, LOOPBACK_QUERY_RATE_LIMIT, startDhtTestnet, tempDir } from
 import { type MosquittoInstance, type MosquittoOptions, startMosquitto } from './mosquitto.js'
 import { freePort, retryAddressInUse } from './ports.js'
 import { type SiteFiles, siteKeyHex, writeSiteFiles } from './site-config.js'
-import type { Teardown } from './teardown.js'
+import { Cleanup, type Teardown } from './teardown.js'
 import { waitFor } from './wait.js'
 
 export type BrokerKind = 'embedded' | 'mosquitto'
@@ -198,11 +198,24 @@ function finish<S extends SiteBase>(
   }
 }
 
+/**
+ * The testnet's own teardown, run as one step of the caller's: in reverse order of
+ * creation (bridges stop before their state folders go), every step even if one fails.
+ * node:test runs `t.after` hooks in registration order and stops at a failing one.
+ */
+function ownTeardown(t: Teardown): Teardown {
+  if (t instanceof Cleanup) return t
+  const own = new Cleanup()
+  t.after(() => own.run())
+  return own
+}
+
 /** M sites with in-process `Bridge`s (started unless `deferStart`), stopped at teardown. */
 export async function startTestnet(
-  t: Teardown,
+  caller: Teardown,
   options: TestnetOptions & { tuning?: BridgeTuning },
 ): Promise<Testnet> {
+  const t = ownTeardown(caller)
   const { bootstrap, bases } = await prepare(t, options)
   const sites: TestSite[] = bases.map((base) => {
     const { spec, files } = base
@@ -249,9 +262,10 @@ function allowListed(files: SiteFiles): string[] {
  * waited for ("site running"); SIGKILLed at teardown. Linked state comes from the logs.
  */
 export async function startProcessTestnet(
-  t: Teardown,
+  caller: Teardown,
   options: TestnetOptions & { process?: ProcessOptions },
 ): Promise<Testnet<ProcessTestSite>> {
+  const t = ownTeardown(caller)
   const { bootstrap, bases } = await prepare(t, options)
   const sites: ProcessTestSite[] = []
   for (const base of bases) {
