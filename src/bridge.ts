@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events'
 import { AdminServer } from './admin/server.js'
 import { adminSourceOf } from './admin/source.js'
 import type { LoadedConfig } from './config/load.js'
-import { loadSiteIdentity } from './config/preflight.js'
+import { loadSiteIdentity, loadSwarmInvite } from './config/preflight.js'
 import { MessageIds } from './delivery/message-ids.js'
 import { enableHopTrace } from './delivery/trace.js'
 import type { DiscoveredPeer } from './dht/discovery.js'
@@ -25,6 +25,7 @@ import { type BridgeStore, openStore } from './store/database.js'
 import { DedupeStore } from './store/dedupe.js'
 import { DurableOutbox } from './store/outbox.js'
 import { RetainedStore } from './store/retained.js'
+import { PrivateSwarm } from './swarm/private-swarm.js'
 import type { TreeSubscription } from './trees/delivery.js'
 
 /**
@@ -69,6 +70,8 @@ export class Bridge extends EventEmitter<BridgeEvents> {
   private readonly subscriptions: LocalSubscriptions
   readonly links: LinkManager
   readonly profiles: PeerProfiles
+  /** A private swarm's membership and its wiring (undefined in an open swarm). */
+  private readonly privateSwarm: PrivateSwarm | undefined
   private statusValue: BridgeStatus = { state: 'new' }
   private stopping: Promise<void> | undefined
   private starting: Promise<void> | undefined
@@ -86,6 +89,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     this.counters = deps.counters ?? new Counters()
     const counters = this.counters
     const identity = loadSiteIdentity(c) // the same checks as `bridge check` (config/preflight.ts)
+    const invite = loadSwarmInvite(c) // a private swarm's invite file, checked the same way
     this.identity = identity
     this.keyCreated = identity.created
     const key = this.identity.publicKeyHex
@@ -151,6 +155,21 @@ export class Bridge extends EventEmitter<BridgeEvents> {
       log: this.log,
       extraFilter: this.intake.treeFilter,
     })
+    this.privateSwarm =
+      invite &&
+      new PrivateSwarm({
+        invite,
+        identity,
+        stateDir: c.stateDir,
+        log: log('swarm'),
+        counters,
+        directory: this.directory,
+        router: this.router,
+        links: () => this.links,
+        profiles: () => this.profiles,
+        subscriptions: () => this.subscriptions,
+      })
+    const privateOptions = this.privateSwarm?.profileOptions()
     this.profiles = new PeerProfiles(
       {
         identity: this.identity,
@@ -160,8 +179,9 @@ export class Bridge extends EventEmitter<BridgeEvents> {
         directory: this.directory,
         router: this.router,
         onPeer: (p) => this.onPeer(p),
+        onAddresses: this.privateSwarm && ((a) => this.privateSwarm?.swarmAddresses(a)),
       },
-      profilesOptions(c, tuning.dht),
+      { ...profilesOptions(c, tuning.dht), ...privateOptions },
     )
     this.relay = new Relay({
       directory: this.directory,
@@ -182,23 +202,36 @@ export class Bridge extends EventEmitter<BridgeEvents> {
         listenPort: c.listen.port,
         allowList: () => this.directory.allowed,
         peerName: (peer) => this.directory.name(peer),
+        membership: this.privateSwarm?.membership,
         ...tuning.link,
       },
     )
     this.links.on('up', (peer, link) => {
       this.relay.linkUp(peer, link)
+      this.privateSwarm?.linkUp(link)
       this.emit('linkUp', peer)
     })
     this.links.on('down', (peer, reason) => {
       this.relay.linkDown(peer, reason)
       this.emit('linkDown', peer)
     })
-    this.links.on('frame', this.relay.frame)
+    const swarm = this.privateSwarm
+    if (swarm === undefined) this.links.on('frame', this.relay.frame)
+    else
+      this.links.on('frame', (peer, frame) => {
+        if (frame.type === 'REVOCATION' || frame.type === 'MEMBER') swarm.frame(peer, frame)
+        else this.relay.frame(peer, frame)
+      })
     this.admin = c.admin && new AdminServer(c.admin, adminSourceOf(this), log('admin'))
   }
 
   get status(): BridgeStatus {
     return this.statusValue
+  }
+
+  /** A private swarm's membership (undefined in an open swarm). */
+  get membership(): PrivateSwarm['membership'] | undefined {
+    return this.privateSwarm?.membership
   }
 
   get publicKeyHex(): string {
@@ -271,8 +304,11 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     const bound = await this.links.listen()
     this.checkNotStopped()
     const endpoints = advertisedEndpoints(c.listen.host, bound.port, c.listen.advertise)
+    this.privateSwarm?.restore(endpoints) // remembered members: allow-listed before the DHT starts
     const published = await this.profiles.start(bound.port, endpoints)
     this.checkNotStopped()
+    if (this.privateSwarm && c.swarm !== undefined && typeof c.swarm !== 'string')
+      this.privateSwarm.start(c.swarm.revocationCheckSeconds * 1000)
     this.intake.release() // cached peers were emitted by start(): route what waited
     this.statusValue = { state: 'running' }
     const every = this.tuning.statusIntervalMs ?? 60_000
@@ -313,6 +349,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
       await Promise.all([this.intake.drained(DRAIN_MS), this.relay.inbound.drain(DRAIN_MS)])
       await this.relay.close() // pending trees go out before the broker stops (bounded)
       await this.broker.stop()
+      this.privateSwarm?.stop()
       await this.profiles.stop()
       const counters = this.countersWithStore()
       await this.db.close()

@@ -204,20 +204,27 @@ function names(peers: readonly PeerConfig[]): string[] | undefined {
 function applyPeers(t: ReloadTarget, diff: ConfigDiff): void {
   if (diff.peersAdded.length + diff.peersRemoved.length + diff.peersChanged.length === 0) return
   for (const p of diff.peersRemoved) {
-    t.directory.remove(p.publicKey)
+    if (!t.directory.unlist(p.publicKey)) {
+      // A private swarm's member: only its local restrictions are gone.
+      t.router.setPeerAcl(p.publicKey, t.directory.get(p.publicKey)?.exportAcl)
+      t.log.info({ peer: p.name, peerKey: p.publicKey.slice(0, 7) }, 'peer restrictions removed')
+      continue
+    }
     t.router.removePeer(p.publicKey)
     t.links.forget(p.publicKey)
     const backlog = t.backlog(p.publicKey).messages
     t.log.info({ peer: p.name, peerKey: p.publicKey.slice(0, 7), backlogKept: backlog }, 'peer removed')
   }
   for (const p of diff.peersAdded) {
-    t.directory.add(p)
-    t.router.setPeerAcl(p.publicKey, p.export)
+    const known = t.directory.get(p.publicKey)
+    if (known === undefined) t.directory.add(p)
+    else t.directory.update(p) // a private swarm's member the config now restricts
+    t.router.setPeerAcl(p.publicKey, t.directory.get(p.publicKey)?.exportAcl)
     t.log.info({ peer: p.name, peerKey: p.publicKey.slice(0, 7) }, 'peer added')
   }
   for (const { after, fields } of diff.peersChanged) {
     t.directory.update(after)
-    t.router.setPeerAcl(after.publicKey, after.export)
+    t.router.setPeerAcl(after.publicKey, t.directory.get(after.publicKey)?.exportAcl)
     t.log.info({ peer: after.name, peerKey: after.publicKey.slice(0, 7), fields }, 'peer changed')
   }
   // The DHT side last: an added peer's cached profile reaches the directory and the router now.

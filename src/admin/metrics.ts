@@ -92,6 +92,24 @@ export function bridgeRegistry(s: AdminSource): Registry {
     g.set(s.brokerStatus().state === 'up' ? 1 : 0)
   })
   gauge('dht_nodes', "Nodes in the DHT node's routing table", [], (g) => g.set(s.dhtNodes()))
+  gauge(
+    'swarm_members',
+    'Private swarm: members whose membership this site verified (0 in an open swarm)',
+    [],
+    (g) => {
+      const w = s.swarm()
+      g.set(w.mode === 'private' ? w.members : 0)
+    },
+  )
+  gauge(
+    'swarm_invite_expiry_timestamp_seconds',
+    "Private swarm: when this site's own invite expires (unix seconds; absent in an open swarm)",
+    [],
+    (g) => {
+      const w = s.swarm()
+      if (w.mode === 'private') g.set(w.expiresAt)
+    },
+  )
   counter(
     'events_total',
     'Every counter the bridge keeps (name = its counter name, the peer segment moved to "peer")',

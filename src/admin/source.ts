@@ -1,6 +1,10 @@
 import type { Bridge } from '../bridge.js'
 import type { BrokerStatus } from '../broker/types.js'
 import type { Peer } from '../peers/directory.js'
+import type { MembershipStatus } from '../swarm/membership.js'
+
+/** The swarm this site is in: an open one (its name) or a private one (membership state). */
+export type SwarmStatus = { readonly mode: 'open'; readonly name: string } | MembershipStatus
 
 /**
  * The read-only view of a running site that the admin endpoint serves (built by Bridge
@@ -30,6 +34,7 @@ export interface AdminSource {
   counters(): Record<string, number>
   /** 'starting' | 'running' | … (the bridge's own state). */
   state(): string
+  swarm(): SwarmStatus
 }
 
 /** The view of a Bridge's parts, read at request time. */
@@ -47,6 +52,7 @@ export function adminSourceOf(b: Bridge): AdminSource {
     backlog: (key) => b.backlog(key),
     counters: () => (b.status.state === 'stopped' ? {} : b.countersWithStore()),
     state: () => b.status.state,
+    swarm: () => b.membership?.status() ?? { mode: 'open', name: typeof c.swarm === 'string' ? c.swarm : '' },
   }
 }
 
@@ -68,12 +74,15 @@ export interface PeerStatus {
   rateOut: number
   linkUps: number
   drops: Record<string, number>
+  /** Private swarm: the name and expiry (ISO) its certificate gives; null in an open swarm or before it proved it. */
+  member: { name: string; expiresAt: string } | null
 }
 
 export interface SiteStatus {
   site: { name: string; key: string; state: string }
   broker: { connected: boolean; state: string; target: string; error: string | null }
   dht: { nodes: number; bootstrapped: boolean; port: number; firstNode: boolean }
+  swarm: SwarmStatus
   peers: PeerStatus[]
   /** Drops by reason (every `*.dropped.*` counter, peer segment removed; see metrics.ts). */
   drops: Record<string, number>
@@ -115,6 +124,10 @@ export function siteStatus(s: AdminSource, rates: (key: string) => { in: number;
       rateOut: r.out,
       linkUps: p.stats.linkUps,
       drops: Object.fromEntries(p.stats.drops),
+      member:
+        p.member === undefined
+          ? null
+          : { name: p.member.name, expiresAt: new Date(p.member.expiresAt * 1000).toISOString() },
     }
   })
   return {
@@ -126,6 +139,7 @@ export function siteStatus(s: AdminSource, rates: (key: string) => { in: number;
       error: b.state === 'down' ? (b.error ?? null) : null,
     },
     dht: { nodes: s.dhtNodes(), bootstrapped: bootstrapped(s), port: s.dhtPort(), firstNode: s.firstNode },
+    swarm: s.swarm(),
     peers,
     drops: dropsByReason(s.counters(), new Set(s.peers().map((p) => p.name))),
     time: new Date().toISOString(),

@@ -45,6 +45,8 @@ export function parseConfig(json: unknown, path: string): LoadedConfig {
     keyFile: resolve(base, c.keyFile),
     stateDir: resolve(base, c.stateDir),
     broker: resolveBrokerPaths(c.broker, base),
+    swarm:
+      typeof c.swarm === 'string' ? c.swarm : { ...c.swarm, inviteFile: resolve(base, c.swarm.inviteFile) },
     configPath: resolve(path),
   })
 }

@@ -3,6 +3,7 @@ import { loadTls, resolveUsers } from '../broker/embedded-auth.js'
 import { resolveExternalBroker } from '../broker/external-auth.js'
 import { BridgeError } from '../errors.js'
 import { type Identity, loadIdentity } from '../identity/identity.js'
+import { type Invite, loadInviteFile } from '../swarm/invite.js'
 import type { LoadedConfig } from './load.js'
 
 /**
@@ -29,6 +30,11 @@ function checkOwnKey(c: Pick<LoadedConfig, 'peers'>, key: string): void {
   if (self >= 0) throw BridgeError.config(`peers[${self}].publicKey`, "is this site's own key")
 }
 
+/** A private swarm's invite (`swarm.inviteFile`: present, private, a valid token); undefined for an open swarm. */
+export function loadSwarmInvite(c: Pick<LoadedConfig, 'swarm'>): Invite | undefined {
+  return typeof c.swarm === 'string' ? undefined : loadInviteFile(c.swarm.inviteFile)
+}
+
 /** The broker's password files and variables and TLS files (external or embedded), as read at start. */
 export function checkBrokerSecrets(
   c: Pick<LoadedConfig, 'broker'>,
@@ -47,5 +53,6 @@ export function checkBrokerSecrets(
  */
 export function preflight(c: LoadedConfig, env: NodeJS.ProcessEnv = process.env): void {
   if (existsSync(c.keyFile)) loadSiteIdentity(c)
+  loadSwarmInvite(c)
   checkBrokerSecrets(c, env)
 }

@@ -234,6 +234,17 @@ const adminSchema = z
       })
   })
 
+/** `swarm: { inviteFile }`: a private swarm (src/swarm/). */
+export const privateSwarmSchema = z.strictObject({
+  /** The invite token's file (`bridge swarm invite`); refused if group or others can read it. */
+  inviteFile: z.string().min(1, 'must not be empty'),
+  /**
+   * How often the swarm's revocation record is fetched from the DHT (members also pass the
+   * newest one to each other over their links as soon as they have it).
+   */
+  revocationCheckSeconds: z.number().int().min(1).max(3600).default(30),
+})
+
 export const configSchema = z
   .strictObject({
     name: z
@@ -255,7 +266,14 @@ export const configSchema = z
         bootstrap: z.array(bootstrapHostPort).optional(),
       })
       .default({ port: 6881, host: '0.0.0.0' }),
-    swarm: z.string().min(1, 'must not be empty').max(200, 'at most 200 chars'),
+    /**
+     * An open swarm's name (peers rendezvous on sha1 of a prefix plus it; `peers` is the
+     * allow-list), or a private swarm joined with an invite (docs/PROTOCOL.md "Private swarms").
+     */
+    swarm: z.union([
+      z.string().min(1, 'must not be empty').max(200, 'at most 200 chars'),
+      privateSwarmSchema,
+    ]),
     listen: z
       .strictObject({
         /** 0 = any free port; the real port goes into the DHT record and the announce. */
@@ -348,4 +366,5 @@ export const configSchema = z
 
 export type BridgeConfig = z.infer<typeof configSchema>
 export type PeerConfig = BridgeConfig['peers'][number]
+export type PrivateSwarmConfig = z.infer<typeof privateSwarmSchema>
 export type SubscriptionConfig = BridgeConfig['subscriptions'][number]

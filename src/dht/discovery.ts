@@ -52,6 +52,8 @@ export type AcceptResult = Outcome<{ readonly status: 'accepted'; readonly peer:
 export interface DiscoveryEvents {
   /** A new or newer verified profile of an allow-listed peer. */
   peer: [DiscoveredPeer]
+  /** After each swarm lookup: every live address announced on the rendezvous (`host:port`). */
+  addresses: [readonly string[]]
 }
 
 export interface DiscoveryDeps {
@@ -64,6 +66,8 @@ export interface DiscoveryDeps {
 /** The allow-list, this site's own key and persistMs are PeerRecordsOptions (peer-records.ts). */
 export interface DiscoveryOptions extends PeerRecordsOptions {
   swarm: string
+  /** The rendezvous infoHash, when not derived from `swarm` (a private swarm's: src/swarm/keys.ts). */
+  rendezvous?: Buffer
   /** The peer link's port, announced on the swarm hash. */
   linkPort: number
   /** Swarm lookup period (default 60 s). */
@@ -100,13 +104,14 @@ export class Discovery extends EventEmitter<DiscoveryEvents> {
     this.node = deps.node
     this.log = deps.log ?? silentLogger
     this.counters = deps.counters ?? new Counters()
-    this.infoHash = swarmInfoHash(options.swarm)
+    this.infoHash = options.rendezvous ?? swarmInfoHash(options.swarm)
     this.records = new PeerRecords(
       { stateDir: deps.stateDir, log: this.log, counters: this.counters },
       {
         allowList: options.allowList,
         selfPublicKeyHex: options.selfPublicKeyHex,
         persistMs: options.persistMs,
+        sealer: options.sealer,
       },
     )
   }
@@ -228,6 +233,7 @@ export class Discovery extends EventEmitter<DiscoveryEvents> {
     }
     const maxAge = this.options.maxAgeMs ?? 30 * 60_000
     for (const [key, seen] of this.addresses) if (now - seen > maxAge) this.addresses.delete(key)
+    this.emit('addresses', [...this.addresses.keys()])
     if (fresh.length > 0) {
       this.log.debug({ fresh: fresh.length, addresses: this.addresses.size }, 'new swarm addresses')
       const fetched = await this.fetchMissing()

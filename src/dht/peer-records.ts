@@ -11,7 +11,14 @@ import { type Logger, rateLimitedDebug } from '../log.js'
 import type { Counters } from '../metrics.js'
 import { parseItems } from './item-wire.js'
 import { type CachedPeer, PeerCache } from './peer-cache.js'
-import { decodeProfile, PROFILE_SALT, type Profile, profileExtraSalts, type SignedItem } from './records.js'
+import {
+  decodeProfile,
+  PROFILE_SALT,
+  type Profile,
+  profileExtraSalts,
+  type RecordSealer,
+  type SignedItem,
+} from './records.js'
 import { VerifyCache } from './verify-cache.js'
 
 export type PeerSource = 'dht' | 'cache' | 'link'
@@ -51,6 +58,8 @@ export interface PeerRecordsOptions {
    * inside it are written together (see PeerCache.record()); stop() writes the last ones.
    */
   persistMs?: number
+  /** A private swarm's record sealer: only sealed records of that swarm count (records.ts). */
+  sealer?: RecordSealer
 }
 
 export class PeerRecords {
@@ -60,6 +69,7 @@ export class PeerRecords {
   private readonly counters: Counters
   private readonly dropped: (reason: string, details?: object) => void
   private readonly cache: PeerCache
+  private readonly sealer: RecordSealer | undefined
   private readonly known = new Map<string, KnownPeer>()
   /** check() and decodeProfile() both verify the main item; link pushes repeat items. */
   private readonly verified = new VerifyCache(256)
@@ -70,6 +80,7 @@ export class PeerRecords {
     this.counters = deps.counters
     this.dropped = rateLimitedDebug(this.log)
     this.self = options.selfPublicKeyHex
+    this.sealer = options.sealer
     this.allowedKeys = new Set(options.allowList.filter((k) => k !== this.self))
     this.cache = new PeerCache(deps.stateDir, this.log, options.persistMs)
   }
@@ -131,7 +142,7 @@ export class PeerRecords {
     if (!this.allowed.has(hex)) return this.reject(hex, 'not_allowed', 'key is not allow-listed')
     let salts: Buffer[]
     try {
-      salts = profileExtraSalts(Buffer.from(hex, 'hex'), main, this.verify)
+      salts = profileExtraSalts(Buffer.from(hex, 'hex'), main, this.verify, this.sealer)
     } catch (err) {
       return this.rejectError(hex, err)
     }
@@ -153,7 +164,7 @@ export class PeerRecords {
   ): Verdict {
     let profile: Profile
     try {
-      profile = decodeProfile(Buffer.from(hex, 'hex'), main, items, this.verify)
+      profile = decodeProfile(Buffer.from(hex, 'hex'), main, items, this.verify, this.sealer)
     } catch (err) {
       return this.rejectError(hex, err)
     }
@@ -188,7 +199,7 @@ export class PeerRecords {
       const items = parseItems(Buffer.from(entry.items, 'hex'))
       const main = items.find((it) => it.salt.equals(PROFILE_SALT))
       if (main === undefined || main.seq !== entry.floor) throw new Error('cache does not match the floor')
-      const profile = decodeProfile(Buffer.from(hex, 'hex'), main, items)
+      const profile = decodeProfile(Buffer.from(hex, 'hex'), main, items, undefined, this.sealer)
       const known: KnownPeer = { profile, seq: main.seq, main, source: 'cache' }
       this.known.set(hex, known)
       this.log.info(

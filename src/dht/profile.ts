@@ -14,6 +14,7 @@ import {
   PROFILE_SALT,
   type ProfileContent,
   type ProfileSubscription,
+  type RecordSealer,
   type RecordSigner,
   type SignedItem,
   validateProfileContent,
@@ -36,6 +37,8 @@ export interface ProfilePublisherOptions {
   retryMs?: number
   /** Longest wait between retries (default 60 s): a late bootstrap must not cost long. */
   maxRetryMs?: number
+  /** A private swarm: name and filters are sealed (records.ts RecordSealer). */
+  sealer?: RecordSealer
 }
 
 /**
@@ -134,7 +137,7 @@ export class ProfilePublisher {
       this.schedule(this.backoff())
       return { seq: this.seq.current, items: 0, nodes: 0, readBack: 'unpublished' }
     }
-    const items = encodeProfile(content, seq, this.identity)
+    const items = encodeProfile(content, seq, this.identity, this.options.sealer)
     this.subscriptions = content.subscriptions
     this.items = items
     onSigned?.()

@@ -20,6 +20,16 @@ import { decodeCanonical, isBytes, isDict, ownField } from './bencode-value.js'
 
 export const PROFILE_SALT = Buffer.from('mqtt-dht-bridge/profile/v1', 'utf8')
 export const PROFILE_FORMAT_VERSION = 1
+/**
+ * A private swarm's profile (docs/PROTOCOL.md "Private swarms"): `name`, `subs`, `qos` are
+ * sealed (`sx` = nonce ‖ secretbox under the swarm's seal key); `box`, `ep` and `more` stay
+ * readable (peers must dial the endpoints; `more` hashes the extras' sealed bytes).
+ */
+export const SEALED_FORMAT_VERSION = 2
+/** Fields a sealed record moves into `sx`. */
+const SEALED_FIELDS = ['name', 'subs', 'qos'] as const
+/** nonce(24) + Poly1305 tag(16): a sealed value's size is the plaintext's plus this. */
+export const SEAL_OVERHEAD_BYTES = 40
 /** Real Mainline nodes (libtorrent) refuse a `v` whose bencoding exceeds 1000 bytes (BEP44). */
 export const MAX_V_BYTES = 1000
 /** BEP44: the salt is at most 64 bytes. */
@@ -111,8 +121,15 @@ export function verifyItem(item: SignedItem, verify: Verifier = verifySignature)
  * Throws TOPIC_INVALID for an invalid or duplicate filter, RECORD_INVALID for a bad name or
  * endpoint, RECORD_TOO_LARGE when the profile cannot fit the main + MAX_EXTRA_RECORDS items.
  */
-export function encodeProfile(profile: ProfileContent, seq: number, signer: RecordSigner): SignedItem[] {
+export function encodeProfile(
+  profile: ProfileContent,
+  seq: number,
+  signer: RecordSigner,
+  sealer?: RecordSealer,
+): SignedItem[] {
   validateProfileContent(profile)
+  const encodeV = (dict: Record<string, unknown>): Buffer =>
+    encodeDict(sealer === undefined ? dict : sealDict(dict, sealer))
   const base: Record<string, unknown> = {
     ver: PROFILE_FORMAT_VERSION,
     box: Buffer.from(signer.boxPublicKey),
@@ -131,11 +148,11 @@ export function encodeProfile(profile: ProfileContent, seq: number, signer: Reco
 
   for (let reserved = 1; reserved <= MAX_EXTRA_RECORDS; reserved++) {
     const placeholder = Array.from({ length: reserved }, () => Buffer.alloc(SHA1_BYTES))
-    const inMain = fill(subs, 0, (part) => ({ ...base, ...subsFields(part), more: placeholder }))
+    const inMain = fill(subs, 0, (part) => ({ ...base, ...subsFields(part), more: placeholder }), encodeV)
     const extras: Buffer[] = []
     let next = inMain
     while (next < subs.length && extras.length < reserved) {
-      const end = fill(subs, next, (part) => ({ ver: PROFILE_FORMAT_VERSION, ...subsFields(part) }))
+      const end = fill(subs, next, (part) => ({ ver: PROFILE_FORMAT_VERSION, ...subsFields(part) }), encodeV)
       if (end === next) {
         const f = subs[next]?.filter ?? ''
         throw BridgeError.record('RECORD_TOO_LARGE', `filter "${f.slice(0, 60)}" alone does not fit a record`)
@@ -162,10 +179,32 @@ function fill(
   subs: readonly ProfileSubscription[],
   start: number,
   dict: (part: readonly ProfileSubscription[]) => Record<string, unknown>,
+  encodeV: (dict: Record<string, unknown>) => Buffer,
 ): number {
   let end = start
   while (end < subs.length && encodeV(dict(subs.slice(start, end + 1))).length <= MAX_V_BYTES) end++
   return end
+}
+
+/**
+ * Seals and opens the private fields of a private swarm's records (the swarm's seal key:
+ * src/swarm/keys.ts). `seal` answers nonce ‖ secretbox; `open` answers undefined for
+ * anything that does not open.
+ */
+export interface RecordSealer {
+  seal(plaintext: Uint8Array): Buffer
+  open(sealed: Uint8Array): Buffer | undefined
+}
+
+/** The sealed form of a record's dict: `ver` 2, the private fields inside `sx`. */
+function sealDict(dict: Record<string, unknown>, sealer: RecordSealer): Record<string, unknown> {
+  const inner: Record<string, unknown> = {}
+  const outer: Record<string, unknown> = {}
+  for (const [k, v] of Object.entries(dict)) {
+    if ((SEALED_FIELDS as readonly string[]).includes(k)) inner[k] = v
+    else outer[k] = v
+  }
+  return { ...outer, ver: SEALED_FORMAT_VERSION, sx: sealer.seal(encodeDict(inner)) }
 }
 
 function subsFields(subs: readonly ProfileSubscription[]): { subs: Buffer[]; qos: Buffer } {
@@ -205,8 +244,9 @@ export function profileExtraSalts(
   publicKey: Uint8Array,
   main: SignedItem,
   verify: Verifier = verifySignature,
+  sealer?: RecordSealer,
 ): Buffer[] {
-  const dict = checkItem(main, publicKey, PROFILE_SALT, 'profile', verify)
+  const dict = checkItem(main, publicKey, PROFILE_SALT, 'profile', verify, sealer)
   return readMore(dict).map((_, i) => extraSalt(i + 1))
 }
 
@@ -220,8 +260,9 @@ export function decodeProfile(
   main: SignedItem,
   extras: readonly SignedItem[],
   verify: Verifier = verifySignature,
+  sealer?: RecordSealer,
 ): Profile {
-  const dict = checkItem(main, publicKey, PROFILE_SALT, 'profile', verify)
+  const dict = checkItem(main, publicKey, PROFILE_SALT, 'profile', verify, sealer)
   const box = ownField(dict, 'box')
   if (!isBytes(box) || box.length !== 32) throw invalid('profile: "box" must be a 32-byte X25519 key')
   const ep = ownField(dict, 'ep')
@@ -243,7 +284,7 @@ export function decodeProfile(
     const label = `extra record ${i + 1}`
     const item = extras.find((x) => x.salt.equals(salt))
     if (item === undefined) throw invalid(`${label} is missing`)
-    const extra = checkItem(item, publicKey, salt, label, verify)
+    const extra = checkItem(item, publicKey, salt, label, verify, sealer)
     if (!sha1(item.v).equals(hash)) throw invalid(`${label} does not match the profile (stale or foreign)`)
     subscriptions.push(...readSubs(extra, label))
   })
@@ -255,13 +296,18 @@ export function decodeProfile(
   return { version: PROFILE_FORMAT_VERSION, boxPublicKey: Buffer.from(box), endpoints, name, subscriptions }
 }
 
-/** Key, salt, size, seq, signature, canonical bencoded dict and format version of one item. */
+/**
+ * Key, salt, size, seq, signature, canonical bencoded dict and format version of one item.
+ * With a sealer (a private swarm) only sealed records count, and the answer is the dict with
+ * its sealed fields opened; without one, only open records.
+ */
 function checkItem(
   item: SignedItem,
   publicKey: Uint8Array,
   salt: Buffer,
   label: string,
   verify: Verifier,
+  sealer: RecordSealer | undefined,
 ): Record<string, unknown> {
   if (!item.k.equals(publicKey)) {
     throw BridgeError.record(
@@ -280,8 +326,26 @@ function checkItem(
   const dict = decodeCanonical(item.v)
   if (!isDict(dict)) throw invalid(`${label}: v is not a canonical bencoded dict`)
   const ver = ownField(dict, 'ver')
-  if (ver !== PROFILE_FORMAT_VERSION) throw invalid(`${label}: unsupported format version ${String(ver)}`)
-  return dict
+  if (sealer === undefined) {
+    if (ver !== PROFILE_FORMAT_VERSION) throw invalid(`${label}: unsupported format version ${String(ver)}`)
+    return dict
+  }
+  if (ver !== SEALED_FORMAT_VERSION) throw invalid(`${label}: not a sealed record (format ${String(ver)})`)
+  const sx = ownField(dict, 'sx')
+  if (!isBytes(sx)) throw invalid(`${label}: "sx" missing`)
+  for (const f of SEALED_FIELDS)
+    if (ownField(dict, f) !== undefined) throw invalid(`${label}: "${f}" outside the sealed part`)
+  const opened = sealer.open(sx)
+  if (opened === undefined) throw invalid(`${label}: sealed part does not open (another swarm's key?)`)
+  const inner = decodeCanonical(opened)
+  if (!isDict(inner)) throw invalid(`${label}: sealed part is not a canonical bencoded dict`)
+  const out: Record<string, unknown> = { ...dict }
+  delete out.sx
+  for (const f of SEALED_FIELDS) {
+    const v = ownField(inner, f)
+    if (v !== undefined) out[f] = v
+  }
+  return out
 }
 
 function readSubs(dict: Record<string, unknown>, label: string): ProfileSubscription[] {
@@ -326,7 +390,7 @@ function invalid(message: string): BridgeError {
   return BridgeError.record('RECORD_INVALID', message)
 }
 
-function encodeV(dict: Record<string, unknown>): Buffer {
+function encodeDict(dict: Record<string, unknown>): Buffer {
   return Buffer.from(bencode.encode(dict))
 }
 

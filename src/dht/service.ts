@@ -16,7 +16,7 @@ import {
 } from './discovery.js'
 import { DhtNode, type PeerAddress } from './node.js'
 import { ProfilePublisher, type PublishResult } from './profile.js'
-import type { ProfileSubscription, SignedItem } from './records.js'
+import type { ProfileSubscription, RecordSealer, SignedItem } from './records.js'
 import type { QueryRateLimit } from './udp-guard.js'
 
 export interface DhtServiceDeps {
@@ -35,6 +35,9 @@ export interface DhtServiceOptions {
   /** `host:port` list; absent = public Mainline routers; empty = first node. */
   bootstrap?: readonly string[]
   swarm: string
+  /** A private swarm: its rendezvous infoHash and its record sealer (src/swarm/keys.ts). */
+  rendezvous?: Buffer
+  sealer?: RecordSealer
   /** The peer link's port (announced on the swarm hash). */
   linkPort: number
   /** Link endpoints published in the profile (`host:port`). */
@@ -97,6 +100,7 @@ export class DhtService extends EventEmitter<DiscoveryEvents> {
         republishMs: options.republishMs,
         retryMs: options.retryMs,
         maxRetryMs: options.maxRetryMs,
+        sealer: options.sealer,
       },
     )
     this.discovery = new Discovery(
@@ -108,6 +112,8 @@ export class DhtService extends EventEmitter<DiscoveryEvents> {
       },
       {
         swarm: options.swarm,
+        rendezvous: options.rendezvous,
+        sealer: options.sealer,
         linkPort: options.linkPort,
         allowList: options.allowList,
         selfPublicKeyHex: key,
@@ -118,6 +124,7 @@ export class DhtService extends EventEmitter<DiscoveryEvents> {
       },
     )
     this.discovery.on('peer', (peer) => this.emit('peer', peer))
+    this.discovery.on('addresses', (a) => this.emit('addresses', a))
   }
 
   /**

@@ -13,7 +13,13 @@ import { PendingInbound, sourceKey } from './pending-inbound.js'
  * logged at warn, rate-limited; other failures (`link.handshake.*`) at debug.
  */
 
-const REFUSALS: ReadonlySet<HandshakeIoFailure> = new Set(['not_allowed', 'wrong_key', 'self'])
+const REFUSALS: ReadonlySet<HandshakeIoFailure> = new Set([
+  'not_allowed',
+  'wrong_key',
+  'self',
+  'not_member',
+  'revoked',
+])
 
 export class Acceptor {
   private readonly deps: LinkPartDeps
@@ -95,6 +101,7 @@ export class Acceptor {
         maxFrameBytes: options.maxFrameBytes,
         firstByteTimeoutMs: options.firstByteTimeoutMs,
         signal: entry.controller.signal,
+        gate: options.membership,
         onProgress: () => {
           entry.lastActivity = performance.now()
         },
@@ -119,5 +126,10 @@ export class Acceptor {
     else reportDrop(name, { remote, peer: outcome.peerKeyHex?.slice(0, 7) })
   }
 
-  private isAllowed = (peerKeyHex: string): boolean => this.deps.options.allowList().has(peerKeyHex)
+  /** Open swarm: the allow-list. Private swarm: any key not revoked (membership is proved after the handshake). */
+  private isAllowed = (peerKeyHex: string): boolean => {
+    const membership = this.deps.options.membership
+    if (membership) return !membership.isRevoked(peerKeyHex)
+    return this.deps.options.allowList().has(peerKeyHex)
+  }
 }

@@ -31,6 +31,22 @@ export const UNSIGNED_HEAD_START_MS = 250
 export const RELINK_WINDOW_MS = 60_000
 export const RELINK_RETRY_MAX_MS = 1_000
 
+/**
+ * Private swarms: a swarm address nobody is known at is probed (dialled with the member
+ * handshake, whoever answers) at most once per this; each failure doubles it up to
+ * PROBE_RETRY_MAX_MS. The rendezvous is secret, so these are members' addresses (or stale).
+ */
+export const PROBE_RETRY_MS = 30_000
+export const PROBE_RETRY_MAX_MS = 10 * 60_000
+/** Addresses remembered for probing (the oldest is forgotten past it). */
+export const MAX_PROBED_ADDRESSES = 256
+
+interface Probe {
+  attempt: AbortController | undefined
+  notBefore: number
+  failures: number
+}
+
 interface DialTarget {
   readonly peerKeyHex: string
   readonly peerKey: Buffer
@@ -52,6 +68,7 @@ export class Dialer {
   private readonly deps: DialerDeps
   private readonly targets = new Map<string, DialTarget>()
   private readonly sockets = new Set<Socket>()
+  private readonly probes = new Map<string, Probe>()
   private closed = false
 
   constructor(deps: DialerDeps) {
@@ -138,9 +155,84 @@ export class Dialer {
     }
   }
 
+  /**
+   * Dials `address` with the member handshake (no expected key): see LinkManager.probe.
+   * Invalid addresses are counted (`link.endpoint.invalid`) and skipped.
+   */
+  probe(address: string): void {
+    if (this.closed || this.deps.options.membership === undefined) return
+    const now = Date.now()
+    let p = this.probes.get(address)
+    if (p !== undefined && (p.attempt !== undefined || now < p.notBefore)) return
+    const endpoint = this.parseEndpoints('probe', [address])[0]
+    if (endpoint === undefined) return
+    if (p === undefined) {
+      if (this.probes.size >= MAX_PROBED_ADDRESSES) {
+        const oldest = this.probes.keys().next().value
+        if (oldest !== undefined) this.probes.delete(oldest)
+      }
+      p = { attempt: undefined, notBefore: 0, failures: 0 }
+      this.probes.set(address, p)
+    }
+    this.runProbe(address, endpoint, p).catch((err: unknown) =>
+      this.deps.log.error({ err }, 'probe failed unexpectedly'),
+    )
+  }
+
+  private async runProbe(address: string, endpoint: Endpoint, p: Probe): Promise<void> {
+    const { options, log } = this.deps
+    const attempt = new AbortController()
+    p.attempt = attempt
+    this.deps.counters.inc('link.probe.dialled')
+    const socket = netConnect({ host: endpoint.host, port: endpoint.port })
+    socket.on('error', (err) => log.debug({ err: err.message }, 'probe socket error'))
+    socket.setNoDelay(true)
+    this.sockets.add(socket)
+    let claimed: DialTarget | undefined
+    let outcome: HandshakeOutcome
+    try {
+      outcome = await runInitiator(socket, this.deps.identity, undefined, {
+        timeoutMs: options.unsignedDialTimeoutMs,
+        maxFrameBytes: options.maxFrameBytes,
+        signal: attempt.signal,
+        gate: options.membership,
+        // Whoever answered: not if a link to it is up, or one of its dials is past its REPLY.
+        claim: (peerKeyHex) => {
+          if (this.deps.hasLink(peerKeyHex)) return false
+          const target = this.targets.get(peerKeyHex)
+          if (target === undefined) return true
+          if (target.claimedBy !== undefined) return false
+          target.claimedBy = attempt
+          claimed = target
+          return true
+        },
+      })
+    } finally {
+      p.attempt = undefined
+      if (claimed?.claimedBy === attempt) claimed.claimedBy = undefined
+      this.sockets.delete(socket)
+    }
+    if (this.closed) {
+      socket.destroy()
+      return
+    }
+    if (outcome.ok) {
+      p.failures = 0
+      p.notBefore = Date.now() + PROBE_RETRY_MS
+      this.deps.adopt(socket, outcome)
+      return
+    }
+    p.notBefore = Date.now() + Math.min(PROBE_RETRY_MAX_MS, PROBE_RETRY_MS * 2 ** p.failures++)
+    if (outcome.reason === 'aborted') return
+    this.deps.counters.inc(`link.probe.${outcome.reason}`)
+    log.debug({ address, reason: outcome.reason, peer: outcome.peerKeyHex?.slice(0, 7) }, 'probe failed')
+  }
+
   /** Stops every dial and destroys the sockets of handshakes in progress. */
   close(): void {
     this.closed = true
+    for (const p of this.probes.values()) p.attempt?.abort()
+    this.probes.clear()
     for (const t of this.targets.values()) stopDialling(t)
     this.targets.clear()
     for (const s of this.sockets) s.destroy()
@@ -199,6 +291,7 @@ export class Dialer {
         timeoutMs: c.signed ? options.handshakeTimeoutMs : options.unsignedDialTimeoutMs,
         maxFrameBytes: options.maxFrameBytes,
         signal: attempt.signal,
+        gate: options.membership,
         claim: () => {
           if (target.claimedBy !== undefined && target.claimedBy !== attempt) return false
           target.claimedBy = attempt

@@ -14,6 +14,8 @@ import { BridgeError } from '../errors.js'
  *   PING          0x06  nonce u32
  *   PONG          0x07  nonce u32 (echoes the PING)
  *   NOTICE        0x08  code u8 (NOTICE_CODES: e.g. another process holds this key's link)
+ *   MEMBER        0x09  len u16 ‖ credential (private swarms: the first frame each way, at most MAX_MEMBER_BYTES)
+ *   REVOCATION    0x0a  len u16 ‖ one signed revocation item, item-wire form (at most MAX_REVOCATION_BYTES)
  *
  * Decoding is total: any malformed input throws BridgeError FRAME_INVALID, never reads out
  * of bounds, and trailing bytes are an error. Decoded payloads and records are views into
@@ -44,6 +46,8 @@ export type Frame =
   | { readonly type: 'PING'; readonly nonce: number }
   | { readonly type: 'PONG'; readonly nonce: number }
   | { readonly type: 'NOTICE'; readonly code: number }
+  | { readonly type: 'MEMBER'; readonly credential: Uint8Array }
+  | { readonly type: 'REVOCATION'; readonly item: Uint8Array }
 
 export type FrameType = Frame['type']
 
@@ -56,7 +60,14 @@ export const FRAME_TYPE_CODES: Readonly<Record<FrameType, number>> = {
   PING: 0x06,
   PONG: 0x07,
   NOTICE: 0x08,
+  MEMBER: 0x09,
+  REVOCATION: 0x0a,
 }
+
+/** A credential is a certificate (< 1 KiB with 64 filters each way) plus a signature. */
+export const MAX_MEMBER_BYTES = 4096
+/** A revocation item: a 1000-byte `v` plus key, salt, seq and signature. */
+export const MAX_REVOCATION_BYTES = 2048
 
 /**
  * NOTICE codes (link-level, handled by the link manager; older peers count the frame as
@@ -251,6 +262,18 @@ export function encodeFrame(frame: Frame): Buffer {
         throw BridgeError.frame('NOTICE code must be a u8')
       return Buffer.from([FRAME_VERSION, code, frame.code])
     }
+    case 'MEMBER':
+    case 'REVOCATION': {
+      const body = frame.type === 'MEMBER' ? frame.credential : frame.item
+      const max = frame.type === 'MEMBER' ? MAX_MEMBER_BYTES : MAX_REVOCATION_BYTES
+      if (body.length > max) throw BridgeError.frame(`${frame.type} over ${max} bytes`)
+      const w = new Writer(Buffer.allocUnsafe(FRAME_HEADER_BYTES + 2 + body.length))
+      w.u8(FRAME_VERSION)
+      w.u8(code)
+      w.u16(body.length)
+      w.bytes(body)
+      return w.buf
+    }
     case 'PING':
     case 'PONG': {
       if (!Number.isInteger(frame.nonce) || frame.nonce < 0 || frame.nonce > 0xffffffff)
@@ -324,5 +347,13 @@ function decodeBody(type: FrameType, r: Reader): Frame {
       return { type, nonce: r.u32('nonce') }
     case 'NOTICE':
       return { type, code: r.u8('code') }
+    case 'MEMBER':
+    case 'REVOCATION': {
+      const max = type === 'MEMBER' ? MAX_MEMBER_BYTES : MAX_REVOCATION_BYTES
+      const n = r.u16('length')
+      if (n > max) throw BridgeError.frame(`${type} over ${max} bytes`)
+      const body = r.bytes(n, type)
+      return type === 'MEMBER' ? { type, credential: body } : { type, item: body }
+    }
   }
 }

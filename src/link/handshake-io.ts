@@ -7,14 +7,13 @@ import {
   FINISH_BYTES,
   type HandshakeFailure,
   HEADER_BYTES,
-  HELLO_BYTES,
+  helloShape,
   InitiatorHandshake,
+  type LinkGate,
   type LinkSession,
   MSG_FINISH,
-  MSG_HELLO,
-  MSG_REPLY,
-  REPLY_BYTES,
   ResponderHandshake,
+  replyShape,
 } from './handshake.js'
 import { LENGTH_BYTES, SEAL_OVERHEAD, SealedChannel } from './sealed-channel.js'
 
@@ -45,7 +44,9 @@ export interface HandshakeIoOptions {
    * point past which the responder installs the link). `false` fails with `superseded`:
    * the caller lets only one of its parallel dials to a peer get that far.
    */
-  readonly claim?: () => boolean
+  readonly claim?: (peerKeyHex: string) => boolean
+  /** A private swarm's gate: the member HELLO / REPLY variants (handshake.ts). */
+  readonly gate?: LinkGate
   /** Test vectors only. */
   readonly ephemeralSecretKey?: Uint8Array
 }
@@ -133,24 +134,28 @@ function earlyCheck(q: ByteQueue, type: number): HandshakeFailure | undefined {
   return q.length >= HEADER_BYTES ? checkHeader(q.peek(HEADER_BYTES), type) : undefined
 }
 
-/** Dials as initiator: the peer must prove `expectedPeerKey` and confirm with a sealed frame. */
+/**
+ * Dials as initiator: the peer must prove `expectedPeerKey` (any member's key when it is
+ * undefined, with a gate) and confirm with a sealed frame.
+ */
 export function runInitiator(
   socket: Socket,
   identity: Identity,
-  expectedPeerKey: Uint8Array,
+  expectedPeerKey: Uint8Array | undefined,
   options: HandshakeIoOptions,
 ): Promise<HandshakeOutcome> {
-  const hs = new InitiatorHandshake(identity, expectedPeerKey, options.ephemeralSecretKey)
+  const hs = new InitiatorHandshake(identity, expectedPeerKey, options.ephemeralSecretKey, options.gate)
+  const reply = replyShape(options.gate)
   let pending: { session: LinkSession; channel: SealedChannel } | undefined
   const confirmLength = SEAL_OVERHEAD + CONFIRM_PLAINTEXT.length
   const outcome = drive(socket, options, (q) => {
     if (!pending) {
-      const bad = earlyCheck(q, MSG_REPLY)
+      const bad = earlyCheck(q, reply.type)
       if (bad) return { ok: false, reason: bad }
-      if (q.length < REPLY_BYTES) return undefined
-      const r = hs.onReply(q.take(REPLY_BYTES))
+      if (q.length < reply.bytes) return undefined
+      const r = hs.onReply(q.take(reply.bytes))
       if (!r.ok) return r
-      if (options.claim && !options.claim()) return { ok: false, reason: 'superseded' }
+      if (options.claim && !options.claim(r.session.peerKeyHex)) return { ok: false, reason: 'superseded' }
       socket.write(r.finish)
       pending = {
         session: r.session,
@@ -182,14 +187,15 @@ export function runResponder(
   isAllowed: (peerKeyHex: string) => boolean,
   options: HandshakeIoOptions,
 ): Promise<HandshakeOutcome> {
-  const hs = new ResponderHandshake(identity, isAllowed, options.ephemeralSecretKey)
+  const hs = new ResponderHandshake(identity, isAllowed, options.ephemeralSecretKey, options.gate)
+  const hello = helloShape(options.gate)
   let initiatorKeyHex: string | undefined
   return drive(socket, options, (q) => {
     if (initiatorKeyHex === undefined) {
-      const bad = earlyCheck(q, MSG_HELLO)
+      const bad = earlyCheck(q, hello.type)
       if (bad) return { ok: false, reason: bad }
-      if (q.length < HELLO_BYTES) return undefined
-      const r = hs.onHello(q.take(HELLO_BYTES))
+      if (q.length < hello.bytes) return undefined
+      const r = hs.onHello(q.take(hello.bytes))
       if (!r.ok) return r
       initiatorKeyHex = r.initiatorKeyHex
       socket.write(r.reply)

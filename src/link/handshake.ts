@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto'
+import { randomBytes, timingSafeEqual } from 'node:crypto'
 import nacl from 'tweetnacl'
 import type { Identity } from '../identity/identity.js'
 import { verifySignature } from '../identity/sign.js'
@@ -17,6 +17,14 @@ import { verifySignature } from '../identity/sign.js'
  * keys (no identity misbinding, no replay of an old REPLY/FINISH into a new session).
  * The responder refuses a HELLO from a key that is not allow-listed, or naming another
  * responder key, before it computes or decrypts anything and without answering.
+ *
+ * In a private swarm (docs/PROTOCOL.md "Private swarms") the member variants replace HELLO
+ * and REPLY: HELLO_M = HELLO's fields ‖ tag, where tag = HMAC-SHA256(gate key, HELLO_M[0..102])
+ * truncated to 16 bytes (only members hold the gate key: a stranger's HELLO is refused
+ * unanswered), and the responder key may be all zeros (the initiator dials a swarm address
+ * and does not know who is there); REPLY_M = header ‖ R static pk ‖ R ephemeral pk ‖
+ * sig_R(DOMAIN_R ‖ sha512(HELLO_M ‖ REPLY_M[0..70])), so the transcript binds the responder's
+ * key either way. FINISH, CONFIRM and the key schedule are unchanged.
  */
 
 /** "mdbl": mqtt-dht-bridge link. */
@@ -26,12 +34,40 @@ export const MSG_HELLO = 1
 export const MSG_REPLY = 2
 export const MSG_FINISH = 3
 export const MSG_CONFIRM = 4
+export const MSG_HELLO_MEMBER = 5
+export const MSG_REPLY_MEMBER = 6
 
 /** magic(4) ‖ version(1) ‖ type(1). */
 export const HEADER_BYTES = 6
 export const HELLO_BYTES = HEADER_BYTES + 32 + 32 + 32
 export const REPLY_BYTES = HEADER_BYTES + 32 + 64
 export const FINISH_BYTES = HEADER_BYTES + 64
+export const GATE_TAG_BYTES = 16
+export const HELLO_MEMBER_BYTES = HELLO_BYTES + GATE_TAG_BYTES
+export const REPLY_MEMBER_BYTES = HEADER_BYTES + 32 + 32 + 64
+/** A member HELLO's responder key when the initiator does not know whom it dials. */
+const ANY_RESPONDER = Buffer.alloc(32)
+
+/**
+ * A private swarm's gate: the tag over a member HELLO (HMAC-SHA256 under the swarm's gate
+ * key, 16 bytes: src/swarm/keys.ts gateTag). Present on both ends, or the member variants
+ * are not used at all.
+ */
+export interface LinkGate {
+  tag(message: Uint8Array): Buffer
+}
+
+/** The handshake's message types and sizes, open or member variant. */
+export function helloShape(gate: LinkGate | undefined): { type: number; bytes: number } {
+  return gate
+    ? { type: MSG_HELLO_MEMBER, bytes: HELLO_MEMBER_BYTES }
+    : { type: MSG_HELLO, bytes: HELLO_BYTES }
+}
+export function replyShape(gate: LinkGate | undefined): { type: number; bytes: number } {
+  return gate
+    ? { type: MSG_REPLY_MEMBER, bytes: REPLY_MEMBER_BYTES }
+    : { type: MSG_REPLY, bytes: REPLY_BYTES }
+}
 
 const DOMAIN_RESPONDER = Buffer.from('mqtt-dht-bridge/link/v2/responder-signature', 'ascii')
 const DOMAIN_INITIATOR = Buffer.from('mqtt-dht-bridge/link/v2/initiator-signature', 'ascii')
@@ -44,6 +80,8 @@ export type HandshakeFailure =
   | 'bad_type'
   | 'bad_length'
   | 'not_allowed'
+  | 'not_member'
+  | 'revoked'
   | 'wrong_key'
   | 'self'
   | 'bad_ephemeral'
@@ -180,35 +218,73 @@ function session(
   }
 }
 
-/** The dialing side. `ephemeralSecretKey` is injected only by test vectors. */
+/**
+ * The dialing side. `expectedResponderKey` may be undefined only with a gate (a member
+ * dialling a swarm address: the REPLY says who answered). `ephemeralSecretKey` is injected
+ * only by test vectors.
+ */
 export class InitiatorHandshake {
   readonly hello: Buffer
   private readonly ephemeral: nacl.BoxKeyPair
-  private readonly responderKey: Buffer
+  private readonly responderKey: Buffer | undefined
   private done = false
 
   constructor(
     private readonly identity: Identity,
-    expectedResponderKey: Uint8Array,
+    expectedResponderKey: Uint8Array | undefined,
     ephemeralSecretKey?: Uint8Array,
+    private readonly gate?: LinkGate,
   ) {
-    if (expectedResponderKey.length !== 32) throw new RangeError('responder key must be 32 bytes')
-    this.responderKey = Buffer.from(expectedResponderKey)
+    if (expectedResponderKey === undefined && gate === undefined)
+      throw new RangeError('an open handshake must name the responder key')
+    if (expectedResponderKey !== undefined && expectedResponderKey.length !== 32)
+      throw new RangeError('responder key must be 32 bytes')
+    this.responderKey = expectedResponderKey && Buffer.from(expectedResponderKey)
     this.ephemeral = ephemeralKeyPair(ephemeralSecretKey)
-    this.hello = buildHello(identity.publicKey, this.responderKey, this.ephemeral.publicKey)
+    if (gate) {
+      const body = Buffer.concat([
+        header(MSG_HELLO_MEMBER),
+        identity.publicKey,
+        this.responderKey ?? ANY_RESPONDER,
+        this.ephemeral.publicKey,
+      ])
+      this.hello = Buffer.concat([body, gate.tag(body).subarray(0, GATE_TAG_BYTES)])
+    } else {
+      this.hello = buildHello(identity.publicKey, this.responderKey as Buffer, this.ephemeral.publicKey)
+    }
   }
 
   /** Verifies REPLY against the expected responder key; returns FINISH and the session. */
   onReply(reply: Buffer): Step<{ finish: Buffer; session: LinkSession }> {
     if (this.done) throw new Error('handshake already used')
     this.done = true
-    const parsed = parseReply(reply)
-    if (!parsed.ok) return parsed
-    const signedPart = reply.subarray(0, HEADER_BYTES + 32)
+    let responderKey: Buffer
+    let ephemeralPublicKey: Buffer
+    let signature: Buffer
+    let signedPart: Buffer
+    if (this.gate) {
+      const bad = checkMessage(reply, MSG_REPLY_MEMBER, REPLY_MEMBER_BYTES)
+      if (bad) return { ok: false, reason: bad }
+      responderKey = Buffer.from(reply.subarray(6, 38))
+      ephemeralPublicKey = reply.subarray(38, 70)
+      signature = reply.subarray(70, 134)
+      signedPart = reply.subarray(0, 70)
+      const peerKeyHex = responderKey.toString('hex')
+      if (this.responderKey && !this.responderKey.equals(responderKey))
+        return { ok: false, reason: 'wrong_key', peerKeyHex }
+      if (responderKey.equals(this.identity.publicKey)) return { ok: false, reason: 'self', peerKeyHex }
+    } else {
+      const parsed = parseReply(reply)
+      if (!parsed.ok) return parsed
+      responderKey = this.responderKey as Buffer
+      ephemeralPublicKey = parsed.ephemeralPublicKey
+      signature = parsed.signature
+      signedPart = reply.subarray(0, HEADER_BYTES + 32)
+    }
     const responderSigned = Buffer.concat([DOMAIN_RESPONDER, sha512(this.hello, signedPart)])
-    if (!verifySignature(parsed.signature, responderSigned, this.responderKey))
+    if (!verifySignature(signature, responderSigned, responderKey))
       return { ok: false, reason: 'bad_signature' }
-    const dh = sharedSecret(this.ephemeral.secretKey, parsed.ephemeralPublicKey)
+    const dh = sharedSecret(this.ephemeral.secretKey, ephemeralPublicKey)
     this.ephemeral.secretKey.fill(0)
     if (!dh) return { ok: false, reason: 'bad_ephemeral' }
     const th = sha512(this.hello, reply)
@@ -220,12 +296,15 @@ export class InitiatorHandshake {
     return {
       ok: true,
       finish,
-      session: session('initiator', this.responderKey, this.identity.publicKeyHex, keys, th),
+      session: session('initiator', responderKey, this.identity.publicKeyHex, keys, th),
     }
   }
 }
 
-/** The accepting side. `isAllowed` is the live allow-list (lowercase hex keys). */
+/**
+ * The accepting side. `isAllowed` is the live allow-list (lowercase hex keys); with a gate
+ * (a private swarm) it answers whether the key is not revoked, and a refusal is `revoked`.
+ */
 export class ResponderHandshake {
   private readonly ephemeralSecretKey: Uint8Array | undefined
   private state:
@@ -237,29 +316,35 @@ export class ResponderHandshake {
     private readonly identity: Identity,
     private readonly isAllowed: (peerKeyHex: string) => boolean,
     ephemeralSecretKey?: Uint8Array,
+    private readonly gate?: LinkGate,
   ) {
     this.ephemeralSecretKey = ephemeralSecretKey
   }
 
   /**
-   * Checks the allow-list and the expected key first: a refused HELLO costs no key
-   * generation, no Diffie-Hellman and no signature. Only then builds REPLY.
+   * Checks the gate tag, the allow-list and the expected key first: a refused HELLO costs no
+   * key generation, no Diffie-Hellman and no signature. Only then builds REPLY.
    */
   onHello(hello: Buffer): Step<{ reply: Buffer; initiatorKeyHex: string }> {
     if (this.state.at !== 'hello') throw new Error('HELLO already handled')
     this.state = { at: 'done' }
-    const parsed = parseHello(hello)
+    const gate = this.gate
+    const parsed = gate ? parseMemberHello(hello, gate) : parseHello(hello)
     if (!parsed.ok) return parsed
     const initiatorKeyHex = parsed.initiatorKey.toString('hex')
     const refuse = (reason: HandshakeFailure) => ({ ok: false as const, reason, peerKeyHex: initiatorKeyHex })
     if (initiatorKeyHex === this.identity.publicKeyHex) return refuse('self')
-    if (!this.isAllowed(initiatorKeyHex)) return refuse('not_allowed')
-    if (parsed.responderKey.compare(this.identity.publicKey) !== 0) return refuse('wrong_key')
+    if (!this.isAllowed(initiatorKeyHex)) return refuse(gate ? 'revoked' : 'not_allowed')
+    const anyResponder = gate !== undefined && parsed.responderKey.equals(ANY_RESPONDER)
+    if (!anyResponder && parsed.responderKey.compare(this.identity.publicKey) !== 0)
+      return refuse('wrong_key')
     const ephemeral = ephemeralKeyPair(this.ephemeralSecretKey)
     const dh = sharedSecret(ephemeral.secretKey, parsed.ephemeralPublicKey)
     ephemeral.secretKey.fill(0)
     if (!dh) return refuse('bad_ephemeral')
-    const replyHead = Buffer.concat([header(MSG_REPLY), ephemeral.publicKey])
+    const replyHead = gate
+      ? Buffer.concat([header(MSG_REPLY_MEMBER), this.identity.publicKey, ephemeral.publicKey])
+      : Buffer.concat([header(MSG_REPLY), ephemeral.publicKey])
     const signature = this.identity.sign(Buffer.concat([DOMAIN_RESPONDER, sha512(hello, replyHead)]))
     const reply = Buffer.concat([replyHead, signature])
     const th = sha512(hello, reply)
@@ -279,5 +364,23 @@ export class ResponderHandshake {
       return { ok: false, reason: 'bad_signature' }
     const initiatorKeyHex = st.initiatorKey.toString('hex')
     return { ok: true, session: session('responder', st.initiatorKey, initiatorKeyHex, st.keys, st.th) }
+  }
+}
+
+/** A member HELLO: the open HELLO's fields plus the gate tag, checked in constant time. */
+export function parseMemberHello(
+  buf: Buffer,
+  gate: LinkGate,
+): Step<{ initiatorKey: Buffer; responderKey: Buffer; ephemeralPublicKey: Buffer }> {
+  const bad = checkMessage(buf, MSG_HELLO_MEMBER, HELLO_MEMBER_BYTES)
+  if (bad) return { ok: false, reason: bad }
+  const tag = gate.tag(buf.subarray(0, HELLO_BYTES)).subarray(0, GATE_TAG_BYTES)
+  if (tag.length !== GATE_TAG_BYTES || !timingSafeEqual(tag, buf.subarray(HELLO_BYTES)))
+    return { ok: false, reason: 'not_member' }
+  return {
+    ok: true,
+    initiatorKey: buf.subarray(6, 38),
+    responderKey: buf.subarray(38, 70),
+    ephemeralPublicKey: buf.subarray(70, 102),
   }
 }

@@ -13,7 +13,9 @@ import type { HandshakeOutcome } from './handshake-io.js'
 import {
   type LinkManagerDeps,
   type LinkManagerOptions,
+  type LinkMembership,
   type LinkPartDeps,
+  type MembershipRefusal,
   type ResolvedLinkOptions,
   resolveLinkOptions,
 } from './options.js'
@@ -66,6 +68,8 @@ export class LinkManager extends EventEmitter<LinkManagerEvents> {
   private readonly warnRefused: (reason: string, details?: object) => void
   private readonly opts: ResolvedLinkOptions
   private readonly links = new Map<string, PeerLink>()
+  /** Private swarm: links whose MEMBER frame has not arrived yet (not up, not in `links`). */
+  private readonly probation = new Set<PeerLink>()
   private readonly dialer: Dialer
   private readonly acceptor: Acceptor
   private readonly duplicates = new DuplicateIdentityWatch()
@@ -149,6 +153,23 @@ export class LinkManager extends EventEmitter<LinkManagerEvents> {
     this.links.get(peerKeyHex)?.close('forgotten')
   }
 
+  /**
+   * Dials a swarm address without knowing who is there (a private swarm only: the member
+   * handshake's REPLY says who answered, and the MEMBER frame whether it is a member).
+   * Each address is probed at most once per PROBE_RETRY_MS (backoff on failure); bounded.
+   */
+  probe(address: string): void {
+    if (this.closing || this.opts.membership === undefined) return
+    this.dialer.probe(address)
+  }
+
+  /** Closes this peer's link (if up) with `reason` and stops dialling it (a revoked or expired member). */
+  drop(peerKeyHex: string, reason: 'revoked' | 'expired' | 'not_member'): void {
+    this.dialer.forget(peerKeyHex)
+    this.links.get(peerKeyHex)?.close(reason)
+    for (const link of this.probation) if (link.peerKeyHex === peerKeyHex) link.close(reason)
+  }
+
   /** Closes the links of peers no longer in the allow-list (call after it changes). */
   enforceAllowList(): void {
     const allowed = this.opts.allowList()
@@ -161,6 +182,7 @@ export class LinkManager extends EventEmitter<LinkManagerEvents> {
     this.dialer.close()
     this.closing = this.acceptor.close()
     for (const link of [...this.links.values()]) link.close('shutdown')
+    for (const link of [...this.probation]) link.close('shutdown')
     return this.closing
   }
 
@@ -176,36 +198,121 @@ export class LinkManager extends EventEmitter<LinkManagerEvents> {
     }
   }
 
-  /** A handshake completed (either role): apply the allow-list and the one-link rule, then install. */
+  /** A handshake completed (either role): membership first in a private swarm, then install. */
   private adopt(socket: Socket, outcome: HandshakeOutcome & { ok: true }): void {
-    const { session } = outcome
-    const peer = session.peerKeyHex
-    const prefix = session.role === 'responder' ? 'link.refused' : 'link.dial'
-    if (!this.opts.allowList().has(peer)) {
-      this.counters.inc(`${prefix}.not_allowed`)
-      this.warnRefused(`${prefix}.not_allowed`, { peerKey: peer.slice(0, 7) })
-      socket.destroy()
-      return
-    }
-    const existing = this.links.get(peer)
-    if (existing && !keepNewLink(session.initiatorKeyHex, existing.initiatorKeyHex)) {
-      this.counters.inc('link.duplicate')
-      this.log.debug(
-        { peer: peer.slice(0, 7), role: session.role },
-        'duplicate link dropped, kept the existing one',
-      )
-      socket.destroy()
-      // If the existing link is a half-open leftover, this finds out within one handshake timeout.
-      existing.checkAlive(this.opts.handshakeTimeoutMs)
-      return
-    }
-    const link = new PeerLink(
+    const membership = this.opts.membership
+    if (membership === undefined) this.install(socket, outcome, undefined)
+    else this.prove(socket, outcome, membership)
+  }
+
+  private newLink(socket: Socket, outcome: HandshakeOutcome & { ok: true }): PeerLink {
+    return new PeerLink(
       { ...outcome, socket, counters: this.counters, log: this.log, reportDrop: this.reportDrop },
       {
         keepaliveIntervalMs: this.opts.keepaliveIntervalMs,
         keepaliveTimeoutMs: this.opts.keepaliveTimeoutMs,
       },
     )
+  }
+
+  /**
+   * A private swarm's link after its handshake: both ends send their credential as the first
+   * frame (MEMBER); the link is installed (and up) only once the peer's passed `admit`
+   * within the handshake deadline. Anything else first, a bad credential, or silence closes
+   * it, counted as `link.refused.<reason>` (responder) or `link.dial.<reason>` (initiator).
+   */
+  private prove(socket: Socket, outcome: HandshakeOutcome & { ok: true }, membership: LinkMembership): void {
+    const { session } = outcome
+    const peer = session.peerKeyHex
+    const prefix = session.role === 'responder' ? 'link.refused' : 'link.dial'
+    const existing = this.links.get(peer)
+    if (existing && !keepNewLink(session.initiatorKeyHex, existing.initiatorKeyHex)) {
+      this.dropDuplicate(socket, existing, session.role, peer)
+      return
+    }
+    const link = this.newLink(socket, outcome)
+    this.probation.add(link)
+    const refuse = (reason: MembershipRefusal, message: string): void => {
+      this.counters.inc(`${prefix}.${reason}`)
+      this.warnRefused(`${prefix}.${reason}`, {
+        peerKey: peer.slice(0, 7),
+        remote: `${link.remoteAddress}:${link.remotePort}`,
+        message,
+      })
+      link.close(reason === 'revoked' || reason === 'expired' ? reason : 'not_member')
+    }
+    const timer = setTimeout(
+      () => refuse('member_timeout', 'no MEMBER frame in time'),
+      this.opts.handshakeTimeoutMs,
+    )
+    timer.unref()
+    const done = (): void => {
+      clearTimeout(timer)
+      this.probation.delete(link)
+      link.off('frame', onFrame)
+      link.off('close', done)
+    }
+    const onFrame = (frame: Frame): void => {
+      done()
+      if (frame.type !== 'MEMBER') {
+        refuse('malformed', `first frame ${frame.type}, not MEMBER`)
+        return
+      }
+      const verdict = membership.admit(peer, frame.credential)
+      if (!verdict.ok) refuse(verdict.reason, verdict.message)
+      else if (!this.closing) this.install(socket, outcome, link)
+      else link.close('shutdown')
+    }
+    link.on('frame', onFrame)
+    link.once('close', done)
+    try {
+      link.send({ type: 'MEMBER', credential: membership.credential() })
+    } catch {
+      // closed meanwhile: the 'close' above cleaned up
+    }
+    link.start()
+  }
+
+  private dropDuplicate(
+    socket: Socket,
+    existing: PeerLink,
+    role: string,
+    peer: string,
+    link?: PeerLink,
+  ): void {
+    this.counters.inc('link.duplicate')
+    this.log.debug({ peer: peer.slice(0, 7), role }, 'duplicate link dropped, kept the existing one')
+    if (link) link.close('duplicate')
+    else socket.destroy()
+    // If the existing link is a half-open leftover, this finds out within one handshake timeout.
+    existing.checkAlive(this.opts.handshakeTimeoutMs)
+  }
+
+  /**
+   * Applies the allow-list and the one-link rule, then makes `link` (already made and
+   * started when it went through `prove`) the peer's current link.
+   */
+  private install(
+    socket: Socket,
+    outcome: HandshakeOutcome & { ok: true },
+    made: PeerLink | undefined,
+  ): void {
+    const { session } = outcome
+    const peer = session.peerKeyHex
+    const prefix = session.role === 'responder' ? 'link.refused' : 'link.dial'
+    if (!this.opts.allowList().has(peer)) {
+      this.counters.inc(`${prefix}.not_allowed`)
+      this.warnRefused(`${prefix}.not_allowed`, { peerKey: peer.slice(0, 7) })
+      if (made) made.close('not_allowed')
+      else socket.destroy()
+      return
+    }
+    const existing = this.links.get(peer)
+    if (existing && !keepNewLink(session.initiatorKeyHex, existing.initiatorKeyHex)) {
+      this.dropDuplicate(socket, existing, session.role, peer, made)
+      return
+    }
+    const link = made ?? this.newLink(socket, outcome)
     if (existing && !existing.closed && this.refuseDuplicate(peer, existing, link)) return
     this.links.set(peer, link)
     link.on('frame', (frame) => this.emit('frame', peer, frame))
@@ -220,7 +327,7 @@ export class LinkManager extends EventEmitter<LinkManagerEvents> {
     }
     this.logLink('link up', peer, { role: session.role, session: session.sessionId })
     this.notify('up', peer, link)
-    link.start()
+    link.start() // a no-op for a link `prove` started
   }
 
   /**

@@ -2,6 +2,7 @@ import type { Socket } from 'node:net'
 import type { Identity } from '../identity/identity.js'
 import type { Logger } from '../log.js'
 import type { Counters } from '../metrics.js'
+import type { LinkGate } from './handshake.js'
 import type { HandshakeOutcome } from './handshake-io.js'
 import { DEFAULT_MAX_PENDING_HANDSHAKES, DEFAULT_MAX_PENDING_PER_SOURCE } from './pending-inbound.js'
 import { DEFAULT_MAX_FRAME_BYTES } from './sealed-channel.js'
@@ -59,11 +60,43 @@ export interface LinkManagerOptions {
   readonly keepaliveTimeoutMs?: number
   /** The operator's name for a peer, for the `link up` / `link down` lines (default: none). */
   readonly peerName?: (peerKeyHex: string) => string | undefined
+  /**
+   * A private swarm (src/swarm/membership.ts): member handshakes (the gate), and every link
+   * proves its membership with a MEMBER frame before it is up. Absent: an open swarm.
+   */
+  readonly membership?: LinkMembership
+}
+
+/** Why a peer's credential was refused; each is counted as `link.refused.<reason>`. */
+export type MembershipRefusal =
+  | 'malformed'
+  | 'other_swarm'
+  | 'forged'
+  | 'expired'
+  | 'not_yet_valid'
+  | 'revoked'
+  | 'member_timeout'
+
+/** What the link layer needs of a private swarm's membership. */
+export interface LinkMembership extends LinkGate {
+  /** Keys (site or invite) refused at once: a HELLO from one is refused unanswered. */
+  isRevoked(peerKeyHex: string): boolean
+  /** This site's credential, the plaintext of the MEMBER frame it sends on every link. */
+  credential(): Buffer
+  /**
+   * Checks a peer's credential against its authenticated key and, when it passes, admits the
+   * peer (the directory learns its name and rights). Never throws.
+   */
+  admit(
+    peerKeyHex: string,
+    credential: Uint8Array,
+  ): { ok: true } | { ok: false; reason: MembershipRefusal; message: string }
 }
 
 /** Every option with its default applied. */
-export type ResolvedLinkOptions = Required<Omit<LinkManagerOptions, 'backoff'>> & {
+export type ResolvedLinkOptions = Required<Omit<LinkManagerOptions, 'backoff' | 'membership'>> & {
   readonly backoff: { readonly minMs: number; readonly maxMs: number }
+  readonly membership: LinkMembership | undefined
 }
 
 export function resolveLinkOptions(options: LinkManagerOptions): ResolvedLinkOptions {
@@ -85,6 +118,7 @@ export function resolveLinkOptions(options: LinkManagerOptions): ResolvedLinkOpt
     keepaliveIntervalMs: options.keepaliveIntervalMs ?? 5_000,
     keepaliveTimeoutMs: options.keepaliveTimeoutMs ?? 15_000,
     peerName: options.peerName ?? (() => undefined),
+    membership: options.membership,
   }
 }
 

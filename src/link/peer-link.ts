@@ -29,6 +29,9 @@ export type LinkCloseReason =
   | 'not_allowed'
   | 'shutdown'
   | 'duplicate_identity'
+  | 'not_member'
+  | 'revoked'
+  | 'expired'
   | `frame.${FrameDropReason}`
 
 export interface PeerLinkEvents {

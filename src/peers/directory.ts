@@ -1,6 +1,19 @@
 import type { PeerConfig } from '../config/schema.js'
 import type { DiscoveredPeer } from '../dht/discovery.js'
 import type { Profile } from '../dht/records.js'
+import { intersectAcls } from '../routing/topic.js'
+
+/** What a private swarm's certificate says about a member (src/swarm/invite.ts MemberCert). */
+export interface MemberInfo {
+  /** The name the swarm's admin gave it. */
+  readonly name: string
+  readonly inviteKeyHex: string
+  /** Unix seconds. */
+  readonly expiresAt: number
+  /** Rights signed into its invite: what it may send (`export`) and receive (`import`). */
+  readonly export: readonly string[] | undefined
+  readonly import: readonly string[] | undefined
+}
 
 /**
  * One allow-listed peer: what the config says about it (name, ACLs) and what this site has
@@ -27,6 +40,10 @@ export interface Peer {
   /** Why its last link closed (e.g. `keepalive_timeout`), undefined while none did. */
   lastError: string | undefined
   readonly stats: PeerStats
+  /** Its `peers[]` entry, if the config has one (in a private swarm: local restrictions). */
+  local: PeerConfig | undefined
+  /** Private swarm: its verified membership, once it proved it. */
+  member: MemberInfo | undefined
 }
 
 /**
@@ -70,11 +87,55 @@ export class PeerDirectory {
 
   /** Allow-lists a peer (a new key; its state starts empty). */
   add(p: PeerConfig): Peer {
-    const peer: Peer = {
-      key: p.publicKey,
-      name: p.name,
-      importAcl: p.import,
-      exportAcl: p.export,
+    const peer = this.blank(p.publicKey, p.name)
+    peer.local = p
+    effective(peer)
+    this.byKey.set(p.publicKey, peer)
+    this.allowedKeys.add(p.publicKey)
+    return peer
+  }
+
+  /**
+   * Private swarm: a peer proved its membership (its credential verified). It is allow-listed
+   * with the name and rights of its certificate, narrowed by its `peers[]` entry if any
+   * (a topic must pass both). Answers the peer and whether it was new to the directory.
+   */
+  admitMember(key: string, member: MemberInfo): { peer: Peer; added: boolean } {
+    let peer = this.byKey.get(key)
+    const added = peer === undefined
+    if (peer === undefined) {
+      peer = this.blank(key, member.name)
+      this.byKey.set(key, peer)
+    }
+    peer.member = member
+    effective(peer)
+    this.allowedKeys.add(key)
+    this.removedNames.delete(key)
+    return { peer, added }
+  }
+
+  /**
+   * Private swarm: a member's membership ended (revoked or expired). A peer the config lists
+   * stays listed (its link is refused by the membership check); any other is removed.
+   * Answers whether it was removed.
+   */
+  endMembership(key: string): boolean {
+    const peer = this.byKey.get(key)
+    if (peer === undefined) return false
+    peer.member = undefined
+    if (peer.local !== undefined) {
+      effective(peer)
+      return false
+    }
+    return this.remove(key)
+  }
+
+  private blank(key: string, name: string): Peer {
+    return {
+      key,
+      name,
+      importAcl: undefined,
+      exportAcl: undefined,
       profile: undefined,
       signedEndpoints: [],
       announcedAddresses: [],
@@ -82,19 +143,29 @@ export class PeerDirectory {
       since: undefined,
       lastError: undefined,
       stats: { linkUps: 0, profiles: 0, messagesIn: 0, messagesOut: 0, drops: new Map() },
+      local: undefined,
+      member: undefined,
     }
-    this.byKey.set(p.publicKey, peer)
-    this.allowedKeys.add(p.publicKey)
-    return peer
   }
 
   /** A listed peer's new name and ACLs (what it has learnt is kept). */
   update(p: PeerConfig): void {
     const peer = this.byKey.get(p.publicKey)
     if (peer === undefined) return
-    peer.name = p.name
-    peer.importAcl = p.import
-    peer.exportAcl = p.export
+    peer.local = p
+    effective(peer)
+  }
+
+  /**
+   * The config no longer lists this peer. A member of a private swarm stays (without the
+   * local restrictions); any other peer is removed (`remove`). Answers whether it was removed.
+   */
+  unlist(key: string): boolean {
+    const peer = this.byKey.get(key)
+    if (peer?.member === undefined) return this.remove(key)
+    peer.local = undefined
+    effective(peer)
+    return false
   }
 
   /** Takes a peer off the allow-list and forgets its state; answers whether it was listed. */
@@ -156,4 +227,13 @@ export class PeerDirectory {
     if (up) p.stats.linkUps++
     if (reason !== undefined) p.lastError = reason
   }
+}
+
+/** Name and ACLs from the config entry and the membership: the local name wins, rights narrow. */
+function effective(peer: Peer): void {
+  const { local, member } = peer
+  peer.name = local?.name ?? member?.name ?? peer.name
+  // A member's `export` is what it may send us (our import ACL for it), its `import` what we may send it.
+  peer.importAcl = member ? intersectAcls(member.export, local?.import) : local?.import
+  peer.exportAcl = member ? intersectAcls(member.import, local?.export) : local?.export
 }

@@ -1,5 +1,6 @@
 import type { LoadedConfig } from '../config/load.js'
 import type { AcceptResult, DiscoveredPeer, PeerSource } from '../dht/discovery.js'
+import type { DhtNodeLike } from '../dht/node.js'
 import type { PublishResult } from '../dht/profile.js'
 import type { SignedItem } from '../dht/records.js'
 import { DhtService, type DhtServiceDeps, type DhtServiceOptions } from '../dht/service.js'
@@ -13,7 +14,8 @@ export type ProfilesOptions = Omit<DhtServiceOptions, 'linkPort' | 'endpoints' |
 export function profilesOptions(c: LoadedConfig, tuning?: Partial<ProfilesOptions>): ProfilesOptions {
   const subscriptions = c.subscriptions.map((s) => ({ filter: s.filter, qos: s.qos }))
   const { host, port, bootstrap } = c.dht
-  return { name: c.name, host, port, bootstrap, swarm: c.swarm, subscriptions, ...tuning }
+  const swarm = typeof c.swarm === 'string' ? c.swarm : 'private'
+  return { name: c.name, host, port, bootstrap, swarm, subscriptions, ...tuning }
 }
 
 export interface PeerProfilesDeps extends DhtServiceDeps {
@@ -22,6 +24,8 @@ export interface PeerProfilesDeps extends DhtServiceDeps {
   readonly log: Logger
   /** A peer's verified profile was accepted (after the directory and the router took it). */
   readonly onPeer: (peer: DiscoveredPeer) => void
+  /** After each swarm lookup: the live addresses on the rendezvous. */
+  readonly onAddresses?: (addresses: readonly string[]) => void
 }
 
 /**
@@ -40,13 +44,14 @@ export class PeerProfiles {
   ) {}
 
   async start(linkPort: number, endpoints: readonly string[]): Promise<PublishResult> {
-    const { directory, router, log, onPeer, ...dhtDeps } = this.deps
+    const { directory, router, log, onPeer, onAddresses, ...dhtDeps } = this.deps
     const dht = new DhtService(
       { ...dhtDeps, log }, // the DHT's components (node, discovery, profile) log under this root
       { ...this.options, linkPort, endpoints, allowList: directory.keys() },
     )
     this.dht = dht
     dht.on('peer', (p) => this.accepted(p))
+    if (onAddresses) dht.on('addresses', onAddresses)
     return dht.start()
   }
 
@@ -57,6 +62,11 @@ export class PeerProfiles {
   /** The DHT node's UDP port (0 before start). */
   get dhtPort(): number {
     return this.dht?.address().port ?? 0
+  }
+
+  /** The DHT node, once started. */
+  get node(): DhtNodeLike | undefined {
+    return this.dht?.node
   }
 
   /** Nodes in the DHT node's routing table (0 before start). */

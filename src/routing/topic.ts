@@ -211,3 +211,42 @@ function dollarConflict(x: string | undefined, y: string | undefined): boolean {
   const dollar = (s: string | undefined) => s !== undefined && s.charCodeAt(0) === DOLLAR
   return (wild(x) && dollar(y)) || (wild(y) && dollar(x))
 }
+
+/**
+ * The filter matching exactly the topics both filters match, or null when they share none
+ * (both assumed valid). Used to combine the rights a private swarm's invite grants a member
+ * with this site's own restrictions on it (`peers[]`).
+ */
+export function intersectFilters(a: string, b: string): string | null {
+  if (!filtersOverlap(a, b)) return null
+  const la = a.split('/')
+  const lb = b.split('/')
+  const out: string[] = []
+  for (let i = 0; ; i++) {
+    const x = la[i]
+    const y = lb[i]
+    if (x === '#') return [...out, ...lb.slice(i)].join('/')
+    if (y === '#') return [...out, ...la.slice(i)].join('/')
+    if (x === undefined || y === undefined) return out.join('/')
+    out.push(x === '+' ? y : x)
+  }
+}
+
+/**
+ * Two ACLs (lists of filters; undefined = `#`) combined: a topic passes the result when it
+ * passes both. Undefined only when both are.
+ */
+export function intersectAcls(
+  a: readonly string[] | undefined,
+  b: readonly string[] | undefined,
+): readonly string[] | undefined {
+  if (a === undefined) return b
+  if (b === undefined) return a
+  const out = new Set<string>()
+  for (const x of a)
+    for (const y of b) {
+      const f = intersectFilters(x, y)
+      if (f !== null) out.add(f)
+    }
+  return [...out]
+}

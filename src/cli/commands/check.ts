@@ -20,7 +20,7 @@ export function runCheck(configPath: string): number {
   const broker =
     c.broker.url ?? `embedded on ${e?.host}:${e?.port}${e?.users ? `, ${e.users.length} users` : ''}`
   process.stdout.write(
-    `${c.configPath}: ok (site "${c.name}", swarm "${c.swarm}", broker ${broker}, ${c.peers.length} peers, ${c.subscriptions.length} subscriptions)\n`,
+    `${c.configPath}: ok (site "${c.name}", ${typeof c.swarm === 'string' ? `swarm "${c.swarm}"` : 'private swarm'}, broker ${broker}, ${c.peers.length} peers, ${c.subscriptions.length} subscriptions)\n`,
   )
   return 0
 }

@@ -32,6 +32,7 @@ function fakeSource(over: { broker?: BrokerStatus; nodes?: number; firstNode?: b
       'outbox.dropped.drop_oldest': 3,
     }),
     state: () => 'running',
+    swarm: () => ({ mode: 'open', name: 'test' }),
   }
   return { source, directory, state }
 }

@@ -1,0 +1,165 @@
+import { parseItems, serializeItems } from '../dht/item-wire.js'
+import type { RecordSealer, SignedItem } from '../dht/records.js'
+import { parseEndpoint } from '../endpoints.js'
+import type { Identity } from '../identity/identity.js'
+import type { Frame } from '../link/frames.js'
+import type { LinkManager } from '../link/link-manager.js'
+import type { PeerLink } from '../link/peer-link.js'
+import type { Logger } from '../log.js'
+import type { Counters } from '../metrics.js'
+import type { MemberInfo, PeerDirectory } from '../peers/directory.js'
+import type { PeerProfiles } from '../peers/profiles.js'
+import type { Router } from '../routing/router.js'
+import type { Invite } from './invite.js'
+import { Membership } from './membership.js'
+
+export interface PrivateSwarmDeps {
+  readonly invite: Invite
+  readonly identity: Identity
+  readonly stateDir: string
+  readonly log: Logger
+  readonly counters: Counters
+  readonly directory: PeerDirectory
+  readonly router: Pick<Router<string>, 'setPeerAcl' | 'removePeer'>
+  /** The parts made after this one (the bridge's composition order). */
+  readonly links: () => LinkManager
+  readonly profiles: () => PeerProfiles
+  readonly subscriptions: () => { update(): void }
+}
+
+/**
+ * A private swarm wired into a site (issue 18): the Membership (who is a member) turned into
+ * directory, router, DHT allow-list and link changes, the swarm's revocation record passed
+ * from link to link, and the swarm addresses nobody is known at probed with the member
+ * handshake — how a site links with every member without any config listing it.
+ */
+export class PrivateSwarm {
+  readonly membership: Membership
+  private ownEndpoints = new Set<string>()
+  private ownPort = 0
+
+  constructor(private readonly deps: PrivateSwarmDeps) {
+    this.membership = new Membership({
+      invite: deps.invite,
+      identity: deps.identity,
+      stateDir: deps.stateDir,
+      log: deps.log,
+      counters: deps.counters,
+    })
+    this.membership.on('admitted', (key, member) => this.admitted(key, member))
+    this.membership.on('ended', (key, reason) => this.ended(key, reason))
+    this.membership.on('revocation', (item, from) => this.passOn(item, from))
+  }
+
+  /** The DHT side of a private swarm: the secret rendezvous and the sealed records. */
+  profileOptions(): { swarm: string; rendezvous: Buffer; sealer: RecordSealer } {
+    const s = this.membership.swarm
+    return { swarm: s.swarmId, rendezvous: s.rendezvous, sealer: this.membership.sealer }
+  }
+
+  /** Before the DHT starts: this site's own endpoints (never probed), the remembered members. */
+  restore(endpoints: readonly string[]): void {
+    this.ownEndpoints = new Set(endpoints)
+    const first = endpoints[0] === undefined ? undefined : parseEndpoint(endpoints[0])
+    this.ownPort = first?.port ?? 0
+    this.membership.restore()
+  }
+
+  /** Once the DHT runs: the revocation record fetched now and every `checkMs`, expiries watched. */
+  start(checkMs: number): void {
+    const node = this.deps.profiles().node
+    if (node !== undefined) this.membership.start(node, checkMs)
+  }
+
+  stop(): void {
+    this.membership.stop()
+  }
+
+  /** A member's link came up: it gets the newest revocation record this site holds. */
+  linkUp(link: PeerLink): void {
+    const item = this.membership.revocationItem()
+    if (item !== undefined) send(link, item)
+  }
+
+  /** MEMBER after the link is up (a peer's bug) is counted; REVOCATION is applied if newer. */
+  frame(peer: string, frame: Frame): void {
+    if (frame.type === 'MEMBER') {
+      this.deps.counters.inc('link.frame.member_again')
+      return
+    }
+    if (frame.type !== 'REVOCATION') return
+    let items: SignedItem[]
+    try {
+      items = parseItems(frame.item)
+    } catch {
+      this.deps.counters.inc('swarm.revocation.invalid')
+      return
+    }
+    const item = items.length === 1 ? items[0] : undefined
+    if (item === undefined) this.deps.counters.inc('swarm.revocation.invalid')
+    else this.membership.applyRevocation(item, peer)
+  }
+
+  /**
+   * The rendezvous' live addresses after a lookup: each one no known member's record names
+   * (and not this site's own) is probed: whoever answers there proves who it is and its
+   * membership. Probes are rate-limited per address by the dialer.
+   */
+  swarmAddresses(addresses: readonly string[]): void {
+    const known = new Set<string>()
+    for (const p of this.deps.directory.all()) for (const e of p.signedEndpoints) known.add(e)
+    const links = this.deps.links()
+    for (const a of addresses) {
+      if (known.has(a) || this.ownEndpoints.has(a) || this.isOwn(a)) continue
+      links.probe(a)
+    }
+  }
+
+  /** Our own announce, seen from the DHT: our link port on a loopback or unspecified address. */
+  private isOwn(address: string): boolean {
+    const e = parseEndpoint(address)
+    if (e === undefined || e.port !== this.ownPort) return false
+    return e.host.startsWith('127.') || e.host === '::1' || e.host === '0.0.0.0'
+  }
+
+  private admitted(key: string, member: MemberInfo): void {
+    const { peer, added } = this.deps.directory.admitMember(key, member)
+    this.deps.router.setPeerAcl(key, peer.exportAcl)
+    if (!added) return
+    this.deps.log.info(
+      {
+        peer: peer.name,
+        peerKey: key.slice(0, 7),
+        expiresAt: new Date(member.expiresAt * 1000).toISOString(),
+      },
+      'swarm member admitted',
+    )
+    this.deps.profiles().setAllowList(this.deps.directory.keys())
+  }
+
+  private ended(key: string, reason: 'revoked' | 'expired'): void {
+    this.deps.links().drop(key, reason)
+    if (this.deps.directory.endMembership(key)) this.deps.router.removePeer(key)
+    else this.deps.router.setPeerAcl(key, this.deps.directory.get(key)?.exportAcl)
+    this.deps.profiles().setAllowList(this.deps.directory.keys())
+    this.deps.subscriptions().update()
+  }
+
+  /** A newer revocation record goes on to every other linked member at once. */
+  private passOn(item: SignedItem, from: string | undefined): void {
+    const links = this.deps.links()
+    for (const key of links.connectedPeers()) {
+      if (key === from) continue
+      const link = links.link(key)
+      if (link !== undefined) send(link, item)
+    }
+  }
+}
+
+function send(link: PeerLink, item: SignedItem): void {
+  try {
+    link.send({ type: 'REVOCATION', item: serializeItems([item]) })
+  } catch {
+    // closed meanwhile: it gets the record at its next link-up
+  }
+}
