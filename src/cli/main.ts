@@ -8,6 +8,7 @@ import { runHashPassword } from './commands/hash-password.js'
 import { runId } from './commands/id.js'
 import { runSite } from './commands/run.js'
 import { runStatus } from './commands/status.js'
+import { runSwarm } from './commands/swarm.js'
 import { USAGE } from './usage.js'
 import { packageVersion } from './version.js'
 
@@ -46,6 +47,8 @@ export async function main(argv: readonly string[]): Promise<number> {
       }
       case 'run':
         return await runSite(oneConfigArg('run', rest))
+      case 'swarm':
+        return await runSwarm(rest)
       case 'hash-password':
         if (rest.length > 0)
           throw usage('"bridge hash-password" takes no arguments: it reads the password from stdin')

@@ -6,6 +6,11 @@ export const USAGE = `Usage:
   bridge hash-password                   read a password on stdin, print its hash for broker.embedded.users
   bridge dht --port P [--host H] [--bootstrap host:port,...]
                                          run a standalone DHT bootstrap node for a private swarm
+  bridge swarm create <root-key-file>    create a private swarm's root key (mode 0600); print the swarm id
+  bridge swarm invite <root-key-file> --name NAME [--expires 30d] [--export FILTER]... [--import FILTER]...
+                                         print one invite token for one site (recorded in <root-key-file>.issued.json)
+  bridge swarm revoke <root-key-file> (--name NAME | --key HEX) --bootstrap host:port[,...] [--timeout 20s]
+                                         publish the swarm's revocation record on the DHT
   bridge --help | --version
 
 Logs go to stderr as JSON lines (LOG_LEVEL=debug|info|warn|error, default info).
