@@ -28,7 +28,8 @@ export interface SiteFilesSpec {
     | { readonly embedded: { readonly host: string; readonly port: number } }
   readonly dht: { readonly host: string; readonly port: number; readonly bootstrap: readonly string[] }
   readonly listen: { readonly host: string; readonly port: number; readonly advertise?: readonly string[] }
-  readonly swarm: string
+  /** An open swarm's name, or a private swarm's `{ inviteFile, … }`. */
+  readonly swarm: string | Readonly<Record<string, unknown>>
   readonly peers: readonly PeerSpec[]
   readonly subscriptions?: ReadonlyArray<Readonly<Record<string, unknown>>>
   /** More config fields, e.g. `{ outbox: { maxMessages: 300 } }` or `{ durability: 'commit' }`. */

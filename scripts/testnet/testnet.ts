@@ -6,12 +6,14 @@
  * runs). Framework-neutral: everything it starts is stopped through the caller's
  * `Teardown` (node:test's `t`, or a `Cleanup`).
  */
+import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import mqtt, { type MqttClient } from 'mqtt'
 import { Bridge, type BridgeDeps, type BridgeTuning } from '../../src/bridge.js'
 import { parseConfig } from '../../src/config/load.js'
 import { Counters } from '../../src/metrics.js'
 import { topicMatches } from '../../src/routing/topic.js'
+import { issueInvite } from '../../src/swarm/invite.js'
 import { type ProcessOptions, type ProcessSite, startProcessSite } from './bridges.js'
 import { FAST_TIMERS, LOOPBACK_QUERY_RATE_LIMIT, startDhtTestnet, tempDir } from './dht.js'
 import { type MosquittoInstance, type MosquittoOptions, startMosquitto } from './mosquitto.js'
@@ -49,6 +51,17 @@ export interface SiteSpec {
   readonly extraBootstrap?: readonly string[]
   /** The config's `admin` endpoint (absent: off); `{ port: 0 }` for any free port. */
   readonly admin?: { readonly port: number; readonly host?: string }
+  /**
+   * Private swarm (TestnetOptions.privateSwarm): the rights signed into this site's invite,
+   * or the token itself (e.g. one from another root, or an expired one); `member: false`
+   * leaves it out of waitMeshed (a site every member refuses).
+   */
+  readonly invite?: {
+    readonly export?: readonly string[]
+    readonly import?: readonly string[]
+    readonly token?: string
+    readonly member?: false
+  }
   /** The root logger of every Bridge of this site (default: the bridge's own); in-process only. */
   readonly log?: BridgeDeps['log']
 }
@@ -60,6 +73,16 @@ export interface TestnetOptions {
   readonly dhtNodes?: number
   /** Options of every Mosquitto (default: persistence on). */
   readonly mosquitto?: MosquittoOptions
+  /**
+   * A private swarm instead of the open one: every site joins with an invite of this root
+   * (seed: 32 × `rootByte`, default 0xee) and allow-lists nobody unless its `peers` says so.
+   */
+  readonly privateSwarm?: { readonly rootByte?: number; readonly revocationCheckSeconds?: number }
+}
+
+/** The root seed of a testnet's private swarm. */
+export function testRootSeed(options: TestnetOptions): Buffer {
+  return Buffer.alloc(32, options.privateSwarm?.rootByte ?? 0xee)
 }
 
 /** What a site is before its bridge runs: its broker and its files. */
@@ -125,7 +148,25 @@ async function prepare(t: Teardown, options: TestnetOptions): Promise<Prepared> 
       broker = { embedded: { port: await freePort(), host: '127.0.0.1' } }
     }
     const brokerUrl = 'url' in broker ? broker.url : `mqtt://127.0.0.1:${broker.embedded.port}`
-    const peerNames = spec.peers ?? options.sites.map((s) => s.name).filter((n) => n !== spec.name)
+    const priv = options.privateSwarm
+    const peerNames =
+      spec.peers ?? (priv ? [] : options.sites.map((s) => s.name).filter((n) => n !== spec.name))
+    let swarm: string | Record<string, unknown> = 'testnet'
+    if (priv) {
+      const dir = join(root, spec.name)
+      mkdirSync(dir, { recursive: true })
+      const token =
+        spec.invite?.token ??
+        issueInvite(testRootSeed(options), {
+          name: spec.name,
+          expiresAt: Math.floor(Date.now() / 1000) + 30 * 86_400,
+          export: spec.invite?.export,
+          import: spec.invite?.import,
+        }).token
+      const inviteFile = join(dir, 'invite.token')
+      writeFileSync(inviteFile, `${token}\n`, { mode: 0o600 })
+      swarm = { inviteFile, revocationCheckSeconds: priv.revocationCheckSeconds ?? 2 }
+    }
     const files = writeSiteFiles(join(root, spec.name), {
       name: spec.name,
       seedByte: seeds.get(spec.name) as number,
@@ -135,7 +176,7 @@ async function prepare(t: Teardown, options: TestnetOptions): Promise<Prepared> 
         host: '127.0.0.1',
         bootstrap: [...dht.bootstrap.slice(0, 1), ...(spec.extraBootstrap ?? [])],
       },
-      swarm: 'testnet',
+      swarm,
       listen: { port: spec.listen?.port ?? 0, host: '127.0.0.1', advertise: spec.listen?.advertise },
       peers: peerNames.map((n) => ({ name: n, seedByte: seeds.get(n) as number, ...spec.acl?.[n] })),
       subscriptions: spec.subscriptions ?? [],
@@ -245,9 +286,17 @@ export async function startTestnet(
     return site
   })
   for (const [i, s] of sites.entries()) if (!options.sites[i]?.deferStart) await s.start()
+  // A private swarm's member links with every other member whatever its config lists.
+  const members = options.sites
+    .map((spec, i) => ({ spec, key: sites[i]?.publicKeyHex ?? '' }))
+    .filter((m) => m.spec.invite?.member !== false)
   return finish(bootstrap, sites, (s) => ({
     running: s.bridge.status.state === 'running',
-    want: s.bridge.config.peers.map((p) => p.publicKey),
+    want: options.privateSwarm
+      ? members.some((m) => m.key === s.publicKeyHex)
+        ? members.map((m) => m.key).filter((k) => k !== s.publicKeyHex)
+        : []
+      : s.bridge.config.peers.map((p) => p.publicKey),
     have: new Set(s.bridge.connectedPeers()),
   }))
 }
