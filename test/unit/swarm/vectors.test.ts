@@ -64,7 +64,7 @@ const edCheck = (sig: Uint8Array, message: Buffer, publicKey: Buffer) =>
 const dict = (b: Uint8Array) => bencode.decode(b) as Record<string, unknown>
 const bytesOf = (x: unknown) => Buffer.from(x as Uint8Array)
 
-describe('private swarm vectors (docs/PROTOCOL.md §4.6)', () => {
+describe('private swarm vectors (docs/PROTOCOL.md §4.7)', () => {
   test('the documented vectors match the implementation, field by field', () => {
     const computed = computeSwarmVectors()
     assert.deepEqual(Object.keys(doc).sort(), Object.keys(computed).sort())
