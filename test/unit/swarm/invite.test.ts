@@ -294,6 +294,17 @@ describe('verifyCredential', () => {
     const big = Buffer.concat([cred, Buffer.alloc(MAX_CREDENTIAL_BYTES)])
     const r = check(big)
     assert.equal(!r.ok && r.reason, 'malformed')
+    // Well-formed and root-signed but oversized: refused by its size before any decoding.
+    const wide = Array.from({ length: 64 }, (_, i) => Buffer.from(`${'w'.repeat(70)}/${i}`))
+    const huge = credentialWith(
+      certBytes({ ...parts.body, ex: wide }, root),
+      invite.inviteSeed,
+      site.publicKey,
+    )
+    assert.ok(huge.length > MAX_CREDENTIAL_BYTES, `${huge.length}`)
+    const h = check(huge)
+    assert.equal(!h.ok && h.reason, 'malformed')
+    assert.match(!h.ok ? h.message : '', new RegExp(`bytes \\(max ${MAX_CREDENTIAL_BYTES}\\)`))
     assert.equal(check(Buffer.from(`d1:ci1e1:s64:${'x'.repeat(64)}e`)).ok, false)
     assert.equal(check(Buffer.from('d1:s1:x1:c1:xe')).ok, false) // unsorted keys
     assert.equal(verifyCredential(cred, Buffer.alloc(3), root.publicKey, IAT).ok, false)
