@@ -65,6 +65,7 @@ export function formatStatus(s: SiteStatus): string {
     `site ${s.site.name} (${s.site.key.slice(0, 12)}…) ${s.site.state}`,
     `broker ${s.broker.target}: ${s.broker.connected ? 'connected' : `${s.broker.state}${s.broker.error ? ` (${s.broker.error})` : ''}`}`,
     `dht: ${s.dht.nodes} nodes${s.dht.bootstrapped ? '' : ', not bootstrapped'}`,
+    swarmLine(s.swarm),
     '',
   ]
   const head = ['PEER', 'STATE', 'ADDRESS', 'RTT', 'IN/S', 'OUT/S', 'IN', 'OUT', 'BACKLOG', 'LAST ERROR']
@@ -88,8 +89,22 @@ export function formatStatus(s: SiteStatus): string {
         .join('  ')
         .trimEnd(),
     )
-  if (s.peers.length === 0) lines.push('(no peers configured)')
+  if (s.peers.length === 0)
+    lines.push(s.swarm?.mode === 'private' ? '(no member linked yet)' : '(no peers configured)')
   const drops = Object.entries(s.drops)
   if (drops.length > 0) lines.push('', 'dropped:', ...drops.map(([k, v]) => `  ${k} ${v}`))
   return `${lines.join('\n')}\n`
+}
+
+/** `swarm "name"` (open) or the private swarm's id, this site's member name, expiry and revocations. */
+function swarmLine(w: SiteStatus['swarm'] | undefined): string {
+  if (w === undefined) return 'swarm: ?'
+  if (w.mode === 'open') return `swarm "${w.name}" (open)`
+  const expires = new Date(w.expiresAt * 1000).toISOString()
+  const revoked =
+    w.revocationSeq === undefined
+      ? 'no revocation record'
+      : `${w.revokedKeys} revoked keys (seq ${w.revocationSeq})`
+  const self = w.selfRevoked ? ', THIS SITE IS REVOKED' : ''
+  return `private swarm ${w.swarmId.slice(0, 12)}… as "${w.member}", invite expires ${expires}, ${w.members} members verified, ${revoked}${self}`
 }

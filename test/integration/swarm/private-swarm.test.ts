@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import bencode from 'bencode'
 import { testRootSeed } from '../../../scripts/testnet/testnet.js'
+import { adminSourceOf, siteStatus } from '../../../src/admin/source.js'
 import { DhtNode } from '../../../src/dht/node.js'
 import { PROFILE_SALT } from '../../../src/dht/records.js'
 import { identityFromSeed } from '../../../src/identity/identity.js'
@@ -252,4 +253,46 @@ test("private swarm: the rights signed into a member's invite are enforced by th
   assert.deepEqual(net.site('carol').bridge.directory.get(net.site('bob').publicKeyHex)?.importAcl, [
     'b-out/narrow/#',
   ])
+})
+
+test('private swarm: members pass a newer revocation record to each other over their links at once; /status shows the swarm and each member', async (t) => {
+  const options = {
+    broker: 'embedded' as const,
+    // Nobody polls the DHT within the test: only the links can spread the record.
+    privateSwarm: { revocationCheckSeconds: 3600 },
+    sites: [{ name: 'alice' }, { name: 'bob' }, { name: 'carol' }, { name: 'dave' }],
+  }
+  const net = await startTestnet(t, options)
+  await net.waitMeshed(20_000)
+  const [alice, bob, carol, dave] = ['alice', 'bob', 'carol', 'dave'].map((n) => net.site(n)) as [
+    ReturnType<typeof net.site>,
+    ReturnType<typeof net.site>,
+    ReturnType<typeof net.site>,
+    ReturnType<typeof net.site>,
+  ]
+  const status = siteStatus(adminSourceOf(bob.bridge), () => ({ in: 0, out: 0 }))
+  assert.equal(status.swarm.mode, 'private')
+  assert.ok(status.swarm.mode === 'private' && status.swarm.member === 'bob' && status.swarm.members === 3)
+  assert.deepEqual(status.peers.map((p) => p.member?.name).sort(), ['alice', 'carol', 'dave'])
+
+  const root = testRootSeed(options)
+  const daveInvite = dave.bridge.membership?.cert
+  assert.ok(daveInvite)
+  const item = buildRevocationItem(root, [daveInvite.inviteKey], Date.now())
+  const appliedAt = Date.now()
+  assert.equal(alice.bridge.membership?.applyRevocation(item, undefined), true, 'as if alice fetched it')
+  await waitFor(
+    () => [alice, bob, carol].every((s) => !s.bridge.connectedPeers().includes(dave.publicKeyHex)),
+    { timeoutMs: 10_000, what: "bob and carol closed dave's link without polling the DHT" },
+  )
+  t.diagnostic(`record passed on and applied at every member in ${Date.now() - appliedAt} ms`)
+  for (const s of [bob, carol]) assert.equal(s.counters.get('swarm.revocation.applied'), 1)
+  // An older or equal record changes nothing; a tampered one is counted and ignored.
+  assert.equal(bob.bridge.membership?.applyRevocation(item, undefined), false)
+  const tampered = { ...item, v: Buffer.from(item.v) }
+  tampered.v.writeUInt8((tampered.v.at(-2) ?? 0) ^ 1, tampered.v.length - 2)
+  assert.equal(bob.bridge.membership?.applyRevocation({ ...tampered, seq: item.seq + 1 }, undefined), false)
+  assert.equal(bob.counters.get('swarm.revocation.invalid'), 1)
+  const after = siteStatus(adminSourceOf(bob.bridge), () => ({ in: 0, out: 0 }))
+  assert.ok(after.swarm.mode === 'private' && after.swarm.revokedKeys === 1 && after.swarm.members === 2)
 })
