@@ -88,6 +88,8 @@ export class Discovery extends EventEmitter<DiscoveryEvents> {
   private readonly records: PeerRecords
   private readonly addresses = new Map<string, number>()
   private readonly fetching = new Map<string, Promise<AcceptResult | null>>()
+  /** The swarm addresses last emitted for each known peer (sorted, joined): see seenElsewhere(). */
+  private readonly emittedAddresses = new Map<string, string>()
   private readonly timers: NodeJS.Timeout[] = []
   private lastAnnounceNodes = 0
   /** The announce / lookup round in flight, shared by whoever asks meanwhile. */
@@ -127,7 +129,7 @@ export class Discovery extends EventEmitter<DiscoveryEvents> {
   start(after?: Promise<unknown>): void {
     if (this.started) return
     this.started = true
-    this.records.loadCache((hex, known) => this.emit('peer', this.describe(hex, known)))
+    this.records.loadCache((hex, known) => this.emitPeer(this.describe(hex, known)))
     if (after === undefined) this.startRounds()
     else
       after.then(
@@ -181,7 +183,7 @@ export class Discovery extends EventEmitter<DiscoveryEvents> {
    */
   setAllowList(keys: readonly string[]): void {
     this.records.setAllowList(keys, (hex, known) => {
-      if (!this.stopped) this.emit('peer', this.describe(hex, known))
+      if (!this.stopped) this.emitPeer(this.describe(hex, known))
     })
     if (this.started) this.background(() => this.fetchMissing())
   }
@@ -240,8 +242,31 @@ export class Discovery extends EventEmitter<DiscoveryEvents> {
       if (this.stopped) return [...this.addresses.keys()]
       const moved = this.knownPeersAt(fresh).filter((hex) => !fetched.has(hex))
       await Promise.all(moved.map((hex) => this.fetchPeer(hex)))
+      if (this.stopped) return [...this.addresses.keys()]
+      this.seenElsewhere()
     }
     return [...this.addresses.keys()]
+  }
+
+  /**
+   * Known peers now also announced at an address they were not emitted with (a NAT's public
+   * address, a new interface) are emitted again with their unchanged profile, so the link
+   * side dials the new address too: the re-fetch after a lookup answers "unchanged" for
+   * them, which used to leave the new address unused.
+   */
+  private seenElsewhere(): void {
+    for (const [hex, k] of this.records.entries()) {
+      if (!this.records.allowed.has(hex)) continue
+      const peer = this.describe(hex, k)
+      if (this.emittedAddresses.get(hex) === addressKey(peer.announcedAddresses)) continue
+      this.counters.inc('dht.peer.new_address')
+      this.emitPeer(peer)
+    }
+  }
+
+  private emitPeer(peer: DiscoveredPeer): void {
+    this.emittedAddresses.set(peer.publicKeyHex, addressKey(peer.announcedAddresses))
+    this.emit('peer', peer)
   }
 
   /** Known peers a fresh address may belong to: its port is theirs, no record lists it exactly. */
@@ -310,7 +335,7 @@ export class Discovery extends EventEmitter<DiscoveryEvents> {
   private announced(hex: string, verdict: Verdict): AcceptResult {
     if (verdict.status !== 'accepted') return verdict
     const peer = this.describe(hex, verdict.known)
-    if (!this.stopped) this.emit('peer', peer)
+    if (!this.stopped) this.emitPeer(peer)
     return { status: 'accepted', peer }
   }
 
@@ -324,6 +349,10 @@ export class Discovery extends EventEmitter<DiscoveryEvents> {
     if (this.stopped) return
     task().catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'discovery task failed'))
   }
+}
+
+function addressKey(addresses: readonly string[]): string {
+  return [...addresses].sort().join(',')
 }
 
 function portOf(address: string): number {

@@ -367,3 +367,22 @@ async function waitUntil(cond: () => boolean): Promise<void> {
   for (let i = 0; i < 500 && !cond(); i++) await new Promise((r) => setTimeout(r, 10))
   assert.ok(cond(), 'condition not met within 5 s')
 }
+
+test('Discovery: a known peer announced at a new address after its profile was accepted is emitted again with it (issue 19 item 5)', async (t) => {
+  const { node, discovery, events, counters } = setup(t)
+  for (const it of items(10, [], ALICE, ['127.0.0.9:7001'])) await node.putMutable(it)
+  await discovery.fetchPeer(ALICE.publicKeyHex)
+  assert.deepEqual(
+    events.map((e) => e.announcedAddresses),
+    [[]],
+  )
+  // Her public address turns up in the swarm later (the fake DHT announces from 127.0.0.1).
+  await node.announce(discovery.infoHash, 7001)
+  await discovery.lookupRound()
+  assert.equal(events.length, 2, 'emitted again, though the re-fetch is unchanged')
+  assert.deepEqual(events[1]?.announcedAddresses, ['127.0.0.1:7001'])
+  assert.equal(events[1]?.seq, 10)
+  assert.equal(counters.get('dht.peer.new_address'), 1)
+  await discovery.lookupRound()
+  assert.equal(events.length, 2, 'not again for the same address')
+})
