@@ -21,6 +21,8 @@ export type BridgeErrorCode =
   | 'STATE_ERROR'
   | 'TREE_INVALID'
   | 'ADMIN_ERROR'
+  | 'NAT_PUNCH_FAILED'
+  | 'NAT_MAPPING_FAILED'
   | 'USAGE'
   | 'STOPPED'
 

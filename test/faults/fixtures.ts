@@ -6,6 +6,7 @@
 import type { TestContext } from 'node:test'
 import { startDhtTestnet, waitFor } from '../helpers/dht-testnet.js'
 import { type MosquittoInstance, mosquittoAvailable, startMosquitto } from '../helpers/mosquitto.js'
+import { natLabSupport } from '../helpers/nat-lab.js'
 import {
   createNetns,
   type NetnsMosquitto,
@@ -39,7 +40,7 @@ export const BROKER_CONF = 'max_queued_messages 100000\nlog_type subscribe'
  */
 export function prerequisites(
   t: TestContext,
-  needs: { mosquitto?: boolean; netns?: boolean; root?: boolean },
+  needs: { mosquitto?: boolean; netns?: boolean; root?: boolean; nft?: boolean },
 ): boolean {
   const missing: string[] = []
   if (needs.mosquitto && !mosquittoAvailable()) missing.push('mosquitto is not installed')
@@ -47,6 +48,11 @@ export function prerequisites(
   if (needs.netns) {
     const s = netnsSupport()
     if (!s.ok) missing.push(s.reason)
+  }
+  if (needs.nft) {
+    // The NAT lab: namespaces and nftables (root, iproute2, nft).
+    const s = natLabSupport()
+    if (!s.ok && !missing.includes(s.reason)) missing.push(s.reason)
   }
   if (missing.length === 0) return true
   const reason = missing.join('; ')
