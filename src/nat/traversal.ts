@@ -1,4 +1,4 @@
-import type { Socket } from 'node:net'
+import { isIP, type Socket } from 'node:net'
 import type { Identity } from '../identity/identity.js'
 import type { Frame } from '../link/frames.js'
 import type { LinkManager } from '../link/link-manager.js'
@@ -43,6 +43,11 @@ export const PUNCH_WINDOW_MS = 10_000
 export const RETRY_MS = 30_000
 /** A coordinator answers one punch request per pair of peers per this. */
 export const COORDINATE_GAP_MS = 5_000
+/**
+ * Punches in flight at once. A PUNCH_GO makes this site connect to the address it names for
+ * PUNCH_WINDOW_MS: bounded, so a hostile member cannot turn it into a connection flood.
+ */
+export const MAX_PUNCHES = 4
 /** What a relay holds for one circuit when its rate is exceeded, in seconds of its rate; past it the circuit closes. */
 const RELAY_QUEUE_SECONDS = 4
 /** RELAY_DATA chunks are at most this (a link frame is far bigger; smaller keeps queues fair). */
@@ -110,6 +115,7 @@ export class NatTraversal {
   /** Observed address of the punch port → the peers that reported it. */
   private readonly observed = new Map<string, Set<string>>()
   private advertised = ''
+  private punches = 0
   private timer: NodeJS.Timeout | undefined
   private closed = false
 
@@ -291,16 +297,32 @@ export class NatTraversal {
     if (peer === this.deps.identity.publicKeyHex || links.hasDirectLink(peer)) return
     // A peer we have not heard of yet is fine: the handshake and its membership proof (or the
     // allow-list) decide who it is, not the coordinator.
+    const asked = this.peers.get(peer)?.asked?.via === via
+    // Unasked, a GO is taken only for a peer this site knows (told by MEMBERS or listed): a
+    // member cannot make it connect anywhere it likes. The requester retries if it was early.
+    if (!asked && this.deps.directory.get(peer) === undefined) {
+      this.deps.counters.inc('nat.punch.unknown_peer')
+      return
+    }
     const st = this.state(peer)
     st.asked = undefined
     const relayed = links.link(peer)?.route.path === 'relayed'
     const port = this.deps.punchPort()
     const remote = parseHostPort(address)
-    if (address === '' || port === undefined || remote === undefined || st.punching) {
+    if (
+      address === '' ||
+      port === undefined ||
+      remote === undefined ||
+      st.punching ||
+      this.punches >= MAX_PUNCHES
+    ) {
       if (address === '') this.deps.counters.inc('nat.punch.unable')
+      else if (remote === undefined) this.deps.counters.inc('nat.punch.bad_address')
+      else if (this.punches >= MAX_PUNCHES) this.deps.counters.inc('nat.punch.busy')
       if (!relayed && !st.punching) this.openRelay(peer, via)
       return
     }
+    this.punches++
     st.punching = true
     st.notBefore = Date.now() + RETRY_MS
     // The relay meanwhile (the lower key opens it): messages flow at once, and a punched link,
@@ -332,6 +354,7 @@ export class NatTraversal {
       })
       .finally(() => {
         st.punching = false
+        this.punches--
       })
   }
 
@@ -550,11 +573,12 @@ function hostPort(host: string, port: number): string {
   return h.includes(':') ? `[${h}]:${port}` : `${h}:${port}`
 }
 
+/** An IP literal and a port (never a name: nothing is resolved for a peer's say-so). */
 function parseHostPort(address: string): { host: string; port: number } | undefined {
   const i = address.lastIndexOf(':')
   if (i <= 0) return undefined
   const host = address.slice(0, i).replace(/^\[|\]$/g, '')
   const port = Number(address.slice(i + 1))
-  if (!Number.isInteger(port) || port < 1 || port > 65535) return undefined
+  if (!Number.isInteger(port) || port < 1 || port > 65535 || isIP(host) === 0) return undefined
   return { host, port }
 }
