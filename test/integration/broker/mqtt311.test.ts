@@ -7,23 +7,17 @@
  * rabbitmq-server is missing, a failure under CI=true.
  */
 import assert from 'node:assert/strict'
-import { after, describe, test } from 'node:test'
+import { describe, test } from 'node:test'
 import type { IClientOptions } from 'mqtt'
 import pino from 'pino'
-import { Cleanup } from '../../../scripts/testnet/teardown.js'
 import { MqttAdapter, type MqttAdapterOptions } from '../../../src/broker/mqtt-adapter.js'
 import { Counters } from '../../../src/metrics.js'
 import { mosquittoAvailable, startMosquitto, type Teardown } from '../../helpers/mosquitto.js'
-import { type RabbitMqInstance, rabbitMqAvailable, startRabbitMq } from '../../helpers/rabbitmq.js'
+import { rabbitMqPerFile, rabbitMqSkip } from '../../helpers/rabbitmq.js'
 import { waitFor } from '../../helpers/testnet.js'
 import { Inbox, plainClient, waitForStatus } from './clients.js'
 
 const FAST = { initialMs: 20, maxMs: 200 }
-
-function skipReason(name: string, available: boolean): string | undefined {
-  if (available || process.env.CI === 'true') return undefined
-  return `${name} not installed`
-}
 
 /** A broker that the adapter reaches over 3.1.1, and how plain clients log in to it. */
 interface Target {
@@ -38,25 +32,22 @@ interface Variant {
   open(t: Teardown): Promise<Target>
 }
 
-const fileCleanup = new Cleanup()
-let rabbit: RabbitMqInstance | undefined
-after(() => fileCleanup.run())
+const rabbitNode = rabbitMqPerFile({ vhosts: 12 })
 
 const variants: Variant[] = [
   {
     name: 'RabbitMQ 3.10 (negotiated)',
-    skip: skipReason('rabbitmq-server', rabbitMqAvailable()),
+    skip: rabbitMqSkip(),
     async open() {
-      if (!rabbitMqAvailable()) throw new Error('CI=true and rabbitmq-server is not installed')
-      rabbit ??= await startRabbitMq(fileCleanup, { vhosts: 12 })
-      const v = rabbit.vhost()
+      const node = await rabbitNode.get()
+      const v = node.vhost()
       const login = { username: v.username, password: v.password }
-      return { url: rabbit.url, client: login, adapter: login }
+      return { url: node.url, client: login, adapter: login }
     },
   },
   {
     name: 'Mosquitto 2 (forced 3.1.1)',
-    skip: skipReason('mosquitto', mosquittoAvailable()),
+    skip: mosquittoAvailable() || process.env.CI === 'true' ? undefined : 'mosquitto not installed',
     async open(t) {
       const m = await startMosquitto(t)
       return { url: m.url, client: {}, adapter: { protocol: '3.1.1' } }
@@ -225,7 +216,7 @@ describe('negotiation against RabbitMQ 3.10 (no MQTT 5)', {
     assert.equal(out.filter((l) => Number(l.level) >= 40).length, 0, JSON.stringify(out))
     // Reconnects keep 3.1.1 (no new probe of MQTT 5).
     const up = out.length
-    await rabbit?.restart()
+    await (await rabbitNode.get()).restart()
     await waitFor(() => out.slice(up).some((l) => l.msg === 'connected to broker'), {
       timeoutMs: 120_000,
       what: 'reconnected after the RabbitMQ restart',
