@@ -163,7 +163,7 @@ async function pairBroker(
   t: TestContext,
   kind: PairBroker,
   rabbitmq: RabbitMqInstance | undefined,
-): Promise<{ url: string; clientUrl: string; options?: SiteConfigSpec['brokerOptions'] }> {
+): Promise<PairBrokerHandle> {
   if (kind === 'rabbitmq') {
     if (rabbitmq === undefined) throw new Error("a rabbitmq site needs the file's RabbitMQ node")
     const v = rabbitmq.vhost()
@@ -171,6 +171,8 @@ async function pairBroker(
       url: rabbitmq.url,
       clientUrl: `mqtt://${v.username}:${v.password}@127.0.0.1:${rabbitmq.port}`,
       options: { username: v.username, password: v.password },
+      stop: () => rabbitmq.stop(),
+      restart: () => rabbitmq.restart(),
     }
   }
   const m = await startMosquitto(t, { persistence: true, extraConf: BROKER_CONF })
@@ -178,7 +180,18 @@ async function pairBroker(
     url: m.url,
     clientUrl: m.url,
     options: kind === 'mosquitto-3.1.1' ? { protocol: '3.1.1' } : undefined,
+    stop: () => m.stop(),
+    restart: () => m.restart(),
   }
+}
+
+/** A pair site's broker: where the bridge and plain clients reach it; stop and restart (same port, state kept). */
+export interface PairBrokerHandle {
+  readonly url: string
+  readonly clientUrl: string
+  readonly options?: SiteConfigSpec['brokerOptions']
+  stop(): Promise<void>
+  restart(): Promise<void>
 }
 
 /**
@@ -190,7 +203,7 @@ export async function loopbackPairOn(
   t: TestContext,
   kinds: { alice: PairBroker; bob: PairBroker },
   rabbitmq?: RabbitMqInstance,
-): Promise<{ alice: Site; bob: Site }> {
+): Promise<{ alice: Site & { broker: PairBrokerHandle }; bob: Site & { broker: PairBrokerHandle } }> {
   const dht = await startDhtTestnet(t, 1)
   const a = await pairBroker(t, kinds.alice, rabbitmq)
   const b = await pairBroker(t, kinds.bob, rabbitmq)
@@ -224,8 +237,8 @@ export async function loopbackPairOn(
     await Promise.all([pub.endAsync(true), sub.endAsync(true)])
   }
   return {
-    alice: { proc: procA, files: filesA, brokerUrl: a.clientUrl },
-    bob: { proc: procB, files: filesB, brokerUrl: b.clientUrl },
+    alice: { proc: procA, files: filesA, brokerUrl: a.clientUrl, broker: a },
+    bob: { proc: procB, files: filesB, brokerUrl: b.clientUrl, broker: b },
   }
 }
 
