@@ -17,7 +17,8 @@
  * plugin, and a config with the MQTT listener on 127.0.0.1 and no AMQP listener. The
  * Erlang VM runs as our child (RUNNING_UNDER_SYSTEMD: the script execs it instead of
  * staying a shell between), so SIGTERM stops it cleanly and SIGKILL leaves nothing behind.
- * Readiness is "the MQTT port accepts a TCP connection", polled with a deadline. Figures on
+ * Readiness is "an MQTT login to the last virtual host succeeds" (the listener opens before
+ * the users and virtual hosts are loaded), polled with a deadline. Figures on
  * the 2-core dev machine: a start takes 15–25 s (most of it the MQTT plugin's Raft
  * election wait), a stop 2–4 s; `startupMs` holds the last start's.
  */
@@ -25,6 +26,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import { accessSync, constants, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
+import mqtt from 'mqtt'
 import { Child } from './children.js'
 import { freePorts, retryAddressInUse, tcpOpen } from './ports.js'
 import type { Teardown } from './teardown.js'
@@ -219,18 +221,37 @@ class RabbitMq implements RabbitMqInstance {
             `${this.name} exited before MQTT port ${this.port} accepted: ${this.child.tail(from)}`,
           )
         }
-        return tcpOpen('127.0.0.1', this.port)
+        // The listener opens before the definitions (users, vhosts) are in: ready is a
+        // login to the last virtual host that succeeds.
+        return (await tcpOpen('127.0.0.1', this.port)) && (await this.loginWorks())
       },
       {
         timeoutMs: READY_DEADLINE_MS,
         intervalMs: 50,
-        what: `${this.name} MQTT accepting on port ${this.port}`,
+        what: `${this.name} accepting MQTT logins on port ${this.port}`,
       },
     ).catch(async (err: Error) => {
       await this.child.kill('SIGKILL')
       throw err
     })
     this.startupMs = performance.now() - this.child.startedAt
+  }
+
+  private async loginWorks(): Promise<boolean> {
+    try {
+      const c = await mqtt.connectAsync(this.url, {
+        username: this.vhostCount > 0 ? `v${this.vhostCount}:bridge` : 'bridge',
+        password: 'bridge',
+        protocolVersion: 4,
+        reconnectPeriod: 0,
+        connectTimeout: 2_000,
+        clientId: `ready-${process.pid}`,
+      })
+      await c.endAsync(true)
+      return true
+    } catch {
+      return false
+    }
   }
 
   async stop(): Promise<void> {

@@ -405,7 +405,7 @@ export class MqttAdapter extends AdapterEvents implements BrokerAdapter {
 
   private fatal(code: unknown): boolean {
     if (typeof code !== 'number') return false
-    if (this.version === 4) return FATAL_CONNACK_311.has(code) && !this.negotiating()
+    if (this.version === 4) return FATAL_CONNACK_311.has(code) && !(code === 1 && this.negotiating())
     return FATAL_CONNACK.has(code) && !(VERSION_REFUSED.has(code) && this.negotiating())
   }
 

@@ -11,6 +11,7 @@ import { describe, test } from 'node:test'
 import type { IClientOptions } from 'mqtt'
 import pino from 'pino'
 import { MqttAdapter, type MqttAdapterOptions } from '../../../src/broker/mqtt-adapter.js'
+import { isBridgeError } from '../../../src/errors.js'
 import { Counters } from '../../../src/metrics.js'
 import { mosquittoAvailable, startMosquitto, type Teardown } from '../../helpers/mosquitto.js'
 import { rabbitMqPerFile, rabbitMqSkip } from '../../helpers/rabbitmq.js'
@@ -226,6 +227,22 @@ describe('negotiation against RabbitMQ 3.10 (no MQTT 5)', {
     assert.equal(adapter.protocol, '3.1.1')
   })
 
+  test('auto: a wrong password on the 3.1.1 attempt still fails start() (not retried as a version refusal)', {
+    timeout: 15_000,
+  }, async (t) => {
+    const target = await variants[0]?.open(t)
+    assert.ok(target)
+    const adapter = new MqttAdapter(
+      {},
+      { url: target.url, reconnect: FAST, username: target.adapter.username, password: 'wrong' },
+    )
+    t.after(() => adapter.stop())
+    await assert.rejects(
+      adapter.start(),
+      (err) => isBridgeError(err, 'BROKER_ERROR') && /refused/.test(err.message),
+    )
+  })
+
   test('forced MQTT 5: not connected, the answer at warn once, retried with backoff', async (t) => {
     const target = await variants[0]?.open(t)
     assert.ok(target)
@@ -235,6 +252,10 @@ describe('negotiation against RabbitMQ 3.10 (no MQTT 5)', {
       { url: target.url, ...target.adapter, protocol: '5', reconnect: { initialMs: 100, maxMs: 400 } },
     )
     t.after(() => adapter.stop())
+    let attempts = 0
+    adapter.on('status', (st) => {
+      if (st.state === 'connecting') attempts++
+    })
     void adapter.start().catch(() => undefined)
     await waitFor(() => log.out.some((l) => l.msg === 'broker unreachable'), {
       timeoutMs: 10_000,
@@ -245,5 +266,8 @@ describe('negotiation against RabbitMQ 3.10 (no MQTT 5)', {
     assert.match(String(warn?.error), /closed without CONNACK/)
     assert.equal(adapter.protocol, undefined)
     assert.notEqual(adapter.status.state, 'up')
+    // Retried (with the backoff), each refusal not repeated at warn within the minute.
+    await waitFor(() => attempts >= 4, { timeoutMs: 20_000, what: 'four connection attempts' })
+    assert.equal(log.out.filter((l) => Number(l.level) >= 40).length, 1, JSON.stringify(log.out))
   })
 })
