@@ -25,10 +25,11 @@ import { createHash } from 'node:crypto'
 /**
  * Records pending at most. The echo of a publish normally arrives within milliseconds, so
  * the table holds about (republish rate × echo latency) entries: 20,000 covers 20,000 msg/s
- * with a full second of broker lag. Each entry is ~150 bytes plus its topic (a few MiB at
- * the bound). Past it the adapter refuses new republishes on echo-able topics (a QoS 1 one
- * is not acknowledged to the peer and comes again; a QoS 0 one is a counted drop) rather
- * than forget a record whose echo would then be exported.
+ * with a full second of broker lag. A record costs ~350 bytes of heap with a 20-byte topic
+ * (measured: 6.9 MiB at the bound; a record and its consumption ~3-4 µs). Past it the
+ * adapter refuses new republishes on echo-able topics (a QoS 1 one is not acknowledged to
+ * the peer and comes again; a QoS 0 one is a counted drop) rather than forget a record
+ * whose echo would then be exported.
  */
 export const MAX_ECHO_RECORDS = 20_000
 
