@@ -79,6 +79,8 @@ export class Bridge extends EventEmitter<BridgeEvents> {
   /** NAT traversal: punch port, port mapping, observed addresses, hole punching, relaying. */
   readonly nat: SiteNat
   private statusValue: BridgeStatus = { state: 'new' }
+  /** This site's own link endpoints (never dialled as a peer's). */
+  private ownEndpoints: readonly string[] = []
   private stopping: Promise<void> | undefined
   private starting: Promise<void> | undefined
   private statusTimer: NodeJS.Timeout | undefined
@@ -330,6 +332,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     const bound = await this.links.listen()
     this.checkNotStopped()
     const endpoints = advertisedEndpoints(c.listen.host, bound.port, c.listen.advertise)
+    this.ownEndpoints = endpoints
     await this.nat.start(bound.port) // the punch port before the first dial
     this.checkNotStopped()
     this.privateSwarm?.restore(endpoints) // remembered members: allow-listed before the DHT starts
@@ -411,7 +414,11 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     // Signed endpoints first and on their own; swarm addresses are unsigned hints (anyone can announce).
     const kinds = p.profile.endpointKinds ?? ''
     const mapped = p.profile.endpoints.filter((_, i) => kinds[i] === 'm')
-    this.links.connect(p.publicKeyHex, p.profile.endpoints, p.announcedAddresses, mapped)
+    // Never our own endpoints: two sites behind two NATs may have the same LAN address and port.
+    const own = new Set(this.ownEndpoints)
+    const signed = p.profile.endpoints.filter((e) => !own.has(e))
+    this.links.connect(p.publicKeyHex, signed, p.announcedAddresses, mapped)
+    this.nat.profileUpdated(p.publicKeyHex, mapped)
   }
 
   /** One line an operator can watch: who is linked, what waits for whom, every counter. */

@@ -16,6 +16,8 @@ export interface AdminSource {
   /** The configured broker (URL or `embedded:<port>`). */
   readonly brokerTarget: string
   brokerStatus(): BrokerStatus
+  /** The MQTT version in use with an external broker (undefined: embedded, or not known yet). */
+  brokerProtocol?(): string | undefined
   /** Nodes in the DHT routing table. */
   dhtNodes(): number
   dhtPort(): number
@@ -47,6 +49,7 @@ export function adminSourceOf(b: Bridge): AdminSource {
     site: { name: c.name, key: b.publicKeyHex },
     brokerTarget: c.broker.url ?? `embedded:${c.broker.embedded?.port}`,
     brokerStatus: () => b.broker.status,
+    brokerProtocol: () => b.broker.protocol,
     dhtNodes: () => b.profiles.dhtNodes,
     dhtPort: () => b.dhtPort,
     firstNode: c.dht.bootstrap?.length === 0,
@@ -87,7 +90,14 @@ export interface PeerStatus {
 
 export interface SiteStatus {
   site: { name: string; key: string; state: string }
-  broker: { connected: boolean; state: string; target: string; error: string | null }
+  broker: {
+    connected: boolean
+    state: string
+    target: string
+    error: string | null
+    /** The MQTT version negotiated with an external broker (`5`, `3.1.1`); null for the embedded one or before it answered. */
+    protocol: string | null
+  }
   dht: { nodes: number; bootstrapped: boolean; port: number; firstNode: boolean }
   swarm: SwarmStatus
   peers: PeerStatus[]
@@ -151,6 +161,7 @@ export function siteStatus(s: AdminSource, rates: (key: string) => { in: number;
       state: b.state,
       target: s.brokerTarget,
       error: b.state === 'down' ? (b.error ?? null) : null,
+      protocol: s.brokerProtocol?.() ?? null,
     },
     dht: { nodes: s.dhtNodes(), bootstrapped: bootstrapped(s), port: s.dhtPort(), firstNode: s.firstNode },
     swarm: s.swarm(),

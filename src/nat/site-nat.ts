@@ -120,6 +120,11 @@ export class SiteNat {
     this.traversal.linkDown(peer)
   }
 
+  /** A peer's profile arrived: a live link to one of its mapped endpoints is `mapped`. */
+  profileUpdated(peer: string, mapped: readonly string[]): void {
+    this.traversal.profileUpdated(peer, mapped)
+  }
+
   frame(peer: string, frame: Frame): boolean {
     return this.traversal.frame(peer, frame)
   }

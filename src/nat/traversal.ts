@@ -48,6 +48,11 @@ export const COORDINATE_GAP_MS = 5_000
  * PUNCH_WINDOW_MS: bounded, so a hostile member cannot turn it into a connection flood.
  */
 export const MAX_PUNCHES = 4
+/**
+ * Relays are opened by the end with the lower key; if a peer is still without any link this
+ * long after it was first seen, the higher key opens one too (the two ends' views differed).
+ */
+export const RELAY_ANYWAY_MS = 20_000
 /** What a relay holds for one circuit when its rate is exceeded, in seconds of its rate; past it the circuit closes. */
 const RELAY_QUEUE_SECONDS = 4
 /** RELAY_DATA chunks are at most this (a link frame is far bigger; smaller keeps queues fair). */
@@ -143,8 +148,39 @@ export class NatTraversal {
   linkUp(peer: string, link: PeerLink): void {
     this.peers.delete(peer)
     if (link.route.path === 'relayed') return
+    const mapped = this.mappedOf(peer)
+    if (mapped.length > 0) this.relabel(peer, link, mapped, false)
     const address = hostPort(link.remoteAddress, link.remotePort)
     this.send(peer, { type: 'OBSERVED', address, path: link.route.path })
+  }
+
+  /** A peer's record named its mapped endpoints: a live link we dialled to one of them is `mapped`. */
+  profileUpdated(peer: string, mapped: readonly string[]): void {
+    this.mapped.set(peer, mapped)
+    const link = this.deps.links.link(peer)
+    if (link !== undefined) this.relabel(peer, link, mapped, true)
+  }
+
+  private readonly mapped = new Map<string, readonly string[]>()
+
+  private mappedOf(peer: string): readonly string[] {
+    return this.mapped.get(peer) ?? []
+  }
+
+  /**
+   * A link we dialled (a probe of a swarm address, say) that reached the peer's router-mapped
+   * endpoint is `mapped`; the peer is told (OBSERVED carries the path) when `tell`.
+   */
+  private relabel(peer: string, link: PeerLink, mapped: readonly string[], tell: boolean): void {
+    if (link.role !== 'initiator' || link.route.path !== 'direct') return
+    const remote = hostPort(link.remoteAddress, link.remotePort)
+    if (!mapped.includes(remote)) return
+    link.route = { path: 'mapped' }
+    this.deps.log.info(
+      { peer: this.deps.directory.name(peer) ?? peer.slice(0, 7), path: 'mapped' },
+      'link path',
+    )
+    if (tell) this.send(peer, { type: 'OBSERVED', address: remote, path: 'mapped' })
   }
 
   linkDown(peer: string): void {
@@ -193,8 +229,13 @@ export class NatTraversal {
     const link = this.deps.links.link(peer)
     if (link === undefined) return
     // The dialler knows the path (a mapped endpoint); the accepting side takes its word.
-    if (link.role === 'responder' && path === 'mapped' && link.route.path === 'direct')
+    if (link.role === 'responder' && path === 'mapped' && link.route.path === 'direct') {
       link.route = { path: 'mapped' }
+      this.deps.log.info(
+        { peer: this.deps.directory.name(peer) ?? peer.slice(0, 7), path: 'mapped' },
+        'link path',
+      )
+    }
     if (link.role !== 'initiator' || this.deps.punchPort() === undefined) return
     if (link.localPort !== this.deps.punchPort()) return
     let by = this.observed.get(address)
@@ -246,6 +287,8 @@ export class NatTraversal {
       if (helpers.length === 0) continue
       const via = helpers[st.next++ % helpers.length] as string
       const relayed = links.link(p.key)?.route.path === 'relayed'
+      if (!relayed && links.link(p.key) === undefined && now - st.since > RELAY_ANYWAY_MS)
+        this.openRelay(p.key, via, true)
       if (this.deps.punchPort() !== undefined) {
         st.asked = { via, until: now + PUNCH_ANSWER_MS }
         st.notBefore = now + RETRY_MS
@@ -373,8 +416,8 @@ export class NatTraversal {
    * Opens a circuit to `peer` through `via` and runs the handshake on it as initiator. Only
    * the end with the lower key opens one (both would otherwise, for nothing).
    */
-  private openRelay(peer: string, via: string): void {
-    if (this.closed || this.deps.identity.publicKeyHex > peer) return
+  private openRelay(peer: string, via: string, anyway = false): void {
+    if (this.closed || (!anyway && this.deps.identity.publicKeyHex > peer)) return
     const st = this.state(peer)
     const now = Date.now()
     if (now < st.relayUntil) return // one circuit's handshake at a time

@@ -162,6 +162,22 @@ export class PrivateSwarm {
       'swarm member admitted',
     )
     this.deps.profiles().setAllowList(this.deps.directory.keys())
+    this.tellOthers(key)
+  }
+
+  /** A member new to this site is told to every other linked member (they verify it themselves). */
+  private tellOthers(key: string): void {
+    const credential = this.membership.knownMembers().find((m) => m.key === key)?.credential
+    if (credential === undefined) return
+    const links = this.deps.links()
+    for (const other of links.connectedPeers()) {
+      if (other === key) continue
+      try {
+        links.link(other)?.send({ type: 'MEMBERS', members: [{ key: Buffer.from(key, 'hex'), credential }] })
+      } catch {
+        // closed meanwhile
+      }
+    }
   }
 
   private ended(key: string, reason: 'revoked' | 'expired'): void {

@@ -63,7 +63,7 @@ function fetchText(url: string, site: string): Promise<string> {
 export function formatStatus(s: SiteStatus): string {
   const lines = [
     `site ${s.site.name} (${s.site.key.slice(0, 12)}…) ${s.site.state}`,
-    `broker ${s.broker.target}: ${s.broker.connected ? 'connected' : `${s.broker.state}${s.broker.error ? ` (${s.broker.error})` : ''}`}`,
+    `broker ${s.broker.target}: ${s.broker.connected ? 'connected' : `${s.broker.state}${s.broker.error ? ` (${s.broker.error})` : ''}`}${s.broker.protocol ? ` (MQTT ${s.broker.protocol})` : ''}`,
     `dht: ${s.dht.nodes} nodes${s.dht.bootstrapped ? '' : ', not bootstrapped'}`,
     swarmLine(s.swarm),
     '',

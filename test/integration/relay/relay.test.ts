@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import type { BrokerKind } from '../../../scripts/testnet/testnet.js'
+import { adminSourceOf, siteStatus } from '../../../src/admin/source.js'
 import { brokerVariants } from '../../helpers/brokers.js'
 import { rabbitMqPerFile, rabbitMqSkip } from '../../helpers/rabbitmq.js'
 import { collect, startTestnet, waitFor, waitRelayed } from '../../helpers/testnet.js'
@@ -141,6 +142,11 @@ describe('a mixed swarm: RabbitMQ (3.1.1), Mosquitto 2 (MQTT 5), embedded', {
       ],
     })
     await net.waitMeshed(30_000)
+    // Status says which MQTT version each site's broker speaks (none for the embedded one).
+    const protocols = net.sites.map(
+      (s) => siteStatus(adminSourceOf(s.bridge), () => ({ in: 0, out: 0 })).broker.protocol,
+    )
+    assert.deepEqual(protocols, ['3.1.1', '5', null])
     const clients = await Promise.all(net.sites.map((s) => s.client()))
     const got = await Promise.all(clients.map((c) => collect(c, 'mix/#')))
     await waitFor(() => net.sites.every((s) => s.bridge.knownPeers().length === 2), { what: 'profiles' })
