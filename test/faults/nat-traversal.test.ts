@@ -10,7 +10,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { waitFor } from '../helpers/dht-testnet.js'
-import { startNatPmpResponder } from '../helpers/natpmp-responder.js'
+import { type NatPmpResponder, startNatPmpResponder } from '../helpers/natpmp-responder.js'
 import { describeReport, startStreamChecker, startStreamPublisher } from '../helpers/stream-checker.js'
 import { drain, prerequisites, STREAM_FILTER, TOPICS } from './fixtures.js'
 import {
@@ -170,24 +170,27 @@ test('nat traversal 3: port mapping (NAT-PMP on router A, both routers symmetric
   noNatConfigNote(t)
   // Both symmetric: a punch cannot link them (the port each NAT shows carol is not the one
   // it uses towards the other), so a direct link can only come from the mapping.
-  let mappedPort = 0
+  let responder: NatPmpResponder | undefined
   const s = await natSites(t, {
     a: 'symmetric',
     b: 'symmetric',
     nat: { alice: { portMapping: 'on' } },
     beforeSites: async (lab) => {
-      const responder = await startNatPmpResponder(lab, 'routerA')
-      t.after(() => responder.child.kill('SIGKILL'))
-      // Resolves once alice's bridge (started right after this) has mapped its link port.
-      void responder
-        .waitEvent('mapped', LINK_MS)
-        .then((e) => {
-          if (e.internalPort === LINK_PORT) mappedPort = Number(e.externalPort)
-        })
-        .catch(() => undefined)
+      responder = await startNatPmpResponder(lab, 'routerA')
     },
   })
-  await waitFor(() => mappedPort > 0, { timeoutMs: LINK_MS, what: 'alice’s link port mapped on router A' })
+  const gateway = responder as NatPmpResponder
+  // The responder's "mapped" line for alice's link port: router A forwards it to her now.
+  const mapped = () =>
+    gateway.child
+      .lines(/"event":"mapped"/)
+      .map((l) => JSON.parse(l.text) as { internalPort: number; externalPort: number })
+      .find((e) => e.internalPort === LINK_PORT)
+  await waitFor(() => mapped() !== undefined, {
+    timeoutMs: LINK_MS,
+    what: `alice's link port ${LINK_PORT} mapped on router A`,
+  })
+  const mappedPort = mapped()?.externalPort ?? 0
   const m = await firstMessages(t, s, 'mapped')
   const atBob = await waitLinkUp(s.bob, s.alice, LINK_MS, isPath('mapped'))
   assert.equal(atBob.path, 'mapped')
