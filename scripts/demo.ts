@@ -1,8 +1,11 @@
 /**
  * `npm run demo`: the smart-building example on one machine, with nothing but `npm ci` done.
  *
- * Starts a private DHT bootstrap node and three sites (`bridge configs/demo/<site>.json`,
- * each with its embedded MQTT broker), then
+ * Creates the sites' private swarm where missing (a root key and one invite per site in
+ * state/demo-swarm/, as `bridge swarm create` and `bridge swarm invite` do; it prints those
+ * commands once), starts a private DHT bootstrap node and three sites (`bridge
+ * configs/demo/<site>.json`: `swarm: { inviteFile }`, no `peers`; each with its embedded MQTT
+ * broker), then
  *   - the sensors at alice, publishing readings on building/hq/P_<f>/<wing>/<room>/<kind>;
  *   - the alarm at bob, which subscribed across the swarm to `building/#` and prints a line
  *     for each reading over its threshold: every one of them crossed from alice to bob;
@@ -20,7 +23,7 @@
  * the same ports (configs rewritten into a temp folder); `--free-ports` moves every port and
  * the state folders to fresh ones (tests use it).
  */
-import { join } from 'node:path'
+import { dirname, isAbsolute, join, relative } from 'node:path'
 import {
   abortOnSignals,
   isMain,
@@ -32,6 +35,7 @@ import {
 } from './demo/cli.js'
 import { planDemo, treeTopics } from './demo/plan.js'
 import { runSession } from './demo/session.js'
+import { describeInit, equivalentCommands, initSwarm } from './demo/swarm-init.js'
 import { SUMMARY_EVERY_MS, SwarmView } from './demo/swarm-view.js'
 import { type BridgeBuild, bridgeCommand, REPO_ROOT, tsxCommand } from './testnet/bridges.js'
 import { mosquittoAvailable, startMosquitto } from './testnet/mosquitto.js'
@@ -102,6 +106,18 @@ export async function runDemo(
         workDir,
       })
       const { alice, bob, carol } = plan.sites
+      // The admin's step of a real deployment, done here where missing (a restart keeps it).
+      const swarm = initSwarm(plan.swarm)
+      for (const line of describeInit(swarm, plan.swarm.rootKeyFile, shown)) say(line)
+      say('the same by hand (what a real deployment runs):')
+      for (const line of equivalentCommands({
+        rootKeyFile: shown(plan.swarm.rootKeyFile),
+        site: { name: alice.name, inviteFile: shown(alice.inviteFile) },
+        others: [bob.name, carol.name],
+        config: shown(alice.configPath),
+        inviteRef: relative(dirname(alice.configPath), alice.inviteFile),
+      }))
+        say(`  ${line}`)
       say(
         `smart building on ${brokers} brokers: sensors at alice (${alice.brokerUrl}), alarm at bob (${bob.brokerUrl}), trees at carol (${carol.brokerUrl})`,
       )
@@ -193,6 +209,12 @@ export async function runDemo(
   const n = result.children.size
   out(`demo: stopped ${n} processes; the alarm printed ${alarms} ALARM line${alarms === 1 ? '' : 's'}`)
   return { ...result, alarms }
+}
+
+/** A path as the user would type it: relative to the working folder when it is inside it. */
+function shown(path: string): string {
+  const rel = relative(process.cwd(), path)
+  return rel === '' || rel.startsWith('..') || isAbsolute(rel) ? path : rel
 }
 
 /** How often the demo checks that its parent (npm, a shell) is still there. */

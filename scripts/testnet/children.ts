@@ -217,6 +217,8 @@ export interface GroupSpec extends Omit<ChildSpec, 'stdout' | 'detached' | 'onLi
   readonly show?: { readonly stdout?: boolean; readonly stderr?: boolean }
   /** Rewrites each shown stdout line after the prefix (e.g. to highlight alarms). */
   readonly format?: (line: string) => string
+  /** A one-shot job (compose's `service_completed_successfully`): exiting 0 is its success. */
+  readonly oneShot?: boolean
 }
 
 export interface ProcessGroupDeps {
@@ -274,7 +276,9 @@ export class ProcessGroup implements Teardown {
     child.respawn()
     this.children.push(child)
     void child.exited.then((info) => {
-      if (!this.stopping) this.unexpectedExitHandler?.(spec.name, exitCode(info))
+      const code = exitCode(info)
+      if (spec.oneShot === true && code === 0) return
+      if (!this.stopping) this.unexpectedExitHandler?.(spec.name, code)
     })
     return child
   }

@@ -3,7 +3,10 @@
  * gets a free 127.0.0.1 port, and everything that names a service endpoint (broker URLs,
  * DHT bootstrap and advertised link endpoints, `--port`/`--host` arguments, Mosquitto
  * `listener` lines) is rewritten through that one map. Mounted files are read from their
- * host source; bridge configs are rewritten and validated with the real config schema.
+ * host source; a named volume is a folder `<workDir>/volumes/<name>` (shared by every service
+ * mounting it, as in Docker), and a path argument under a volume's mount point (`/x/f`, or
+ * `NAME=/x/f`) points into it. Bridge configs are rewritten (addresses, `keyFile`,
+ * `swarm.inviteFile`) and validated with the real config schema.
  * Nothing about the topology is restated here: it all comes from docker-compose.yml.
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
@@ -59,6 +62,10 @@ export async function localizeCompose(
 ): Promise<LocalService[]> {
   const ports = options.ports ?? (await allocatePorts(compose))
   mkdirSync(options.workDir, { recursive: true })
+  // Mode 0700: a volume may hold secrets (the swarm's root key, invites), as Docker's
+  // volume folders are root's alone.
+  for (const v of compose.namedVolumes)
+    mkdirSync(volumeDir(options.workDir, v), { recursive: true, mode: 0o700 })
   const map = new EndpointMap(compose, ports)
   return [...compose.services.values()].map((s) => {
     const base = { name: s.name, dependsOn: [...s.dependsOn.keys()] }
@@ -102,6 +109,38 @@ export class EndpointMap {
     const m = /^([a-z][a-z0-9+.-]*:\/\/)([A-Za-z0-9.-]+:\d{1,5})(.*)$/.exec(text)
     return m ? `${m[1]}${this.endpoint(m[2] as string)}${m[3]}` : text
   }
+}
+
+/** Where a named volume lives on this machine. */
+export function volumeDir(workDir: string, volume: string): string {
+  return join(workDir, 'volumes', volume)
+}
+
+/**
+ * The host path of `containerPath` as service `s` sees it: a file bind-mounted there, or a
+ * path under a named volume's mount point. undefined when no mount provides it.
+ */
+export function hostPath(s: ComposeService, containerPath: string, workDir: string): string | undefined {
+  const bind = s.mounts.find((m) => m.kind === 'bind' && m.target === containerPath)
+  if (bind !== undefined) return bind.source
+  for (const m of s.mounts) {
+    if (m.kind !== 'volume') continue
+    const rel = posix.relative(m.target, containerPath)
+    if (rel !== '' && !rel.startsWith('..') && !posix.isAbsolute(rel))
+      return join(volumeDir(workDir, m.source), ...rel.split('/'))
+  }
+  return undefined
+}
+
+/** An argument naming a path under one of the service's volumes (`/x/f` or `K=/x/f`), moved there. */
+function volumeArg(s: ComposeService, arg: string, workDir: string): string | undefined {
+  const eq = arg.indexOf('=')
+  const [head, path] = eq > 0 ? [arg.slice(0, eq + 1), arg.slice(eq + 1)] : ['', arg]
+  if (!path.startsWith('/') || s.mounts.every((m) => m.kind !== 'volume')) return undefined
+  const local = hostPath(s, path, workDir)
+  return local === undefined || s.mounts.some((m) => m.kind === 'bind' && m.target === path)
+    ? undefined
+    : `${head}${local}`
 }
 
 function localizeMosquitto(
@@ -159,7 +198,7 @@ function localizeNodeService(
     if (prev === '--host') return LOOPBACK
     const mount = s.mounts.find((m) => m.kind === 'bind' && m.target === arg)
     if (mount !== undefined && arg.endsWith('.json')) return localizeBridgeConfig(s, arg, map, options)
-    return map.url(arg)
+    return volumeArg(s, arg, options.workDir) ?? map.url(arg)
   })
   const ready: Readiness[] = []
   const health = s.healthcheck ?? []
@@ -187,11 +226,19 @@ export function localizeBridgeConfig(
   const keyMount = s.mounts.find((m) => m.kind === 'bind' && m.target === c.keyFile)
   if (keyMount === undefined)
     throw new TopologyError(`services.${s.name}: keyFile ${c.keyFile} is not mounted`)
+  let swarm = c.swarm
+  if (typeof swarm !== 'string') {
+    const invite = hostPath(s, swarm.inviteFile, options.workDir)
+    if (invite === undefined)
+      throw new TopologyError(`services.${s.name}: swarm.inviteFile ${swarm.inviteFile} is not mounted`)
+    swarm = { ...swarm, inviteFile: invite }
+  }
   const { configPath: _unused, ...base } = c
   const { url, embedded } = c.broker
   const local: BridgeConfig = {
     ...base,
     keyFile: keyMount.source,
+    swarm,
     stateDir: join(options.workDir, s.name, 'state'),
     broker:
       url !== undefined

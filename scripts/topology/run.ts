@@ -2,6 +2,7 @@ import { join } from 'node:path'
 import { abortOnSignals, isMain, optionalNumber, parseOptions, runMain, UsageError } from '../demo/cli.js'
 import { runSession } from '../demo/session.js'
 import { type BridgeBuild, REPO_ROOT } from '../testnet/bridges.js'
+import { type Child, exitCode } from '../testnet/children.js'
 import { mosquittoPath } from '../testnet/mosquitto.js'
 import { pingDht, tcpOpen } from '../testnet/ports.js'
 import { waitFor } from '../testnet/wait.js'
@@ -59,13 +60,25 @@ export async function runTopology(
       })
       const byName = new Map(services.map((s) => [s.name, s]))
       const ready = new Set<string>()
+      // One-shot jobs (swarm-init): what some service waits to see completed successfully.
+      const conditionOf = (name: string, dep: string) => compose.services.get(name)?.dependsOn.get(dep)
+      const oneShots = new Set(
+        services.flatMap((s) =>
+          s.dependsOn.filter((dep) => conditionOf(s.name, dep) === 'service_completed_successfully'),
+        ),
+      )
+      const children = new Map<string, Child>()
       say(`${services.length} services from ${composeFile}, on loopback`)
       for (const name of startOrder(compose)) {
         const s = byName.get(name) as LocalService
-        // Compose only waits for `service_healthy`; waiting for every probe-able dependency
-        // is stricter and costs nothing on one machine.
-        for (const dep of s.dependsOn) await waitReady(byName.get(dep) as LocalService, ready, signal)
-        start(s.spec, [s.spec.command, ...s.spec.args].join(' '))
+        for (const dep of s.dependsOn) {
+          if (oneShots.has(dep)) await completed(dep, children.get(dep) as Child, signal)
+          // Compose only waits for `service_healthy`; waiting for every probe-able dependency
+          // is stricter and costs nothing on one machine.
+          else await waitReady(byName.get(dep) as LocalService, ready, signal)
+        }
+        const oneShot = oneShots.has(name)
+        children.set(name, start({ ...s.spec, oneShot }, [s.spec.command, ...s.spec.args].join(' ')))
       }
       const until =
         options.durationMs === undefined ? 'Ctrl-C to stop' : `stops after ${options.durationMs / 1000} s`
@@ -75,6 +88,17 @@ export async function runTopology(
   const print = deps.print ?? ((line: string) => process.stdout.write(`${line}\n`))
   print(`topology: stopped ${result.children.size} processes; ${alarms} ALARM lines, ${trees} TREE lines`)
   return { exitCode: result.exitCode, alarms, trees, pids: result.pids }
+}
+
+/** Waits for a one-shot job to exit 0 (compose's `service_completed_successfully`). */
+async function completed(name: string, child: Child, signal: AbortSignal): Promise<void> {
+  const stopped = new Promise<never>((_, reject) => {
+    const fail = () => reject(new Error(`stopped while waiting for ${name} to complete`))
+    if (signal.aborted) fail()
+    else signal.addEventListener('abort', fail, { once: true })
+  })
+  const code = exitCode(await Promise.race([child.exited, stopped]))
+  if (code !== 0) throw new Error(`${name} failed (exit ${code}); its dependents are not started`)
 }
 
 async function waitReady(s: LocalService, ready: Set<string>, signal: AbortSignal): Promise<void> {

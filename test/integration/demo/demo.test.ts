@@ -1,6 +1,7 @@
 /**
- * `npm run demo` end to end, as a user runs it: a bootstrap and three bridges as child
- * processes, the sensors at alice, the alarm at bob. Every ALARM line must be a reading the
+ * `npm run demo` end to end, as a user runs it: a private swarm (root key and invites) it
+ * creates, a bootstrap and three bridges joining it as child processes, the sensors at
+ * alice, the alarm at bob. Every ALARM line must be a reading the
  * sensors published at alice (it crossed the swarm to bob), and once the demo exits no
  * process it started may be left. Ports are moved to free ones (--free-ports).
  */
@@ -33,6 +34,21 @@ describe('npm run demo', () => {
     // Stopping is bounded by the supervisor's grace period per process; it should be quick.
     assert.ok(elapsed < 20_000 + 30_000, `took ${elapsed} ms to stop`)
     assertRelayedAndClean(run, SITES)
+    const lines = run.lines.join('\n')
+    // A private swarm the demo created (a new one with --free-ports), and the three steps
+    // by hand printed once: create, invite, join. No config lists peers: the links and the
+    // relayed alarms are the invites' doing.
+    const once = (re: RegExp) =>
+      assert.equal(run.lines.filter((l) => re.test(l)).length, 1, `${re} once:\n${lines}`)
+    once(/^demo: private swarm [0-9a-f]{16}… \(root key \S+\/root\.key, created now\)$/)
+    for (const site of ['alice', 'bob', 'carol']) once(new RegExp(`^demo: ${site}: invite \\S+ issued, `))
+    once(/^demo: {3}bridge swarm create \S+\/root\.key /)
+    once(
+      /^demo: {3}bridge swarm invite \S+\/root\.key --name alice > \S+\/alice\.invite \(bob, carol alike\)$/,
+    )
+    once(
+      /^demo: {3}"swarm": \{ "inviteFile": "\S+alice\.invite" \} in \S+alice\.json \(no peers needed\), then: bridge \S+alice\.json$/,
+    )
     // The alarm listens on bob's broker, the sensors publish on alice's: different brokers.
     const banner = run.lines.find((l) => l.startsWith('demo: smart building')) ?? ''
     const m = /sensors at alice \((\S+)\), alarm at bob \((\S+)\)/.exec(banner)

@@ -2,12 +2,15 @@
  * docker-compose.yml cannot be run here (no Docker engine), so it is checked against what
  * it mounts and runs: every mounted file exists, every bridge config validates with the
  * real schema, and every host:port a config names is a compose service exposing that port
- * (the broker, the bootstrap, the bridge's own advertised endpoint). Key files match the
- * public keys the other sites allow. The demo configs describe the same three sites.
+ * (the broker, the bootstrap, the bridge's own advertised endpoint). The sites join a private
+ * swarm: the one-shot `swarm-init` writes each site's invite into a volume only that site's
+ * bridge mounts (read-only, where its `swarm.inviteFile` points), the root key into a volume
+ * no bridge mounts, and every bridge waits for it to complete; no config lists `peers`.
+ * The demo configs describe the same three sites.
  */
 import assert from 'node:assert/strict'
 import { existsSync, readFileSync, statSync } from 'node:fs'
-import { join } from 'node:path'
+import { join, posix } from 'node:path'
 import { describe, test } from 'node:test'
 import { REPO_ROOT } from '../../../scripts/testnet/bridges.js'
 import {
@@ -28,7 +31,9 @@ const fromRepo = services.filter((s) => s.build === REPO_ROOT)
 const brokers = services.filter((s) => s.image?.startsWith('eclipse-mosquitto:2') === true)
 const bootstraps = fromRepo.filter((s) => s.entrypoint === undefined && s.command[0] === 'dht')
 const bridges = fromRepo.filter((s) => s.entrypoint === undefined && s.command[0] !== 'dht')
-const clients = fromRepo.filter((s) => s.entrypoint !== undefined)
+const SWARM_INIT_SCRIPT = 'scripts/demo/swarm-init.ts'
+const initJobs = fromRepo.filter((s) => s.entrypoint?.at(-1) === SWARM_INIT_SCRIPT)
+const clients = fromRepo.filter((s) => s.entrypoint !== undefined && !initJobs.includes(s))
 
 /** The value after `flag` in an exec-form command. */
 function option(command: readonly string[], flag: string): string | undefined {
@@ -62,6 +67,20 @@ function seedFrom(path: string): Uint8Array {
   return Buffer.from(text, 'hex')
 }
 
+/** The named volume and the path inside it that `containerPath` is, as `s` sees it. */
+function inVolume(
+  s: ComposeService,
+  containerPath: string,
+): { volume: string; path: string; readOnly: boolean } {
+  for (const m of s.mounts) {
+    if (m.kind !== 'volume') continue
+    const rel = posix.relative(m.target, containerPath)
+    if (rel !== '' && !rel.startsWith('..') && !posix.isAbsolute(rel))
+      return { volume: m.source, path: rel, readOnly: m.readOnly }
+  }
+  assert.fail(`services.${s.name}: ${containerPath} is on no named volume`)
+}
+
 function mosquittoListeners(s: ComposeService): number[] {
   const conf = readFileSync(bindSource(s, MOSQUITTO_CONF_TARGET), 'utf8')
   return [...conf.matchAll(/^\s*listener\s+(\d+)\b/gm)].map((m) => Number(m[1]))
@@ -84,8 +103,12 @@ function brokerServiceOf(url: string): ComposeService {
 const configs = new Map(bridges.map((s) => [s.name, bridgeConfig(s)]))
 
 describe('docker-compose.yml', () => {
-  test('has the topology: one bootstrap, three brokers, three bridges, sensors, alarm, trees', () => {
+  test('has the topology: one bootstrap, swarm-init, three brokers, three bridges, sensors, alarm, trees', () => {
     assert.equal(bootstraps.length, 1)
+    assert.deepEqual(
+      initJobs.map((s) => s.name),
+      ['swarm-init'],
+    )
     assert.deepEqual(brokers.map((b) => b.name).sort(), [
       'mosquitto-alice',
       'mosquitto-bob',
@@ -93,7 +116,7 @@ describe('docker-compose.yml', () => {
     ])
     assert.deepEqual(bridges.map((b) => b.name).sort(), ['bridge-alice', 'bridge-bob', 'bridge-carol'])
     assert.deepEqual(clients.map((c) => c.name).sort(), ['alarm', 'sensors', 'trees'])
-    assert.equal(services.length, 10, 'every service is one of the above')
+    assert.equal(services.length, 11, 'every service is one of the above')
     assert.equal(startOrder(compose).length, services.length) // no depends_on cycle
   })
 
@@ -165,9 +188,66 @@ describe('docker-compose.yml', () => {
   })
 })
 
+describe('the private swarm: swarm-init and the invites it writes', () => {
+  const init = initJobs[0] as ComposeService
+  const invites = new Map(
+    init.command
+      .filter((_, i) => init.command[i - 1] === '--invite')
+      .map((arg) => {
+        const eq = arg.indexOf('=')
+        return [arg.slice(0, eq), arg.slice(eq + 1)] as const
+      }),
+  )
+
+  test('runs scripts/demo/swarm-init.ts with the image, once, before every bridge', () => {
+    assert.ok(existsSync(join(REPO_ROOT, SWARM_INIT_SCRIPT)))
+    assert.deepEqual(init.entrypoint, ['node', '--import', 'tsx', SWARM_INIT_SCRIPT])
+    assert.equal(init.dependsOn.size, 0, 'it needs nothing running')
+    assert.equal(init.expose.length + init.ports.length, 0, 'it serves nothing')
+    for (const b of bridges)
+      assert.equal(b.dependsOn.get(init.name), 'service_completed_successfully', `${b.name} waits for it`)
+  })
+
+  test('the root key sits on a writable volume that no other service mounts', () => {
+    const rootKey = option(init.command, '--root-key')
+    assert.ok(rootKey?.startsWith('/') === true, '--root-key /absolute/path')
+    const { volume, readOnly } = inVolume(init, rootKey)
+    assert.equal(readOnly, false)
+    for (const s of services)
+      if (s !== init) assert.ok(!s.mounts.some((m) => m.source === volume), `${s.name} mounts ${volume}`)
+  })
+
+  test("one invite per site, on a volume only that site's bridge mounts, read-only, at its inviteFile", () => {
+    assert.deepEqual([...invites.keys()].sort(), [...configs.values()].map((c) => c.name).sort())
+    for (const [site, path] of invites) {
+      const written = inVolume(init, path)
+      assert.equal(written.readOnly, false)
+      const bridge = bridges.find((b) => b.name === `bridge-${site}`) as ComposeService
+      const c = configs.get(bridge.name) as LoadedConfig
+      assert.ok(typeof c.swarm !== 'string', `${bridge.name}: swarm.inviteFile`)
+      const read = inVolume(bridge, c.swarm.inviteFile)
+      assert.deepEqual(read, { volume: written.volume, path: written.path, readOnly: true })
+      for (const s of services) {
+        if (s === init || s === bridge) continue
+        assert.ok(!s.mounts.some((m) => m.source === written.volume), `${s.name} mounts ${site}'s invite`)
+      }
+    }
+  })
+
+  test('the containers run as root, who owns the 0600 invites swarm-init writes', () => {
+    // A USER in the image would make the bridges unable to read root's 0600 files.
+    const dockerfile = readFileSync(join(REPO_ROOT, 'Dockerfile'), 'utf8')
+    assert.doesNotMatch(dockerfile, /^\s*USER\s+(?!root\b|0\b)/im)
+  })
+})
+
 describe('bridge services and the configs they mount', () => {
-  const swarms = new Set([...configs.values()].map((c) => c.swarm))
-  test('all sites are in one swarm', () => assert.equal(swarms.size, 1))
+  test('every site joins the private swarm with an invite and lists no peers', () => {
+    for (const c of configs.values()) {
+      assert.ok(typeof c.swarm !== 'string', `${c.name}: swarm: { inviteFile }`)
+      assert.deepEqual(c.peers, [], `${c.name}: no peers`)
+    }
+  })
 
   for (const s of bridges) {
     describe(s.name, () => {
@@ -211,18 +291,14 @@ describe('bridge services and the configs they mount', () => {
         )
       })
 
-      test('its mounted key file is the identity the other sites allow, and only they are its peers', () => {
-        const seed = seedFrom(bindSource(s, c.keyFile))
-        const key = identityFromSeed(seed).publicKeyHex
-        for (const [otherName, other] of configs) {
-          if (otherName === s.name) continue
-          const entry = other.peers.find((p) => p.name === c.name)
-          assert.ok(entry, `${otherName} lists ${c.name} as a peer`)
-          assert.equal(entry.publicKey, key, `${otherName}'s key for ${c.name} matches ${c.keyFile}`)
+      test('its mounted key file is a seed, an identity of its own', () => {
+        const key = identityFromSeed(seedFrom(bindSource(s, c.keyFile))).publicKeyHex
+        for (const o of bridges) {
+          if (o === s) continue
+          const other = configs.get(o.name) as LoadedConfig
+          const otherKey = identityFromSeed(seedFrom(bindSource(o, other.keyFile))).publicKeyHex
+          assert.notEqual(otherKey, key, `${o.name} has the same key`)
         }
-        const others = [...configs.values()].filter((o) => o !== c).map((o) => o.name)
-        assert.deepEqual(c.peers.map((p) => p.name).sort(), others.sort())
-        assert.ok(!c.peers.some((p) => p.publicKey === key), 'not its own peer')
       })
     })
   }
@@ -286,7 +362,10 @@ describe('configs/demo and configs/docker describe the same sites', () => {
   for (const docker of configs.values()) {
     test(docker.name, () => {
       const demo = loadConfig(join(REPO_ROOT, 'configs/demo', `${docker.name}.json`))
-      assert.equal(demo.swarm, docker.swarm)
+      // Both join a private swarm with the site's own invite (npm run demo creates it).
+      assert.ok(typeof demo.swarm !== 'string' && typeof docker.swarm !== 'string')
+      assert.equal(posix.basename(demo.swarm.inviteFile), `${docker.name}.invite`)
+      assert.equal(posix.basename(docker.swarm.inviteFile), `${docker.name}.invite`)
       assert.deepEqual(demo.peers, docker.peers)
       assert.deepEqual(demo.subscriptions, docker.subscriptions)
       // The demo's key file is the one compose mounts (same identity, not just the same key).

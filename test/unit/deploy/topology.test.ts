@@ -4,7 +4,7 @@
  * named a compose endpoint now names the matching loopback port, and nothing else changed.
  */
 import assert from 'node:assert/strict'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, test } from 'node:test'
@@ -119,13 +119,15 @@ describe('the compose topology on loopback', () => {
       assert.deepEqual(local.listen.advertise, [`127.0.0.1:${port(svc, 7000)}`])
       assert.equal(local.keyFile, join(REPO_ROOT, 'configs/keys', `${site}.key`))
       assert.ok(local.stateDir.startsWith(workDir), local.stateDir)
-      // Everything that is not an address is untouched.
+      // The invite: in the folder standing for the named volume mounted at /swarm.
+      assert.deepEqual(local.swarm, {
+        inviteFile: join(workDir, 'volumes', `invite-${site}`, `${site}.invite`),
+        revocationCheckSeconds: 30,
+      })
+      // Everything that is not an address or a path is untouched.
       assert.equal(local.name, original.name)
-      assert.equal(local.swarm, original.swarm)
-      assert.deepEqual(
-        local.peers.map((p) => [p.name, p.publicKey]),
-        original.peers.map((p: { name: string; publicKey: string }) => [p.name, p.publicKey]),
-      )
+      assert.equal(original.peers, undefined)
+      assert.deepEqual(local.peers, [])
       assert.deepEqual(
         local.subscriptions.map((s) => s.filter),
         original.subscriptions.map((s: { filter: string }) => s.filter),
@@ -149,6 +151,33 @@ describe('the compose topology on loopback', () => {
     assert.equal(arg(trees, '--tree-filter'), 'trees/P_1')
     assert.equal(arg(get('alarm'), '--url'), `mqtt://127.0.0.1:${port('mosquitto-bob', 1883)}`)
     assert.deepEqual(get('alarm').dependsOn, ['mosquitto-bob', 'bridge-bob'])
+  })
+
+  test('swarm-init writes into the folders the bridges read their invites from', async (t) => {
+    const { get, workDir } = await localize(t)
+    const init = get('swarm-init')
+    assert.equal(init.spec.command, process.execPath)
+    const volume = (name: string) => join(workDir, 'volumes', name)
+    assert.deepEqual(init.spec.args, [
+      '--import',
+      'tsx',
+      'scripts/demo/swarm-init.ts',
+      '--root-key',
+      join(volume('swarm-root'), 'root.key'),
+      ...['alice', 'bob', 'carol'].flatMap((site) => [
+        '--invite',
+        `${site}=${join(volume(`invite-${site}`), `${site}.invite`)}`,
+      ]),
+    ])
+    for (const site of ['alice', 'bob', 'carol']) {
+      const config = loadConfig(get(`bridge-${site}`).spec.args[3] as string)
+      assert.ok(typeof config.swarm !== 'string')
+      assert.equal(config.swarm.inviteFile, join(volume(`invite-${site}`), `${site}.invite`))
+      assert.ok(get(`bridge-${site}`).dependsOn.includes('swarm-init'))
+    }
+    // Volume folders are private, as Docker's are: one holds the root key.
+    for (const v of compose.namedVolumes) assert.equal(statSync(volume(v)).mode & 0o777, 0o700, v)
+    assert.deepEqual(init.ready, [], 'a one-shot job: its dependents wait for its exit')
   })
 
   test('`--bridge dist` runs the image ENTRYPOINT itself', async (t) => {
@@ -195,7 +224,10 @@ describe('the compose topology on loopback', () => {
         '    volumes:',
         '      - ./alice.json:/config/alice.json:ro',
         '      - ./alice.key:/config/keys/alice.key:ro',
+        '      - invite:/swarm:ro',
         '    expose: ["6881/udp", "7000"]',
+        'volumes:',
+        '  invite: {}',
       ].join('\n'),
     )
     const small = loadCompose(join(dir, 'compose.yml'))
@@ -208,6 +240,38 @@ describe('the compose topology on loopback', () => {
       (err: unknown) =>
         err instanceof TopologyError &&
         /broker:1884 is used but not in services\.broker\.expose/.test(err.message),
+    )
+  })
+
+  test('a config whose swarm.inviteFile no mount provides is refused', async (t) => {
+    const dir = tempDir(t)
+    writeFileSync(join(dir, 'alice.json'), readFileSync(join(REPO_ROOT, 'configs/docker/alice.json')))
+    writeFileSync(join(dir, 'alice.key'), '00'.repeat(32))
+    writeFileSync(
+      join(dir, 'compose.yml'),
+      [
+        'services:',
+        '  bridge-alice:',
+        '    build: .',
+        '    command: ["/config/alice.json"]',
+        '    volumes:',
+        '      - ./alice.json:/config/alice.json:ro',
+        '      - ./alice.key:/config/keys/alice.key:ro',
+        '      - invite:/invites:ro', // not /swarm, where the config looks
+        '    expose: ["6881/udp", "7000", "8080"]',
+        'volumes:',
+        '  invite: {}',
+      ].join('\n'),
+    )
+    await assert.rejects(
+      localizeCompose(loadCompose(join(dir, 'compose.yml')), {
+        workDir: join(dir, 'work'),
+        imageEntrypoint: ['node', 'bin/bridge.js'],
+        mosquittoBinary: 'm',
+      }),
+      (err: unknown) =>
+        err instanceof TopologyError &&
+        /services\.bridge-alice: swarm\.inviteFile \/swarm\/alice\.invite is not mounted/.test(err.message),
     )
   })
 })
