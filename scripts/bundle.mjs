@@ -27,6 +27,9 @@ export const EXTERNAL = [
   'aedes',
   'bufferutil',
   'utf-8-validate',
+  // Its UPnP half (@achingbrain/ssdp) reads its own package.json relative to its file:
+  // bundled, that path no longer exists.
+  '@achingbrain/nat-port-mapper',
 ]
 
 export async function bundle(outfile = join(ROOT, 'dist/bridge.mjs')) {

@@ -12,6 +12,7 @@ import type { Identity } from './identity/identity.js'
 import { LinkManager } from './link/link-manager.js'
 import { componentLogger, createRootLogger, type Logger } from './log.js'
 import { Counters } from './metrics.js'
+import { SiteNat } from './nat/site-nat.js'
 import { PeerDirectory } from './peers/directory.js'
 import { PeerProfiles, profilesOptions } from './peers/profiles.js'
 import { LocalIntake } from './relay/intake.js'
@@ -34,6 +35,9 @@ import type { TreeSubscription } from './trees/delivery.js'
  * ms; past it the stop goes on, and a redelivery after the restart may duplicate a message.
  */
 const DRAIN_MS = 5_000
+
+/** The frames a private swarm's membership handles (src/swarm/private-swarm.ts). */
+const SWARM_FRAMES: ReadonlySet<string> = new Set(['REVOCATION', 'MEMBER', 'MEMBERS'])
 
 import type { BridgeDeps, BridgeEvents, BridgeStatus, BridgeTuning } from './bridge-types.js'
 
@@ -72,6 +76,8 @@ export class Bridge extends EventEmitter<BridgeEvents> {
   readonly profiles: PeerProfiles
   /** A private swarm's membership and its wiring (undefined in an open swarm). */
   private readonly privateSwarm: PrivateSwarm | undefined
+  /** NAT traversal: punch port, port mapping, observed addresses, hole punching, relaying. */
+  readonly nat: SiteNat
   private statusValue: BridgeStatus = { state: 'new' }
   private stopping: Promise<void> | undefined
   private starting: Promise<void> | undefined
@@ -206,22 +212,42 @@ export class Bridge extends EventEmitter<BridgeEvents> {
         ...tuning.link,
       },
     )
+    this.nat = new SiteNat({
+      config: c.nat,
+      listenHost: c.listen.host,
+      identity,
+      log: log('nat'),
+      counters,
+      directory: this.directory,
+      links: () => this.links,
+      advertise: (extra) =>
+        void this.profiles
+          .setExtraEndpoints(extra, () => this.relay.pushProfile())
+          .catch((err: unknown) =>
+            this.log.warn({ err: (err as Error).message }, 'profile not re-published'),
+          ),
+    })
     this.links.on('up', (peer, link) => {
       this.relay.linkUp(peer, link)
       this.privateSwarm?.linkUp(link)
+      this.nat.linkUp(peer, link)
       this.emit('linkUp', peer)
     })
     this.links.on('down', (peer, reason) => {
       this.relay.linkDown(peer, reason)
+      this.nat.linkDown(peer)
       this.emit('linkDown', peer)
     })
     const swarm = this.privateSwarm
-    if (swarm === undefined) this.links.on('frame', this.relay.frame)
-    else
-      this.links.on('frame', (peer, frame) => {
-        if (frame.type === 'REVOCATION' || frame.type === 'MEMBER') swarm.frame(peer, frame)
-        else this.relay.frame(peer, frame)
-      })
+    const nat = this.nat
+    const relay = this.relay
+    this.links.on('frame', (peer, frame) => {
+      // The relay's frames first: the hot path pays one comparison.
+      if (frame.type === 'PUBLISH_BATCH' || frame.type === 'ACK') relay.frame(peer, frame)
+      else if (nat.frame(peer, frame)) return
+      else if (swarm !== undefined && SWARM_FRAMES.has(frame.type)) swarm.frame(peer, frame)
+      else relay.frame(peer, frame)
+    })
     this.admin = c.admin && new AdminServer(c.admin, adminSourceOf(this), log('admin'))
   }
 
@@ -304,6 +330,8 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     const bound = await this.links.listen()
     this.checkNotStopped()
     const endpoints = advertisedEndpoints(c.listen.host, bound.port, c.listen.advertise)
+    await this.nat.start(bound.port) // the punch port before the first dial
+    this.checkNotStopped()
     this.privateSwarm?.restore(endpoints) // remembered members: allow-listed before the DHT starts
     const published = await this.profiles.start(bound.port, endpoints)
     this.checkNotStopped()
@@ -350,6 +378,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
       await this.relay.close() // pending trees go out before the broker stops (bounded)
       await this.broker.stop()
       this.privateSwarm?.stop()
+      await this.nat.stop() // the router's mapping removed before the DHT goes
       await this.profiles.stop()
       const counters = this.countersWithStore()
       await this.db.close()
@@ -380,7 +409,9 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     this.emit('peer', p)
     this.subscriptions.update()
     // Signed endpoints first and on their own; swarm addresses are unsigned hints (anyone can announce).
-    this.links.connect(p.publicKeyHex, p.profile.endpoints, p.announcedAddresses)
+    const kinds = p.profile.endpointKinds ?? ''
+    const mapped = p.profile.endpoints.filter((_, i) => kinds[i] === 'm')
+    this.links.connect(p.publicKeyHex, p.profile.endpoints, p.announcedAddresses, mapped)
   }
 
   /** One line an operator can watch: who is linked, what waits for whom, every counter. */

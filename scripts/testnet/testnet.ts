@@ -46,7 +46,9 @@ export interface SiteSpec {
   /** Test seam passed to every Bridge of this site (also after restart()); in-process only. */
   readonly wrapDurability?: BridgeDeps['wrapDurability']
   /** The config's `listen.port` (default 0: a new port at every start) and `listen.advertise`. */
-  readonly listen?: { readonly port?: number; readonly advertise?: readonly string[] }
+  readonly listen?: { readonly port?: number; readonly advertise?: readonly string[]; readonly host?: string }
+  /** The config's `nat` section (absent: the defaults; loopback sites do no NAT traversal on "auto"). */
+  readonly nat?: Readonly<Record<string, unknown>>
   /** More `dht.bootstrap` entries after the testnet's node (e.g. fake DHT nodes). */
   readonly extraBootstrap?: readonly string[]
   /** The config's `admin` endpoint (absent: off); `{ port: 0 }` for any free port. */
@@ -177,13 +179,18 @@ async function prepare(t: Teardown, options: TestnetOptions): Promise<Prepared> 
         bootstrap: [...dht.bootstrap.slice(0, 1), ...(spec.extraBootstrap ?? [])],
       },
       swarm,
-      listen: { port: spec.listen?.port ?? 0, host: '127.0.0.1', advertise: spec.listen?.advertise },
+      listen: {
+        port: spec.listen?.port ?? 0,
+        host: spec.listen?.host ?? '127.0.0.1',
+        advertise: spec.listen?.advertise,
+      },
       peers: peerNames.map((n) => ({ name: n, seedByte: seeds.get(n) as number, ...spec.acl?.[n] })),
       subscriptions: spec.subscriptions ?? [],
       extra: {
         ...(spec.treeInput ? { treeInput: spec.treeInput } : {}),
         ...(spec.durability ? { durability: spec.durability } : {}),
         ...(spec.admin ? { admin: spec.admin } : {}),
+        ...(spec.nat ? { nat: spec.nat } : {}),
       },
     })
     const clients: MqttClient[] = []

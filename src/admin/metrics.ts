@@ -88,6 +88,17 @@ export function bridgeRegistry(s: AdminSource): Registry {
       }
     },
   )
+  gauge(
+    'link_path',
+    "1 for each peer's live link, labelled with its path (direct, mapped, punched, relayed)",
+    ['peer', 'path'],
+    (g) => {
+      for (const p of s.peers()) {
+        const path = s.link(p.key)?.route?.path
+        if (path !== undefined) g.set({ peer: p.name, path }, 1)
+      }
+    },
+  )
   gauge('broker_connected', '1 while the local broker is connected, else 0', [], (g) => {
     g.set(s.brokerStatus().state === 'up' ? 1 : 0)
   })

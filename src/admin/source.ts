@@ -23,10 +23,13 @@ export interface AdminSource {
   readonly firstNode: boolean
   peers(): readonly Peer[]
   /** The peer's live link, if one is up: its remote address and last keepalive RTT. */
-  link(
-    peerKey: string,
-  ):
-    | { readonly remoteAddress: string; readonly remotePort: number; readonly rttMs: number | null }
+  link(peerKey: string):
+    | {
+        readonly remoteAddress: string
+        readonly remotePort: number
+        readonly rttMs: number | null
+        readonly route?: { readonly path: string; readonly via?: string }
+      }
     | undefined
   /** QoS 1 messages in the durable outbox for the peer. */
   backlog(peerKey: string): { messages: number; bytes: number }
@@ -74,6 +77,10 @@ export interface PeerStatus {
   rateOut: number
   linkUps: number
   drops: Record<string, number>
+  /** How the link reaches the peer (`direct`, `mapped`, `punched`, `relayed`); null while down. */
+  path: string | null
+  /** The relaying member's name, for a relayed link; else null. */
+  via: string | null
   /** Private swarm: the name and expiry (ISO) its certificate gives; null in an open swarm or before it proved it. */
   member: { name: string; expiresAt: string } | null
 }
@@ -112,7 +119,14 @@ export function siteStatus(s: AdminSource, rates: (key: string) => { in: number;
       name: p.name,
       key: p.key,
       state: p.linked ? 'up' : 'down',
-      address: link === undefined ? null : hostPort(link.remoteAddress, link.remotePort),
+      address:
+        link === undefined
+          ? null
+          : link.route?.path === 'relayed'
+            ? link.remoteAddress
+            : hostPort(link.remoteAddress, link.remotePort),
+      path: link?.route?.path ?? null,
+      via: viaName(s, link?.route?.via),
       since: p.since === undefined ? null : new Date(p.since).toISOString(),
       rttMs: link?.rttMs ?? null,
       backlog: backlog.messages,
@@ -144,6 +158,11 @@ export function siteStatus(s: AdminSource, rates: (key: string) => { in: number;
     drops: dropsByReason(s.counters(), new Set(s.peers().map((p) => p.name))),
     time: new Date().toISOString(),
   }
+}
+
+function viaName(s: AdminSource, via: string | undefined): string | null {
+  if (via === undefined) return null
+  return s.peers().find((p) => p.key === via)?.name ?? via.slice(0, 7)
 }
 
 function hostPort(host: string, port: number): string {

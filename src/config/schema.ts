@@ -234,6 +234,34 @@ const adminSchema = z
       })
   })
 
+const autoOnOff = z.enum(['auto', 'on', 'off'], { error: 'must be "auto", "on" or "off"' })
+
+/**
+ * NAT traversal (src/nat/, docs/ARCHITECTURE.md "Sites behind NAT"). "auto" = on unless
+ * `listen.host` is a loopback address (a site only reachable from its own machine has no
+ * NAT to cross, and nothing is asked of a router).
+ */
+export const natSchema = z.strictObject({
+  /** Ask the router (NAT-PMP) to forward the link port, renewed, removed at stop; the mapped endpoint is advertised. */
+  portMapping: autoOnOff.default('auto'),
+  /**
+   * Dial links from one fixed local port (`punchPort`), so the address peers observe is this
+   * site's mapping of it, and punch TCP holes to members behind other NATs through a member
+   * both are linked to.
+   */
+  punch: autoOnOff.default('auto'),
+  /** The local port links are dialled from (0 = one chosen at start). */
+  punchPort: port.default(0),
+  /** Relaying for other members (opaque bytes between two members that cannot link directly). */
+  relay: z
+    .strictObject({
+      offer: z.boolean().default(true),
+      maxCircuits: z.number().int().min(0).max(1024).default(16),
+      bytesPerSecond: z.number().int().min(1024).default(1_048_576),
+    })
+    .default({ offer: true, maxCircuits: 16, bytesPerSecond: 1_048_576 }),
+})
+
 /** `swarm: { inviteFile }`: a private swarm (src/swarm/). */
 export const privateSwarmSchema = z.strictObject({
   /** The invite token's file (`bridge swarm invite`); refused if group or others can read it. */
@@ -314,6 +342,12 @@ export const configSchema = z
       .enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.map((l) => `"${l}"`).join(', ')}` })
       .optional(),
     admin: adminSchema.optional(),
+    nat: natSchema.default({
+      portMapping: 'auto',
+      punch: 'auto',
+      punchPort: 0,
+      relay: { offer: true, maxCircuits: 16, bytesPerSecond: 1_048_576 },
+    }),
   })
   .superRefine((c, ctx) => {
     const seenKeys = new Map<string, number>()
@@ -367,4 +401,5 @@ export const configSchema = z
 export type BridgeConfig = z.infer<typeof configSchema>
 export type PeerConfig = BridgeConfig['peers'][number]
 export type PrivateSwarmConfig = z.infer<typeof privateSwarmSchema>
+export type NatConfig = z.infer<typeof natSchema>
 export type SubscriptionConfig = BridgeConfig['subscriptions'][number]

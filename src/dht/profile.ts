@@ -11,6 +11,7 @@ import type { SeqCounter } from '../state/seq.js'
 import type { DhtNodeLike } from './node.js'
 import {
   encodeProfile,
+  MAX_ENDPOINTS,
   PROFILE_SALT,
   type ProfileContent,
   type ProfileSubscription,
@@ -118,8 +119,22 @@ export class ProfilePublisher {
     clearTimeout(this.timer)
   }
 
+  /**
+   * Extra endpoints learnt at run time (a router mapping, addresses peers observe), after the
+   * configured ones, each with its kind; the next publish carries them. Bounded by the
+   * record's MAX_ENDPOINTS: the configured ones first, then as many extra as fit.
+   */
+  setExtraEndpoints(extra: ReadonlyArray<{ endpoint: string; kind: 'm' | 'o' }>): void {
+    const own = new Set(this.options.endpoints)
+    this.extra = extra.filter((e) => !own.has(e.endpoint)).slice(0, Math.max(0, MAX_ENDPOINTS - own.size))
+  }
+
+  private extra: ReadonlyArray<{ endpoint: string; kind: 'm' | 'o' }> = []
+
   private content(subscriptions: readonly ProfileSubscription[]): ProfileContent {
-    return { name: this.options.name, endpoints: this.options.endpoints, subscriptions }
+    const endpoints = [...this.options.endpoints, ...this.extra.map((e) => e.endpoint)]
+    const endpointKinds = 'l'.repeat(this.options.endpoints.length) + this.extra.map((e) => e.kind).join('')
+    return { name: this.options.name, endpoints, endpointKinds, subscriptions }
   }
 
   private async putNow(content: ProfileContent, onSigned?: () => void): Promise<PublishResult> {

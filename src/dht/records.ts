@@ -52,10 +52,15 @@ export interface ProfileSubscription {
   readonly qos: Qos
 }
 
+/** What kind of address each endpoint is (`epk`): configured or local, router-mapped, observed by peers. */
+export type EndpointKind = 'l' | 'm' | 'o'
+
 /** What a site says about itself (the box key comes from its identity). */
 export interface ProfileContent {
   readonly name: string
   readonly endpoints: readonly string[]
+  /** One EndpointKind per endpoint (absent: all `l`); recorded as `epk` when any is not `l`. */
+  readonly endpointKinds?: string
   readonly subscriptions: readonly ProfileSubscription[]
 }
 
@@ -135,6 +140,9 @@ export function encodeProfile(
     box: Buffer.from(signer.boxPublicKey),
     ep: profile.endpoints.map((e) => Buffer.from(e, 'utf8')),
     name: Buffer.from(profile.name, 'utf8'),
+    ...(profile.endpointKinds !== undefined && /[^l]/.test(profile.endpointKinds)
+      ? { epk: Buffer.from(profile.endpointKinds, 'latin1') }
+      : {}),
   }
   const subs = profile.subscriptions
   const all = encodeV({ ...base, ...subsFields(subs) })
@@ -222,6 +230,9 @@ export function validateProfileContent(profile: ProfileContent): void {
   if (profile.endpoints.length > MAX_ENDPOINTS) {
     throw BridgeError.record('RECORD_INVALID', `${profile.endpoints.length} endpoints (max ${MAX_ENDPOINTS})`)
   }
+  const kinds = profile.endpointKinds
+  if (kinds !== undefined && (kinds.length !== profile.endpoints.length || /[^lmo]/.test(kinds)))
+    throw BridgeError.record('RECORD_INVALID', `endpointKinds "${kinds}": one of l, m, o per endpoint`)
   for (const e of profile.endpoints) {
     const problem = endpointProblem(e)
     if (problem !== undefined) throw BridgeError.record('RECORD_INVALID', `endpoint "${e}": ${problem}`)
@@ -275,6 +286,17 @@ export function decodeProfile(
     if (problem !== undefined) throw invalid(`profile: ep[${i}] "${s.slice(0, 60)}": ${problem}`)
     return s
   })
+  const epk = ownField(dict, 'epk')
+  let endpointKinds: string | undefined
+  if (epk !== undefined) {
+    if (
+      !isBytes(epk) ||
+      epk.length !== endpoints.length ||
+      /[^lmo]/.test(Buffer.from(epk).toString('latin1'))
+    )
+      throw invalid('profile: "epk" must hold one of l, m, o per endpoint')
+    endpointKinds = Buffer.from(epk).toString('latin1')
+  }
   const name = utf8(ownField(dict, 'name'), 'profile: name')
   if (Buffer.byteLength(name, 'utf8') > MAX_NAME_BYTES)
     throw invalid(`profile: name over ${MAX_NAME_BYTES} bytes`)
@@ -293,7 +315,14 @@ export function decodeProfile(
     if (seen.has(s.filter)) throw invalid(`duplicate filter "${s.filter.slice(0, 60)}"`)
     seen.add(s.filter)
   }
-  return { version: PROFILE_FORMAT_VERSION, boxPublicKey: Buffer.from(box), endpoints, name, subscriptions }
+  return {
+    version: PROFILE_FORMAT_VERSION,
+    boxPublicKey: Buffer.from(box),
+    endpoints,
+    ...(endpointKinds !== undefined ? { endpointKinds } : {}),
+    name,
+    subscriptions,
+  }
 }
 
 /**

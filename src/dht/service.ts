@@ -157,6 +157,15 @@ export class DhtService extends EventEmitter<DiscoveryEvents> {
     return result
   }
 
+  /** Run-time endpoints (mapped, observed): re-signs and puts the record with them (see ProfilePublisher). */
+  async setExtraEndpoints(
+    extra: ReadonlyArray<{ endpoint: string; kind: 'm' | 'o' }>,
+    onSigned?: () => void,
+  ): Promise<PublishResult> {
+    this.publisher.setExtraEndpoints(extra)
+    return this.publisher.publish(this.subscriptions, onSigned)
+  }
+
   /** This site's last signed profile items, to push over peer links. */
   currentItems(): readonly SignedItem[] {
     return this.publisher.currentItems()

@@ -1,5 +1,5 @@
 import { connect as netConnect, type Socket } from 'node:net'
-import { type Endpoint, parseEndpoint } from '../endpoints.js'
+import { type Endpoint, formatEndpoint, parseEndpoint } from '../endpoints.js'
 import { type Candidate, CandidateSet } from './candidates.js'
 import { type HandshakeOutcome, runInitiator } from './handshake-io.js'
 import type { LinkPartDeps } from './options.js'
@@ -57,6 +57,8 @@ interface DialTarget {
   lostAt: number | undefined
   /** No dial before this (Date.now()): the peer refused us as a duplicate identity. */
   heldUntil: number
+  /** Endpoints (`host:port`) the peer's record marks as mapped by its router: a link through one is `mapped`. */
+  mapped: ReadonlySet<string>
 }
 
 export interface DialerDeps extends LinkPartDeps {
@@ -76,7 +78,12 @@ export class Dialer {
   }
 
   /** Replaces the offer of addresses for this peer; new ones are dialled at once if no link is up. */
-  offer(peerKeyHex: string, signed: readonly string[], unsigned: readonly string[]): void {
+  offer(
+    peerKeyHex: string,
+    signed: readonly string[],
+    unsigned: readonly string[],
+    mapped: readonly string[] = [],
+  ): void {
     let target = this.targets.get(peerKeyHex)
     if (!target) {
       target = {
@@ -86,9 +93,16 @@ export class Dialer {
         claimedBy: undefined,
         lostAt: undefined,
         heldUntil: 0,
+        mapped: new Set(),
       }
       this.targets.set(peerKeyHex, target)
     }
+    target.mapped = new Set(
+      mapped.flatMap((m) => {
+        const e = parseEndpoint(m)
+        return e ? [formatEndpoint(e)] : []
+      }),
+    )
     const update = target.candidates.update(
       this.parseEndpoints(peerKeyHex, signed),
       this.parseEndpoints(peerKeyHex, unsigned),
@@ -184,9 +198,7 @@ export class Dialer {
     const attempt = new AbortController()
     p.attempt = attempt
     this.deps.counters.inc('link.probe.dialled')
-    const socket = netConnect({ host: endpoint.host, port: endpoint.port })
-    socket.on('error', (err) => log.debug({ err: err.message }, 'probe socket error'))
-    socket.setNoDelay(true)
+    const { socket } = this.connect(endpoint, options.localPort)
     this.sockets.add(socket)
     let claimed: DialTarget | undefined
     let outcome: HandshakeOutcome
@@ -256,34 +268,56 @@ export class Dialer {
     return parsed
   }
 
+  /**
+   * A TCP connect, from `localPort` when given. `bindFailed()` answers whether the local
+   * port could not be used (EADDRINUSE / EADDRNOTAVAIL): then the caller dials again without it.
+   */
+  private connect(
+    endpoint: Endpoint,
+    localPort: number | undefined,
+  ): { socket: Socket; bindFailed: () => boolean } {
+    let failedBind = false
+    const socket = netConnect({
+      host: endpoint.host,
+      port: endpoint.port,
+      ...(localPort !== undefined ? { localPort } : {}),
+    })
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EADDRINUSE' || err.code === 'EADDRNOTAVAIL') failedBind = true
+      this.deps.log.debug({ err: err.message }, 'outbound socket error')
+    })
+    socket.setNoDelay(true)
+    return { socket, bindFailed: () => failedBind }
+  }
+
   /** Dials `c` after `delayMs` (at once for 0), unless a dial or a timer is already there. */
-  private schedule(target: DialTarget, c: Candidate, delayMs: number): void {
+  private schedule(target: DialTarget, c: Candidate, delayMs: number, ephemeral = false): void {
     if (this.closed || c.timer || c.attempt || this.deps.hasLink(target.peerKeyHex)) return
     delayMs = Math.max(delayMs, target.heldUntil - Date.now())
     if (delayMs <= 0) {
-      this.dialSafely(target, c)
+      this.dialSafely(target, c, ephemeral)
       return
     }
     c.timer = setTimeout(() => {
       c.timer = undefined
-      this.dialSafely(target, c)
+      this.dialSafely(target, c, ephemeral)
     }, delayMs)
     c.timer.unref()
   }
 
-  private dialSafely(target: DialTarget, c: Candidate): void {
-    this.dial(target, c).catch((err: unknown) => this.deps.log.error({ err }, 'dial failed unexpectedly'))
+  private dialSafely(target: DialTarget, c: Candidate, ephemeral = false): void {
+    this.dial(target, c, ephemeral).catch((err: unknown) =>
+      this.deps.log.error({ err }, 'dial failed unexpectedly'),
+    )
   }
 
-  private async dial(target: DialTarget, c: Candidate): Promise<void> {
+  private async dial(target: DialTarget, c: Candidate, ephemeral = false): Promise<void> {
     if (this.closed || c.attempt || this.deps.hasLink(target.peerKeyHex)) return
     if (this.targets.get(target.peerKeyHex) !== target || !target.candidates.has(c)) return
     const { options, log } = this.deps
     const attempt = new AbortController()
     c.attempt = attempt
-    const socket = netConnect({ host: c.endpoint.host, port: c.endpoint.port })
-    socket.on('error', (err) => log.debug({ err: err.message }, 'outbound socket error'))
-    socket.setNoDelay(true)
+    const { socket, bindFailed } = this.connect(c.endpoint, ephemeral ? undefined : options.localPort)
     this.sockets.add(socket)
     let outcome: HandshakeOutcome
     try {
@@ -308,10 +342,17 @@ export class Dialer {
       return
     }
     if (outcome.ok) {
-      this.deps.adopt(socket, outcome)
+      this.deps.adopt(socket, outcome, { path: target.mapped.has(c.key) ? 'mapped' : 'direct' })
       return
     }
     if (outcome.reason === 'aborted') return // a sibling dial won, or forget/close
+    if (bindFailed() && !ephemeral && options.localPort !== undefined) {
+      // The punch port could not be bound for this destination (TIME_WAIT): an ephemeral one now.
+      this.deps.counters.inc('link.dial.local_port_busy')
+      c.failures = 0
+      this.schedule(target, c, 0, true)
+      return
+    }
     this.deps.counters.inc(`link.dial.${outcome.reason}`)
     log.debug(
       { peer: target.peerKeyHex.slice(0, 7), endpoint: c.key, signed: c.signed, reason: outcome.reason },

@@ -16,6 +16,14 @@ import { BridgeError } from '../errors.js'
  *   NOTICE        0x08  code u8 (NOTICE_CODES: e.g. another process holds this key's link)
  *   MEMBER        0x09  len u16 ‖ credential (private swarms: the first frame each way, at most MAX_MEMBER_BYTES)
  *   REVOCATION    0x0a  len u16 ‖ one signed revocation item, item-wire form (at most MAX_REVOCATION_BYTES)
+ *   OBSERVED      0x0b  count u16 ‖ 2 × (len u16 ‖ text): the address the sender sees the receiver at, and the link's path
+ *   PUNCH_REQUEST 0x0c  key (32): "help me punch a hole to this peer"
+ *   PUNCH_GO      0x0d  key (32) ‖ len u16 ‖ address text: "punch to this peer at this address now" (empty: cannot)
+ *   RELAY_OPEN    0x0e  circuit u32 ‖ key (32): "relay a circuit to this peer" (to the relay)
+ *   RELAY_INCOMING 0x11 circuit u32 ‖ key (32): "this peer opened a circuit to you" (from the relay)
+ *   RELAY_DATA    0x0f  circuit u32 ‖ bytes (the rest of the frame): opaque, end-to-end sealed
+ *   RELAY_CLOSE   0x10  circuit u32 ‖ code u8
+ *   MEMBERS       0x12  count u16 ‖ count × (key (32) ‖ len u16 ‖ credential): members the sender verified (private swarms)
  *
  * Decoding is total: any malformed input throws BridgeError FRAME_INVALID, never reads out
  * of bounds, and trailing bytes are an error. Decoded payloads and records are views into
@@ -48,6 +56,17 @@ export type Frame =
   | { readonly type: 'NOTICE'; readonly code: number }
   | { readonly type: 'MEMBER'; readonly credential: Uint8Array }
   | { readonly type: 'REVOCATION'; readonly item: Uint8Array }
+  | { readonly type: 'OBSERVED'; readonly address: string; readonly path: string }
+  | { readonly type: 'PUNCH_REQUEST'; readonly key: Uint8Array }
+  | { readonly type: 'PUNCH_GO'; readonly key: Uint8Array; readonly address: string }
+  | { readonly type: 'RELAY_OPEN'; readonly circuit: number; readonly key: Uint8Array }
+  | { readonly type: 'RELAY_INCOMING'; readonly circuit: number; readonly key: Uint8Array }
+  | { readonly type: 'RELAY_DATA'; readonly circuit: number; readonly data: Uint8Array }
+  | { readonly type: 'RELAY_CLOSE'; readonly circuit: number; readonly code: number }
+  | {
+      readonly type: 'MEMBERS'
+      readonly members: ReadonlyArray<{ readonly key: Uint8Array; readonly credential: Uint8Array }>
+    }
 
 export type FrameType = Frame['type']
 
@@ -62,7 +81,21 @@ export const FRAME_TYPE_CODES: Readonly<Record<FrameType, number>> = {
   NOTICE: 0x08,
   MEMBER: 0x09,
   REVOCATION: 0x0a,
+  OBSERVED: 0x0b,
+  PUNCH_REQUEST: 0x0c,
+  PUNCH_GO: 0x0d,
+  RELAY_OPEN: 0x0e,
+  RELAY_DATA: 0x0f,
+  RELAY_CLOSE: 0x10,
+  RELAY_INCOMING: 0x11,
+  MEMBERS: 0x12,
 }
+
+/** Members one MEMBERS frame lists at most (a swarm of more is told in several frames). */
+export const MAX_MEMBERS_PER_FRAME = 64
+
+/** An OBSERVED or PUNCH_GO text (an address `host:port`, a path name): short by nature. */
+export const MAX_NAT_TEXT_BYTES = 300
 
 /** A credential is a certificate (< 1 KiB with 64 filters each way) plus a signature. */
 export const MAX_MEMBER_BYTES = 4096
@@ -274,6 +307,78 @@ export function encodeFrame(frame: Frame): Buffer {
       w.bytes(body)
       return w.buf
     }
+    case 'OBSERVED': {
+      const { size, encoded } = stringList(frame.type, [frame.address, frame.path])
+      if (encoded.some((e) => e.length > MAX_NAT_TEXT_BYTES))
+        throw BridgeError.frame('OBSERVED: text too long')
+      const w = new Writer(Buffer.allocUnsafe(FRAME_HEADER_BYTES + size))
+      w.u8(FRAME_VERSION)
+      w.u8(code)
+      w.u16(encoded.length)
+      for (const e of encoded) {
+        w.u16(e.length)
+        w.bytes(e)
+      }
+      return w.buf
+    }
+    case 'PUNCH_REQUEST':
+    case 'PUNCH_GO': {
+      if (frame.key.length !== 32) throw BridgeError.frame(`${frame.type}: key must be 32 bytes`)
+      const address = frame.type === 'PUNCH_GO' ? Buffer.from(frame.address, 'utf8') : undefined
+      if (address && address.length > MAX_NAT_TEXT_BYTES)
+        throw BridgeError.frame('PUNCH_GO: address too long')
+      const w = new Writer(Buffer.allocUnsafe(FRAME_HEADER_BYTES + 32 + (address ? 2 + address.length : 0)))
+      w.u8(FRAME_VERSION)
+      w.u8(code)
+      w.bytes(frame.key)
+      if (address) {
+        w.u16(address.length)
+        w.bytes(address)
+      }
+      return w.buf
+    }
+    case 'RELAY_OPEN':
+    case 'RELAY_INCOMING':
+    case 'RELAY_DATA':
+    case 'RELAY_CLOSE': {
+      if (!Number.isInteger(frame.circuit) || frame.circuit < 0 || frame.circuit > 0xffffffff)
+        throw BridgeError.frame(`${frame.type}: circuit must be a u32`)
+      let body: Uint8Array
+      if (frame.type === 'RELAY_OPEN' || frame.type === 'RELAY_INCOMING') {
+        if (frame.key.length !== 32) throw BridgeError.frame(`${frame.type}: key must be 32 bytes`)
+        body = frame.key
+      } else if (frame.type === 'RELAY_DATA') body = frame.data
+      else {
+        if (!Number.isInteger(frame.code) || frame.code < 0 || frame.code > 0xff)
+          throw BridgeError.frame('RELAY_CLOSE code must be a u8')
+        body = Buffer.from([frame.code])
+      }
+      const w = new Writer(Buffer.allocUnsafe(FRAME_HEADER_BYTES + 4 + body.length))
+      w.u8(FRAME_VERSION)
+      w.u8(code)
+      w.u32(frame.circuit)
+      w.bytes(body)
+      return w.buf
+    }
+    case 'MEMBERS': {
+      if (frame.members.length > MAX_MEMBERS_PER_FRAME) throw BridgeError.frame('MEMBERS: too many entries')
+      let size = FRAME_HEADER_BYTES + 2
+      for (const m of frame.members) {
+        if (m.key.length !== 32) throw BridgeError.frame('MEMBERS: key must be 32 bytes')
+        if (m.credential.length > MAX_MEMBER_BYTES) throw BridgeError.frame('MEMBERS: credential too large')
+        size += 32 + 2 + m.credential.length
+      }
+      const w = new Writer(Buffer.allocUnsafe(size))
+      w.u8(FRAME_VERSION)
+      w.u8(code)
+      w.u16(frame.members.length)
+      for (const m of frame.members) {
+        w.bytes(m.key)
+        w.u16(m.credential.length)
+        w.bytes(m.credential)
+      }
+      return w.buf
+    }
     case 'PING':
     case 'PONG': {
       if (!Number.isInteger(frame.nonce) || frame.nonce < 0 || frame.nonce > 0xffffffff)
@@ -354,6 +459,49 @@ function decodeBody(type: FrameType, r: Reader): Frame {
       if (n > max) throw BridgeError.frame(`${type} over ${max} bytes`)
       const body = r.bytes(n, type)
       return type === 'MEMBER' ? { type, credential: body } : { type, item: body }
+    }
+    case 'OBSERVED': {
+      const n = r.u16('text count')
+      if (n !== 2) throw BridgeError.frame('OBSERVED must hold an address and a path')
+      const address = r.text(r.u16('address length'), 'address')
+      const path = r.text(r.u16('path length'), 'path')
+      if (Buffer.byteLength(address) > MAX_NAT_TEXT_BYTES || Buffer.byteLength(path) > MAX_NAT_TEXT_BYTES)
+        throw BridgeError.frame('OBSERVED: text too long')
+      return { type, address, path }
+    }
+    case 'PUNCH_REQUEST':
+      return { type, key: r.bytes(32, 'key') }
+    case 'MEMBERS': {
+      const n = r.count(r.u16('member count'), 34, 'member')
+      if (n > MAX_MEMBERS_PER_FRAME)
+        throw BridgeError.frame(`MEMBERS: ${n} entries (max ${MAX_MEMBERS_PER_FRAME})`)
+      const members: Array<{ key: Uint8Array; credential: Uint8Array }> = []
+      for (let i = 0; i < n; i++) {
+        const key = r.bytes(32, 'key')
+        const len = r.u16('credential length')
+        if (len > MAX_MEMBER_BYTES) throw BridgeError.frame('MEMBERS: credential too large')
+        members.push({ key, credential: r.bytes(len, 'credential') })
+      }
+      return { type, members }
+    }
+    case 'PUNCH_GO': {
+      const key = r.bytes(32, 'key')
+      const n = r.u16('address length')
+      if (n > MAX_NAT_TEXT_BYTES) throw BridgeError.frame('PUNCH_GO: address too long')
+      return { type, key, address: r.text(n, 'address') }
+    }
+    case 'RELAY_OPEN':
+    case 'RELAY_INCOMING': {
+      const circuit = r.u32('circuit')
+      return { type, circuit, key: r.bytes(32, 'key') }
+    }
+    case 'RELAY_DATA': {
+      const circuit = r.u32('circuit')
+      return { type, circuit, data: r.bytes(r.remaining, 'data') }
+    }
+    case 'RELAY_CLOSE': {
+      const circuit = r.u32('circuit')
+      return { type, circuit, code: r.u8('code') }
     }
   }
 }

@@ -10,6 +10,7 @@ import { Dialer } from './dialer.js'
 import { DUPLICATE_IDENTITY_HOLD_MS, DuplicateIdentityWatch } from './duplicate-identity.js'
 import { type Frame, NOTICE_CODES } from './frames.js'
 import type { HandshakeOutcome } from './handshake-io.js'
+import { runInitiator, runResponder } from './handshake-io.js'
 import {
   type LinkManagerDeps,
   type LinkManagerOptions,
@@ -19,8 +20,21 @@ import {
   type ResolvedLinkOptions,
   resolveLinkOptions,
 } from './options.js'
+import type { LinkRoute } from './peer-link.js'
 import { type LinkCloseReason, PeerLink } from './peer-link.js'
 import { keepNewLink } from './policy.js'
+
+/**
+ * The one-link rule with paths: a direct (dialled, mapped or punched) link replaces a relayed
+ * one and is never replaced by one; between two of the same kind, policy.ts decides. Both
+ * ends know both links' kinds, so they agree.
+ */
+function keepNew(route: LinkRoute | undefined, initiatorKeyHex: string, existing: PeerLink): boolean {
+  const newRelayed = route?.path === 'relayed'
+  const oldRelayed = existing.route.path === 'relayed'
+  if (newRelayed !== oldRelayed) return oldRelayed
+  return keepNewLink(initiatorKeyHex, existing.initiatorKeyHex)
+}
 
 export { RELINK_RETRY_MAX_MS, RELINK_WINDOW_MS, UNSIGNED_HEAD_START_MS } from './dialer.js'
 export {
@@ -92,9 +106,10 @@ export class LinkManager extends EventEmitter<LinkManagerEvents> {
       options: this.opts,
       reportDrop: this.reportDrop,
       warnRefused: this.warnRefused,
-      adopt: (socket, outcome) => this.adopt(socket, outcome),
+      adopt: (socket, outcome, route) => this.adopt(socket, outcome, route),
     }
-    this.dialer = new Dialer({ ...parts, hasLink: (peer) => this.links.has(peer) })
+    // A relayed link does not stop the dials: a direct one found later replaces it.
+    this.dialer = new Dialer({ ...parts, hasLink: (peer) => this.hasDirectLink(peer) })
     this.acceptor = new Acceptor(parts)
   }
 
@@ -111,6 +126,17 @@ export class LinkManager extends EventEmitter<LinkManagerEvents> {
   /** The current link to a peer, if one is up. */
   link(peerKeyHex: string): PeerLink | undefined {
     return this.links.get(peerKeyHex)
+  }
+
+  /** Dials leave from this local port from now on (NAT traversal's punch port; see LinkManagerOptions.localPort). */
+  setLocalPort(port: number | undefined): void {
+    this.opts.localPort = port
+  }
+
+  /** A link to the peer is up and is not relayed. */
+  hasDirectLink(peerKeyHex: string): boolean {
+    const link = this.links.get(peerKeyHex)
+    return link !== undefined && link.route.path !== 'relayed'
   }
 
   /** Peers with a link up. */
@@ -139,11 +165,16 @@ export class LinkManager extends EventEmitter<LinkManagerEvents> {
    * Malformed endpoints are skipped and counted (`link.endpoint.invalid`): they may come
    * from the network.
    */
-  connect(peerKeyHex: string, signed: readonly string[], unsigned: readonly string[] = []): void {
+  connect(
+    peerKeyHex: string,
+    signed: readonly string[],
+    unsigned: readonly string[] = [],
+    mapped: readonly string[] = [],
+  ): void {
     if (this.closing) throw new BridgeError('LINK_CLOSED', 'link manager is closed')
     if (!HEX_KEY.test(peerKeyHex)) throw new BridgeError('USAGE', 'peer key must be 64 lowercase hex chars')
     if (peerKeyHex === this.identity.publicKeyHex) throw new BridgeError('USAGE', 'cannot link to self')
-    this.dialer.offer(peerKeyHex, signed, unsigned)
+    this.dialer.offer(peerKeyHex, signed, unsigned, mapped)
   }
 
   /** Stops dialing this peer and closes its link, if any. */
@@ -198,16 +229,58 @@ export class LinkManager extends EventEmitter<LinkManagerEvents> {
     }
   }
 
-  /** A handshake completed (either role): membership first in a private swarm, then install. */
-  private adopt(socket: Socket, outcome: HandshakeOutcome & { ok: true }): void {
-    const membership = this.opts.membership
-    if (membership === undefined) this.install(socket, outcome, undefined)
-    else this.prove(socket, outcome, membership)
+  /**
+   * Runs the handshake on a connection made some other way (a punched socket, a relayed
+   * circuit) in the given role, then treats the link like any other (membership, allow-list,
+   * one-link rule). `peerKeyHex` is who must answer (initiator) or who may connect (responder).
+   */
+  async handshakeOn(
+    socket: Socket,
+    role: 'initiator' | 'responder',
+    peerKeyHex: string,
+    route: LinkRoute,
+  ): Promise<void> {
+    if (this.closing) {
+      socket.destroy()
+      return
+    }
+    const o = this.opts
+    const common = { timeoutMs: o.handshakeTimeoutMs, maxFrameBytes: o.maxFrameBytes, gate: o.membership }
+    const outcome =
+      role === 'initiator'
+        ? await runInitiator(socket, this.identity, Buffer.from(peerKeyHex, 'hex'), common)
+        : await runResponder(socket, this.identity, (k) => k === peerKeyHex && this.acceptorAllows(k), common)
+    if (!outcome.ok) {
+      this.counters.inc(`link.${route.path}.${outcome.reason}`)
+      this.log.debug(
+        { peer: peerKeyHex.slice(0, 7), path: route.path, reason: outcome.reason },
+        'handshake failed',
+      )
+      return
+    }
+    if (this.closing) {
+      socket.destroy()
+      return
+    }
+    this.adopt(socket, outcome, route)
   }
 
-  private newLink(socket: Socket, outcome: HandshakeOutcome & { ok: true }): PeerLink {
+  /** What the acceptor lets through a HELLO (the allow-list, or in a private swarm any key not revoked). */
+  private acceptorAllows(peerKeyHex: string): boolean {
+    const m = this.opts.membership
+    return m ? !m.isRevoked(peerKeyHex) : this.opts.allowList().has(peerKeyHex)
+  }
+
+  /** A handshake completed (either role): membership first in a private swarm, then install. */
+  private adopt(socket: Socket, outcome: HandshakeOutcome & { ok: true }, route?: LinkRoute): void {
+    const membership = this.opts.membership
+    if (membership === undefined) this.install(socket, outcome, undefined, route)
+    else this.prove(socket, outcome, membership, route)
+  }
+
+  private newLink(socket: Socket, outcome: HandshakeOutcome & { ok: true }, route?: LinkRoute): PeerLink {
     return new PeerLink(
-      { ...outcome, socket, counters: this.counters, log: this.log, reportDrop: this.reportDrop },
+      { ...outcome, socket, route, counters: this.counters, log: this.log, reportDrop: this.reportDrop },
       {
         keepaliveIntervalMs: this.opts.keepaliveIntervalMs,
         keepaliveTimeoutMs: this.opts.keepaliveTimeoutMs,
@@ -221,16 +294,21 @@ export class LinkManager extends EventEmitter<LinkManagerEvents> {
    * within the handshake deadline. Anything else first, a bad credential, or silence closes
    * it, counted as `link.refused.<reason>` (responder) or `link.dial.<reason>` (initiator).
    */
-  private prove(socket: Socket, outcome: HandshakeOutcome & { ok: true }, membership: LinkMembership): void {
+  private prove(
+    socket: Socket,
+    outcome: HandshakeOutcome & { ok: true },
+    membership: LinkMembership,
+    route: LinkRoute | undefined,
+  ): void {
     const { session } = outcome
     const peer = session.peerKeyHex
     const prefix = session.role === 'responder' ? 'link.refused' : 'link.dial'
     const existing = this.links.get(peer)
-    if (existing && !keepNewLink(session.initiatorKeyHex, existing.initiatorKeyHex)) {
+    if (existing && !keepNew(route, session.initiatorKeyHex, existing)) {
       this.dropDuplicate(socket, existing, session.role, peer)
       return
     }
-    const link = this.newLink(socket, outcome)
+    const link = this.newLink(socket, outcome, route)
     this.probation.add(link)
     const refuse = (reason: MembershipRefusal, message: string): void => {
       this.counters.inc(`${prefix}.${reason}`)
@@ -260,7 +338,7 @@ export class LinkManager extends EventEmitter<LinkManagerEvents> {
       }
       const verdict = membership.admit(peer, frame.credential)
       if (!verdict.ok) refuse(verdict.reason, verdict.message)
-      else if (!this.closing) this.install(socket, outcome, link)
+      else if (!this.closing) this.install(socket, outcome, link, route)
       else link.close('shutdown')
     }
     link.on('frame', onFrame)
@@ -296,6 +374,7 @@ export class LinkManager extends EventEmitter<LinkManagerEvents> {
     socket: Socket,
     outcome: HandshakeOutcome & { ok: true },
     made: PeerLink | undefined,
+    route: LinkRoute | undefined,
   ): void {
     const { session } = outcome
     const peer = session.peerKeyHex
@@ -308,24 +387,28 @@ export class LinkManager extends EventEmitter<LinkManagerEvents> {
       return
     }
     const existing = this.links.get(peer)
-    if (existing && !keepNewLink(session.initiatorKeyHex, existing.initiatorKeyHex)) {
+    if (existing && !keepNew(route, session.initiatorKeyHex, existing)) {
       this.dropDuplicate(socket, existing, session.role, peer, made)
       return
     }
-    const link = made ?? this.newLink(socket, outcome)
+    const link = made ?? this.newLink(socket, outcome, route)
     if (existing && !existing.closed && this.refuseDuplicate(peer, existing, link)) return
     this.links.set(peer, link)
     link.on('frame', (frame) => this.emit('frame', peer, frame))
     link.on('notice', (code) => this.onNotice(link, code))
     link.once('close', (reason) => this.onLinkClosed(link, reason))
-    this.dialer.linkUp(peer, session.role)
+    if (link.route.path !== 'relayed') this.dialer.linkUp(peer, session.role)
     if (existing) {
       this.counters.inc('link.duplicate')
       existing.close('duplicate') // no 'down' from its close handler: it is no longer current
       this.logLink('link down', peer, { reason: 'replaced' })
       this.notify('down', peer, 'replaced')
     }
-    this.logLink('link up', peer, { role: session.role, session: session.sessionId })
+    this.logLink('link up', peer, {
+      role: session.role,
+      session: session.sessionId,
+      ...this.routeFields(link),
+    })
     this.notify('up', peer, link)
     link.start() // a no-op for a link `prove` started
   }
@@ -387,6 +470,14 @@ export class LinkManager extends EventEmitter<LinkManagerEvents> {
     if (code === NOTICE_CODES.DUPLICATE_REFUSED) link.close('duplicate_identity')
   }
 
+  /** `path`, and `via` (the relay's name) for a relayed link: for the link up / down lines. */
+  routeFields(link: PeerLink): { path: string; via?: string } {
+    const via = link.route.via
+    return via === undefined
+      ? { path: link.route.path }
+      : { path: link.route.path, via: this.opts.peerName(via) ?? via.slice(0, 7) }
+  }
+
   /** The once-per-event info lines operators and tests read: the peer's name in `peer`. */
   private logLink(msg: 'link up' | 'link down', peer: string, details: object): void {
     const prefix = peer.slice(0, 7)
@@ -397,7 +488,7 @@ export class LinkManager extends EventEmitter<LinkManagerEvents> {
     const peer = link.peerKeyHex
     if (this.links.get(peer) !== link) return
     this.links.delete(peer)
-    this.logLink('link down', peer, { reason })
+    this.logLink('link down', peer, { reason, ...this.routeFields(link) })
     this.notify('down', peer, reason)
     this.duplicates.linkDown(peer)
     if (this.closing) return

@@ -4,6 +4,7 @@ import type { Logger } from '../log.js'
 import type { Counters } from '../metrics.js'
 import type { LinkGate } from './handshake.js'
 import type { HandshakeOutcome } from './handshake-io.js'
+import type { LinkRoute } from './peer-link.js'
 import { DEFAULT_MAX_PENDING_HANDSHAKES, DEFAULT_MAX_PENDING_PER_SOURCE } from './pending-inbound.js'
 import { DEFAULT_MAX_FRAME_BYTES } from './sealed-channel.js'
 
@@ -65,6 +66,12 @@ export interface LinkManagerOptions {
    * proves its membership with a MEMBER frame before it is up. Absent: an open swarm.
    */
   readonly membership?: LinkMembership
+  /**
+   * Dials leave from this local port (NAT traversal: peers then observe this site's mapping
+   * of it, which a hole punch reuses). A dial whose bind fails (the same 4-tuple still in
+   * TIME_WAIT) is retried at once from an ephemeral port. Absent: ephemeral ports.
+   */
+  readonly localPort?: number
 }
 
 /** Why a peer's credential was refused; each is counted as `link.refused.<reason>`. */
@@ -94,9 +101,13 @@ export interface LinkMembership extends LinkGate {
 }
 
 /** Every option with its default applied. */
-export type ResolvedLinkOptions = Required<Omit<LinkManagerOptions, 'backoff' | 'membership'>> & {
+export type ResolvedLinkOptions = Required<
+  Omit<LinkManagerOptions, 'backoff' | 'membership' | 'localPort'>
+> & {
   readonly backoff: { readonly minMs: number; readonly maxMs: number }
   readonly membership: LinkMembership | undefined
+  /** Set once the site knows its punch port (LinkManager.setLocalPort). */
+  localPort: number | undefined
 }
 
 export function resolveLinkOptions(options: LinkManagerOptions): ResolvedLinkOptions {
@@ -119,6 +130,7 @@ export function resolveLinkOptions(options: LinkManagerOptions): ResolvedLinkOpt
     keepaliveTimeoutMs: options.keepaliveTimeoutMs ?? 15_000,
     peerName: options.peerName ?? (() => undefined),
     membership: options.membership,
+    localPort: options.localPort,
   }
 }
 
@@ -133,5 +145,5 @@ export interface LinkPartDeps {
   /** Rate-limited warn for refused peers (what an operator must see). */
   readonly warnRefused: (reason: string, details?: object) => void
   /** A handshake completed on `socket`: the manager applies the allow-list and the one-link rule. */
-  readonly adopt: (socket: Socket, outcome: HandshakeOutcome & { ok: true }) => void
+  readonly adopt: (socket: Socket, outcome: HandshakeOutcome & { ok: true }, route?: LinkRoute) => void
 }

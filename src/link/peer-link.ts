@@ -42,8 +42,23 @@ export interface PeerLinkEvents {
   drain: []
 }
 
+/**
+ * How a link reaches its peer (issue 19): `direct` (a dial to an address, or accepted),
+ * `mapped` (a dial to the peer's router-mapped endpoint), `punched` (a TCP simultaneous open
+ * through both NATs), `relayed` (end-to-end sealed bytes carried by another member, `via`).
+ */
+export type LinkPath = 'direct' | 'mapped' | 'punched' | 'relayed'
+
+export interface LinkRoute {
+  readonly path: LinkPath
+  /** The relaying member's key (relayed links only). */
+  readonly via?: string
+}
+
 export interface PeerLinkDeps {
   readonly socket: Socket
+  /** Default `{ path: 'direct' }`. */
+  readonly route?: LinkRoute
   readonly session: LinkSession
   readonly channel: SealedChannel
   /** Bytes the handshake read past its last message; consumed first by `start()`. */
@@ -69,6 +84,10 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
   readonly sessionId: string
   readonly remoteAddress: string
   readonly remotePort: number
+  /** How this link reaches the peer; the initiator may correct the responder's view (OBSERVED). */
+  route: LinkRoute
+  /** The local port of the socket (a dial from the punch port shows it). */
+  readonly localPort: number
 
   private readonly socket: Socket
   private readonly channel: SealedChannel
@@ -98,6 +117,8 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     this.sessionId = deps.session.sessionId
     this.remoteAddress = this.socket.remoteAddress ?? ''
     this.remotePort = this.socket.remotePort ?? 0
+    this.localPort = this.socket.localPort ?? 0
+    this.route = deps.route ?? { path: 'direct' }
     this.keepaliveIntervalMs = options.keepaliveIntervalMs ?? 5_000
     this.keepaliveTimeoutMs = options.keepaliveTimeoutMs ?? 15_000
     this.socket.setNoDelay(true)

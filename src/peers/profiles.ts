@@ -99,6 +99,14 @@ export class PeerProfiles {
     )
   }
 
+  /** Run-time endpoints (router-mapped, observed by peers): the record is re-signed and put; `onSigned` pushes it. */
+  async setExtraEndpoints(
+    extra: ReadonlyArray<{ endpoint: string; kind: 'm' | 'o' }>,
+    onSigned?: () => void,
+  ): Promise<void> {
+    await this.dht?.setExtraEndpoints(extra, onSigned)
+  }
+
   /** The allow-list changed (a config reload): the DHT side fetches and accepts only these keys. */
   setAllowList(keys: readonly string[]): void {
     this.dht?.setAllowList(keys)

@@ -126,6 +126,16 @@ export class Membership extends EventEmitter<MembershipEvents> implements LinkMe
     return { ok: true }
   }
 
+  /** Every verified member's key and credential (to tell a peer that links: MEMBERS). */
+  knownMembers(): Array<{ key: string; credential: Buffer }> {
+    return [...this.members].map(([key, m]) => ({ key, credential: m.credential }))
+  }
+
+  /** Whether this key's membership was verified (and has not ended). */
+  isMember(peerKeyHex: string): boolean {
+    return this.members.has(peerKeyHex)
+  }
+
   /** The verified members (site key → certificate). */
   memberCert(peerKeyHex: string): MemberCert | undefined {
     return this.members.get(peerKeyHex)?.cert

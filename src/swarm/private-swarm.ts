@@ -2,7 +2,7 @@ import { parseItems, serializeItems } from '../dht/item-wire.js'
 import type { RecordSealer, SignedItem } from '../dht/records.js'
 import { parseEndpoint } from '../endpoints.js'
 import type { Identity } from '../identity/identity.js'
-import type { Frame } from '../link/frames.js'
+import { type Frame, MAX_MEMBERS_PER_FRAME } from '../link/frames.js'
 import type { LinkManager } from '../link/link-manager.js'
 import type { PeerLink } from '../link/peer-link.js'
 import type { Logger } from '../log.js'
@@ -75,14 +75,41 @@ export class PrivateSwarm {
     this.membership.stop()
   }
 
-  /** A member's link came up: it gets the newest revocation record this site holds. */
+  /**
+   * A member's link came up: it gets the newest revocation record this site holds, and the
+   * members this site verified (each one it does not know yet it verifies itself, then
+   * fetches its record and dials it: how two members that never met find each other, e.g.
+   * both behind NATs, through one they both reach). New members are told to the others.
+   */
   linkUp(link: PeerLink): void {
     const item = this.membership.revocationItem()
     if (item !== undefined) send(link, item)
+    const others = this.membership.knownMembers().filter((m) => m.key !== link.peerKeyHex)
+    for (let i = 0; i < others.length; i += MAX_MEMBERS_PER_FRAME) {
+      const members = others
+        .slice(i, i + MAX_MEMBERS_PER_FRAME)
+        .map((m) => ({ key: Buffer.from(m.key, 'hex'), credential: m.credential }))
+      try {
+        link.send({ type: 'MEMBERS', members })
+      } catch {
+        return
+      }
+    }
   }
 
-  /** MEMBER after the link is up (a peer's bug) is counted; REVOCATION is applied if newer. */
+  /** MEMBER after the link is up (a peer's bug) is counted; REVOCATION is applied if newer; MEMBERS verified one by one. */
   frame(peer: string, frame: Frame): void {
+    if (frame.type === 'MEMBERS') {
+      for (const m of frame.members) {
+        const key = Buffer.from(m.key).toString('hex')
+        if (key === this.deps.identity.publicKeyHex || this.membership.isMember(key)) continue
+        const verdict = this.membership.admit(key, m.credential)
+        this.deps.counters.inc(
+          verdict.ok ? 'swarm.member.told' : `swarm.member.told_refused.${verdict.reason}`,
+        )
+      }
+      return
+    }
     if (frame.type === 'MEMBER') {
       this.deps.counters.inc('link.frame.member_again')
       return

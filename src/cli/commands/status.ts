@@ -68,10 +68,23 @@ export function formatStatus(s: SiteStatus): string {
     swarmLine(s.swarm),
     '',
   ]
-  const head = ['PEER', 'STATE', 'ADDRESS', 'RTT', 'IN/S', 'OUT/S', 'IN', 'OUT', 'BACKLOG', 'LAST ERROR']
+  const head = [
+    'PEER',
+    'STATE',
+    'PATH',
+    'ADDRESS',
+    'RTT',
+    'IN/S',
+    'OUT/S',
+    'IN',
+    'OUT',
+    'BACKLOG',
+    'LAST ERROR',
+  ]
   const rows = s.peers.map((p) => [
     p.name,
     p.state,
+    p.path === null || p.path === undefined ? '-' : p.via ? `${p.path} via ${p.via}` : p.path,
     p.address ?? '-',
     p.rttMs === null ? '-' : `${p.rttMs} ms`,
     String(p.rateIn),

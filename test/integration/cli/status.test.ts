@@ -64,6 +64,10 @@ test('bridge status: the table of peers and --json of a running site', async (t)
   assert.equal(table.code, 0, table.stderr)
   assert.match(table.stdout, /^site alice \(/)
   assert.match(table.stdout, /broker embedded:\d+: connected/)
-  assert.match(table.stdout, /^PEER +STATE +ADDRESS +RTT +IN\/S +OUT\/S +IN +OUT +BACKLOG +LAST ERROR$/m)
-  assert.match(table.stdout, /^bob +up +127\.0\.0\.1:\d+ /m)
+  assert.match(
+    table.stdout,
+    /^PEER +STATE +PATH +ADDRESS +RTT +IN\/S +OUT\/S +IN +OUT +BACKLOG +LAST ERROR$/m,
+  )
+  assert.match(table.stdout, /^bob +up +direct +127\.0\.0\.1:\d+ /m)
+  assert.match(table.stdout, /^swarm "testnet" \(open\)$/m)
 })

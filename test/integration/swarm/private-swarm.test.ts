@@ -1,6 +1,12 @@
 import assert from 'node:assert/strict'
+import { execFile } from 'node:child_process'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { test } from 'node:test'
+import { promisify } from 'node:util'
 import bencode from 'bencode'
+import { bridgeCommand } from '../../../scripts/testnet/bridges.js'
 import { testRootSeed } from '../../../scripts/testnet/testnet.js'
 import { adminSourceOf, siteStatus } from '../../../src/admin/source.js'
 import { DhtNode } from '../../../src/dht/node.js'
@@ -10,12 +16,13 @@ import { LinkManager } from '../../../src/link/link-manager.js'
 import type { LinkMembership } from '../../../src/link/options.js'
 import { Counters } from '../../../src/metrics.js'
 import { issueInvite, makeCredential, parseInvite } from '../../../src/swarm/invite.js'
+import { ISSUED_RECORD_VERSION, issuedRecordPath, saveIssuedRecord } from '../../../src/swarm/issued.js'
 import { gateTag, swarmKeys, swarmSecretFromRootSeed } from '../../../src/swarm/keys.js'
-import { publishRevocation } from '../../../src/swarm/publish.js'
 import { buildRevocationItem } from '../../../src/swarm/revocation.js'
 import { collect, startTestnet, TEST_TUNING, waitFor, waitRelayed } from '../../helpers/testnet.js'
 
 const HOUR_S = 3600
+const execFileAsync = promisify(execFile)
 const nowS = () => Math.floor(Date.now() / 1000)
 
 /** Total of one counter over the given sites. */
@@ -68,14 +75,42 @@ test('private swarm: three sites from invites with no peers listed relay by inte
   await waitRelayed(d, atBob, 'to-bob/from-dave', 1)
   t.diagnostic(`fourth member relaying both ways ${Date.now() - joinedAt} ms after its start`)
 
-  // Revoke dave (what `bridge swarm revoke --name dave` publishes).
+  // Revoke dave with the real CLI, by name, from the admin's root key and issue record.
   const root = testRootSeed(options)
-  const daveInvite = dave.bridge.membership?.cert
-  assert.ok(daveInvite, 'dave holds a membership')
-  const swarm = swarmKeys(identityFromSeed(root).publicKey, swarmSecretFromRootSeed(root))
-  const item = buildRevocationItem(root, [daveInvite.inviteKey], Date.now())
+  const daveCert = dave.bridge.membership?.cert
+  assert.ok(daveCert, 'dave holds a membership')
+  const adminDir = mkdtempSync(join(tmpdir(), 'swarm-admin-'))
+  t.after(() => rmSync(adminDir, { recursive: true, force: true }))
+  const rootFile = join(adminDir, 'root.key')
+  writeFileSync(rootFile, root, { mode: 0o600 })
+  saveIssuedRecord(issuedRecordPath(rootFile), {
+    version: ISSUED_RECORD_VERSION,
+    swarmId: daveCert.swarmId,
+    revocationSeq: 0,
+    issued: [
+      {
+        name: 'dave',
+        inviteKey: daveCert.inviteKeyHex,
+        issuedAt: daveCert.issuedAt,
+        expiresAt: daveCert.expiresAt,
+        export: null,
+        import: null,
+      },
+    ],
+    revoked: [],
+  })
   const revokedAt = Date.now()
-  await publishRevocation(item, swarm, { bootstrap: net.bootstrap, timeoutMs: 10_000 })
+  const cmd = bridgeCommand([
+    'swarm',
+    'revoke',
+    rootFile,
+    '--name',
+    'dave',
+    '--bootstrap',
+    net.bootstrap.join(','),
+  ])
+  await execFileAsync(cmd.command, cmd.args, { cwd: cmd.cwd, timeout: 60_000 })
+  t.diagnostic(`bridge swarm revoke --name dave exited 0 after ${Date.now() - revokedAt} ms`)
   const others = [alice, bob, carol]
   await waitFor(() => others.every((s) => !s.bridge.connectedPeers().includes(dave.publicKeyHex)), {
     timeoutMs: 60_000,

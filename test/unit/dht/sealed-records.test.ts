@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import { readFileSync } from 'node:fs'
 import { describe, test } from 'node:test'
 import bencode from 'bencode'
 import {
@@ -29,6 +30,37 @@ const profile: ProfileContent = {
 }
 
 describe('sealed profile records (private swarms, docs/PROTOCOL.md §4.6)', () => {
+  test('the vector in docs/PROTOCOL.md: the same bytes and signature, and it opens to the profile', () => {
+    const doc = readFileSync(new URL('../../../docs/PROTOCOL.md', import.meta.url), 'utf8')
+    const m =
+      /<!-- sealed-profile-vector:begin -->\s*```json\n([\s\S]*?)```\s*<!-- sealed-profile-vector:end -->/.exec(
+        doc,
+      )
+    assert.ok(m?.[1], 'PROTOCOL.md has the sealed profile vector')
+    const v = JSON.parse(m[1]) as Record<string, string | number>
+    const who = identityFromSeed(Buffer.from(String(v.siteSeed), 'hex'))
+    const root = Buffer.from(String(v.rootSeed), 'hex')
+    const keys = swarmKeys(identityFromSeed(root).publicKey, swarmSecretFromRootSeed(root))
+    assert.equal(keys.sealKey.toString('hex'), v.sealKey)
+    const nonce = Buffer.from(String(v.nonce), 'hex')
+    const fixed: RecordSealer = {
+      seal: (p) => seal(keys.sealKey, p, nonce),
+      open: (s) => open(keys.sealKey, s),
+    }
+    const content: ProfileContent = {
+      name: String(v.name),
+      endpoints: [String(v.endpoint)],
+      subscriptions: [{ filter: String(v.filter), qos: v.qos === 1 ? 1 : 0 }],
+    }
+    const [item] = encodeProfile(content, Number(v.seq), who, fixed)
+    assert.ok(item)
+    assert.equal(item.v.toString('hex'), v.v)
+    assert.equal(item.sig.toString('hex'), v.sig)
+    const got = decodeProfile(who.publicKey, item, [], undefined, fixed)
+    assert.deepEqual(got.subscriptions, content.subscriptions)
+    assert.equal(got.name, content.name)
+  })
+
   test('a member reads them; the item shows endpoints and box key, never the name or a filter', () => {
     const items = encodeProfile(profile, 42, site, sealer)
     assert.equal(items.length, 1)
