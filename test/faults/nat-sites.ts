@@ -16,7 +16,6 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { TestContext } from 'node:test'
 import mqtt, { type MqttClient } from 'mqtt'
-import { configSchema } from '../../src/config/schema.js'
 import { issueInvite } from '../../src/swarm/invite.js'
 import { waitFor } from '../helpers/dht-testnet.js'
 import { type NatKind, type NatLab, natLab } from '../helpers/nat-lab.js'
@@ -35,6 +34,8 @@ export const LINK_PORT = 7000
 export const DHT_PORT = 6881
 /** Each site's admin endpoint, bound to its management address (the test reads /status there). */
 const ADMIN_PORT = 8080
+/** The first site's link to carol (public, its address in her record): seconds, generous under load. */
+const FIRST_LINK_MS = 45_000
 /** A member's invite is valid this long: 30 days, past the bridge's "expires soon" warning. */
 const INVITE_VALID_S = 30 * 86_400
 
@@ -64,25 +65,26 @@ export interface NatSites {
   readonly alice: LabSite
   readonly bob: LabSite
   readonly carol: LabSite
-  /** performance.now() when the last bridges (alice's and bob's, together) were started. */
+  /** performance.now() when the last bridge was started. */
   readonly lastStart: number
+  /** The same moment, Date.now() (to compare with the bridges' log times). */
+  readonly lastStartWall: number
 }
 
 export interface NatSitesOptions {
   readonly a: NatKind
   readonly b: NatKind
+  /**
+   * Who starts first: that site starts and links to carol, then the other starts. The order
+   * matters: the first one's DHT lookups ran before the other existed, so it learns of the
+   * other only through carol (or a later lookup). Deterministic, so a run is not a coin toss.
+   */
+  readonly first: 'alice' | 'bob'
   /** `nat` config per site (default `{ portMapping: "off" }` for every site). */
   readonly nat?: Partial<Record<SiteName, Record<string, unknown>>>
   /** Runs after the lab and carol are up, before alice and bob start (e.g. a NAT-PMP responder). */
   readonly beforeSites?: (lab: NatLab) => Promise<void>
 }
-
-/**
- * TEMPORARY (until the bridge's side of issue 19 is merged): a config schema without `nat`
- * refuses the key, so the harness leaves it out there (and says so) — the sites still start
- * and link to carol, and the path assertions fail as they must.
- */
-export const NAT_CONFIG_KNOWN = 'nat' in configSchema.shape
 
 /** The lab, the bootstrap, three brokers and three bridges; carol first, then alice and bob together. */
 export async function natSites(t: TestContext, options: NatSitesOptions): Promise<NatSites> {
@@ -117,7 +119,7 @@ export async function natSites(t: TestContext, options: NatSitesOptions): Promis
       subscriptions: SUBSCRIPTIONS[name].map((filter) => ({ filter, qos: 1 as const })),
       extra: {
         swarm: { inviteFile, revocationCheckSeconds: 60 },
-        ...(NAT_CONFIG_KNOWN ? { nat: options.nat?.[name] ?? { portMapping: 'off' } } : {}),
+        nat: options.nat?.[name] ?? { portMapping: 'off' },
         admin: { host: lab.mgmt[name], port: ADMIN_PORT, allowNetwork: true },
       },
     })
@@ -140,11 +142,17 @@ export async function natSites(t: TestContext, options: NatSitesOptions): Promis
     }
   }
   const [pa, pb, pc] = await Promise.all([prepare('alice'), prepare('bob'), prepare('carol')])
-  const carol = await start('carol', pc)
+  const prepared = { alice: pa, bob: pb, carol: pc }
+  const carol = await start('carol', prepared.carol)
   await options.beforeSites?.(lab)
+  const second = options.first === 'alice' ? 'bob' : 'alice'
+  const early = await start(options.first, prepared[options.first])
+  await waitLinkUp(early, carol, FIRST_LINK_MS)
   const lastStart = performance.now()
-  const [alice, bob] = await Promise.all([start('alice', pa), start('bob', pb)])
-  return { lab, alice, bob, carol, lastStart }
+  const lastStartWall = Date.now()
+  const late = await start(second, prepared[second])
+  const [alice, bob] = options.first === 'alice' ? [early, late] : [late, early]
+  return { lab, alice, bob, carol, lastStart, lastStartWall }
 }
 
 /** A "link up"/"link down" line of a bridge's log, parsed. */
@@ -155,6 +163,8 @@ export interface LinkEvent {
   readonly path?: string
   readonly via?: string
   readonly reason?: string
+  /** ISO time of the line. */
+  readonly time?: string
 }
 
 const LINK_LINE = /"msg":"link (?:up|down)"/
