@@ -207,6 +207,8 @@ export interface SiteConfigSpec {
   readonly seedByte: number
   /** The bridge's local broker. */
   readonly brokerUrl: string
+  /** More `broker` fields: `protocol` (MQTT 3.1.1 tests), `username` and `password` (RabbitMQ). */
+  readonly brokerOptions?: Readonly<{ protocol?: '5' | '3.1.1'; username?: string; password?: string }>
   /** Port 0 or absent on 127.0.0.1: a port free now, fixed in the file (a restart keeps it). */
   readonly dht: { readonly host: string; readonly port?: number; readonly bootstrap: readonly string[] }
   readonly listen: { readonly host: string; readonly port?: number }
@@ -234,7 +236,7 @@ export async function writeSiteConfig(t: Teardown, spec: SiteConfigSpec): Promis
   const files = writeSiteFiles(dir, {
     name: spec.name,
     seedByte: spec.seedByte,
-    broker: { url: spec.brokerUrl },
+    broker: { url: spec.brokerUrl, ...spec.brokerOptions },
     dht: { host: spec.dht.host, port: dhtPort, bootstrap: spec.dht.bootstrap },
     swarm: 'fault-tests',
     listen: { host: spec.listen.host, port: linkPort },

@@ -24,7 +24,12 @@ export interface SiteFilesSpec {
   readonly seedByte: number
   /** The site's broker: a broker URL, or its own embedded broker on this host:port. */
   readonly broker:
-    | { readonly url: string }
+    | {
+        readonly url: string
+        readonly protocol?: string
+        readonly username?: string
+        readonly password?: string
+      }
     | { readonly embedded: { readonly host: string; readonly port: number } }
   readonly dht: { readonly host: string; readonly port: number; readonly bootstrap: readonly string[] }
   readonly listen: { readonly host: string; readonly port: number; readonly advertise?: readonly string[] }

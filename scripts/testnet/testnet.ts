@@ -18,11 +18,17 @@ import { type ProcessOptions, type ProcessSite, startProcessSite } from './bridg
 import { FAST_TIMERS, LOOPBACK_QUERY_RATE_LIMIT, startDhtTestnet, tempDir } from './dht.js'
 import { type MosquittoInstance, type MosquittoOptions, startMosquitto } from './mosquitto.js'
 import { freePort, retryAddressInUse } from './ports.js'
+import type { RabbitMqInstance } from './rabbitmq.js'
 import { type SiteFiles, siteKeyHex, writeSiteFiles } from './site-config.js'
 import { Cleanup, type Teardown } from './teardown.js'
 import { waitFor } from './wait.js'
 
-export type BrokerKind = 'embedded' | 'mosquitto'
+/**
+ * A site's broker: the bridge's embedded one, a Mosquitto of its own (MQTT 5), the same
+ * with the bridge forced to MQTT 3.1.1 (`broker.protocol`), or a virtual host of a shared
+ * RabbitMQ node (`TestnetOptions.rabbitmq`; 3.1.1 only, negotiated by the bridge).
+ */
+export type BrokerKind = 'embedded' | 'mosquitto' | 'mosquitto-3.1.1' | 'rabbitmq'
 
 export interface SiteSpec {
   readonly name: string
@@ -66,6 +72,8 @@ export interface SiteSpec {
   }
   /** The root logger of every Bridge of this site (default: the bridge's own); in-process only. */
   readonly log?: BridgeDeps['log']
+  /** This site's broker (default: the testnet's `broker`). */
+  readonly broker?: BrokerKind
 }
 
 export interface TestnetOptions {
@@ -80,6 +88,8 @@ export interface TestnetOptions {
    * (seed: 32 × `rootByte`, default 0xee) and allow-lists nobody unless its `peers` says so.
    */
   readonly privateSwarm?: { readonly rootByte?: number; readonly revocationCheckSeconds?: number }
+  /** The RabbitMQ node whose virtual hosts the `rabbitmq` sites use (one per test file). */
+  readonly rabbitmq?: RabbitMqInstance
 }
 
 /** The root seed of a testnet's private swarm. */
@@ -91,7 +101,9 @@ export function testRootSeed(options: TestnetOptions): Buffer {
 export interface SiteBase {
   readonly name: string
   readonly publicKeyHex: string
+  /** Where plain clients connect (with the login in it for a RabbitMQ virtual host). */
   readonly brokerUrl: string
+  readonly brokerKind: BrokerKind
   readonly configPath: string
   readonly stateDir: string
   readonly mosquitto: MosquittoInstance | undefined
@@ -141,15 +153,26 @@ async function prepare(t: Teardown, options: TestnetOptions): Promise<Prepared> 
   const bases: Prepared['bases'] = []
   for (const spec of options.sites) {
     let mosquitto: MosquittoInstance | undefined
-    let broker: { url: string } | { embedded: { host: string; port: number } }
-    if (options.broker === 'mosquitto') {
+    let broker:
+      | { url: string; protocol?: '3.1.1'; username?: string; password?: string }
+      | { embedded: { host: string; port: number } }
+    let brokerUrl: string
+    const kind = spec.broker ?? options.broker
+    if (kind === 'mosquitto' || kind === 'mosquitto-3.1.1') {
       mosquitto = await startMosquitto(t, options.mosquitto ?? { persistence: true })
-      broker = { url: mosquitto.url }
+      broker = kind === 'mosquitto' ? { url: mosquitto.url } : { url: mosquitto.url, protocol: '3.1.1' }
+      brokerUrl = mosquitto.url
+    } else if (kind === 'rabbitmq') {
+      if (options.rabbitmq === undefined)
+        throw new Error(`site ${spec.name}: a rabbitmq site needs options.rabbitmq`)
+      const v = options.rabbitmq.vhost()
+      broker = { url: options.rabbitmq.url, username: v.username, password: v.password }
+      brokerUrl = `mqtt://${v.username}:${v.password}@127.0.0.1:${options.rabbitmq.port}`
     } else {
       // The bridge's embedded broker binds this port (free a moment ago) at every start.
       broker = { embedded: { port: await freePort(), host: '127.0.0.1' } }
+      brokerUrl = `mqtt://127.0.0.1:${broker.embedded.port}`
     }
-    const brokerUrl = 'url' in broker ? broker.url : `mqtt://127.0.0.1:${broker.embedded.port}`
     const priv = options.privateSwarm
     const peerNames =
       spec.peers ?? (priv ? [] : options.sites.map((s) => s.name).filter((n) => n !== spec.name))
@@ -199,6 +222,7 @@ async function prepare(t: Teardown, options: TestnetOptions): Promise<Prepared> 
       name: spec.name,
       publicKeyHex: siteKeyHex(seeds.get(spec.name) as number),
       brokerUrl,
+      brokerKind: kind,
       configPath: files.configPath,
       stateDir: files.stateDir,
       mosquitto,

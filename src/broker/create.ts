@@ -49,6 +49,7 @@ export async function createBrokerAdapter(
     password: secrets.password,
     tls: secrets.tls,
     clientId: config.clientId,
+    protocol: config.protocol,
     reconnect: tuning.reconnect,
     persistentSession: tuning.persistentSession,
   })

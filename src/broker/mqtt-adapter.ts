@@ -11,6 +11,7 @@ import { Counters } from '../metrics.js'
 import { AdapterEvents } from './adapter-events.js'
 import { type BackoffOptions, backoffDelay } from './backoff.js'
 import { checkFilters, checkPublish } from './checks.js'
+import { EchoRecords } from './echo-suppression.js'
 import type { ExternalTlsMaterial } from './external-auth.js'
 import { HeldAcks } from './held-acks.js'
 import { SubscriptionSync } from './subscription-sync.js'
@@ -18,7 +19,8 @@ import type { BrokerAdapter, BrokerStatus, LocalMessage } from './types.js'
 import { DEFAULT_MAX_WAITING_QOS0, WriteQueue } from './write-queue.js'
 
 /**
- * The bridge's connection to an external MQTT 5 broker (Mosquitto), with MQTT.js.
+ * The bridge's connection to an external broker (Mosquitto, RabbitMQ, ...), with MQTT.js,
+ * over MQTT 5 where the broker offers it and MQTT 3.1.1 otherwise (`protocol`, below).
  *
  * Every subscription is sent with no-local (`nl`: the bridge never hears its own
  * republishes), retain-as-published (`rap`: a relayed retained publish keeps its flag)
@@ -30,6 +32,12 @@ import { DEFAULT_MAX_WAITING_QOS0, WriteQueue } from './write-queue.js'
  * exponentially; the subscription set is re-applied after each one (subscription-sync.ts).
  * Publishes made while the socket is full wait in order (write-queue.ts); QoS 1 PUBACKs
  * wait until the bridge took responsibility for the message (held-acks.ts).
+ *
+ * Over MQTT 3.1.1 there is no no-local, no retain-as-published and no subscription
+ * identifier: the adapter recognises and drops its own echoes (echo-suppression.ts,
+ * counted `relay.out.skipped.echo`), subscribes a set of filters of which no two overlap
+ * (disjoint-filters.ts: one copy per publish whatever the broker does with overlaps), and
+ * live messages arrive with RETAIN=0 (only the broker's replay on a subscribe has it set).
  */
 export interface MqttAdapterOptions {
   url: string
@@ -57,7 +65,16 @@ export interface MqttAdapterOptions {
   connectTimeoutMs?: number
   /** QoS 0 publishes waiting for a full socket (default 10,000); past it publish() rejects. */
   maxWaitingQos0?: number
+  /**
+   * `auto` (default): MQTT 5 first; a broker that closes the connection without a CONNACK
+   * or answers "unsupported protocol version" is tried with 3.1.1, and what worked is kept
+   * for every reconnect. `5` or `3.1.1`: only that version.
+   */
+  protocol?: BrokerProtocolSetting
 }
+
+export type BrokerProtocolSetting = 'auto' | '5' | '3.1.1'
+export type BrokerProtocol = '5' | '3.1.1'
 
 export interface MqttAdapterDeps {
   log?: Logger
@@ -75,6 +92,23 @@ const FATAL_CONNACK = new Set([
   0x8a, // banned
   0x8c, // bad authentication method
 ])
+
+/** The same for an MQTT 3.1.1 CONNACK's return code (§3.2.2.3). */
+const FATAL_CONNACK_311 = new Set([
+  1, // unacceptable protocol version
+  2, // identifier rejected
+  4, // bad user name or password
+  5, // not authorized
+])
+
+/**
+ * CONNACK answers to an MQTT 5 CONNECT that mean "not this protocol version": 0x84, and 1
+ * (what a 3.1.1-only broker answers, MQTT 5 §3.1.2.2 asks it to).
+ */
+const VERSION_REFUSED = new Set([0x84, 1])
+
+/** A broker that closed the connection after our CONNECT without answering (RabbitMQ 3.10 to MQTT 5). */
+const CLOSED_WITHOUT_CONNACK = 'closed without CONNACK'
 
 export function defaultClientId(seed: string | undefined): string {
   const hex = seed === undefined ? randomBytes(10).toString('hex') : sha256hex(seed)
@@ -121,6 +155,16 @@ export class MqttAdapter extends AdapterEvents implements BrokerAdapter {
   private lastFailureWarnAt = 0
   private everConnected = false
   private abortStart: ((err: Error) => void) | undefined
+  /** MQTT version of the current (or next) attempt; `settled` once a CONNACK accepted one. */
+  private version: 4 | 5
+  private settled: 4 | 5 | undefined
+  /** Per attempt: a CONNACK came, an error was reported (reset when each CONNECT is written). */
+  private attemptConnack = false
+  private attemptError: (Error & { code?: unknown }) | undefined
+  /** The broker's answer to each version, while negotiating (`auto`). */
+  private readonly refusals = new Map<4 | 5, string>()
+  /** Our own republishes whose echo may come back (3.1.1 only). */
+  private readonly echoes = new EchoRecords()
 
   /** Removes the listeners wire() added (see there). */
   private readonly unwire: Array<() => void> = []
@@ -130,6 +174,23 @@ export class MqttAdapter extends AdapterEvents implements BrokerAdapter {
     this.options = options
     this.clientId = options.clientId ?? defaultClientId(deps.clientIdSeed)
     this.writes = new WriteQueue(options.maxWaitingQos0 ?? DEFAULT_MAX_WAITING_QOS0)
+    this.version = options.protocol === '3.1.1' ? 4 : 5
+    this.subscriptions.mqtt311 = this.version === 4
+  }
+
+  /** The MQTT version in use: undefined until a broker accepted one (shown in the status). */
+  get protocol(): BrokerProtocol | undefined {
+    return this.settled === undefined ? undefined : protocolName(this.settled)
+  }
+
+  /** Echo records pending (3.1.1; tests and status). */
+  get pendingEchoes(): number {
+    return this.echoes.size
+  }
+
+  /** The filters sent to the broker (under 3.1.1 merged so that none overlap). */
+  wireFilters(): ReadonlyMap<string, 0 | 1> {
+    return this.subscriptions.wireFilters()
   }
 
   async start(): Promise<void> {
@@ -137,13 +198,11 @@ export class MqttAdapter extends AdapterEvents implements BrokerAdapter {
     this.setStatus({ state: 'connecting' })
     const o = this.options
     const clientOptions: IClientOptions = {
-      protocolVersion: 5,
+      protocolVersion: this.version,
       clientId: this.clientId,
+      // 3.1.1: clean=false keeps the session for as long as the broker keeps it.
       clean: o.persistentSession === undefined,
-      properties:
-        o.persistentSession === undefined
-          ? undefined
-          : { sessionExpiryInterval: o.persistentSession.expirySeconds },
+      properties: this.connectProperties(this.version),
       keepalive: o.keepaliveSeconds ?? 30,
       connectTimeout: o.connectTimeoutMs ?? 10_000,
       reconnectPeriod: backoffDelay(0, o.reconnect),
@@ -183,7 +242,7 @@ export class MqttAdapter extends AdapterEvents implements BrokerAdapter {
         if (s.state === 'up') done()
       }
       const onError = (err: Error & { code?: unknown }) => {
-        if (typeof err.code !== 'number' || !FATAL_CONNACK.has(err.code)) return
+        if (!this.fatal(err.code)) return
         this.client = undefined
         client.end(true)
         this.setStatus({ state: 'down', error: err.message })
@@ -201,6 +260,7 @@ export class MqttAdapter extends AdapterEvents implements BrokerAdapter {
     this.abortStart?.(stopped())
     for (const fail of [...this.pending]) fail(stopped())
     this.writes.clear()
+    this.echoes.clear()
     if (client !== undefined) {
       // Graceful DISCONNECT when connected and idle; otherwise drop the socket (end(false)
       // would wait for acknowledgements that may never come).
@@ -227,6 +287,11 @@ export class MqttAdapter extends AdapterEvents implements BrokerAdapter {
     if (this.writes.full(msg.qos)) {
       this.counters.inc('broker.publish_backlog_full')
       throw new BridgeError('BROKER_ERROR', `publish to ${msg.topic}: local broker backlog full`)
+    }
+    if (this.version === 4 && this.echoes.full && this.subscriptions.mayDeliver(msg.topic)) {
+      // Refused rather than sent with no record: its echo would be exported (echo-suppression.ts).
+      this.counters.inc('broker.echo_records_full')
+      throw new BridgeError('BROKER_ERROR', `publish to ${msg.topic}: echo records full`)
     }
     await new Promise<void>((resolve, reject) => {
       const fail = (err: Error) => {
@@ -257,21 +322,39 @@ export class MqttAdapter extends AdapterEvents implements BrokerAdapter {
       this.unwire.push(() => client.off(event, fn))
     }
     on('packetsend', (p) => {
-      if (p.cmd === 'connect') noDelay(client)
-      else this.subscriptions.onPacketSend(p)
+      if (p.cmd === 'connect') {
+        noDelay(client)
+        this.attemptConnack = false
+        this.attemptError = undefined
+      } else if (p.cmd === 'publish') {
+        // Recorded as it is written, with the version it is written with: over 3.1.1 the
+        // broker sends it back to us when one of our subscriptions matches (no no-local).
+        if (
+          this.version === 4 &&
+          this.subscriptions.mayDeliver(p.topic) &&
+          !this.echoes.record(p.topic, p.payload)
+        )
+          this.counters.inc('broker.echo_records_evicted')
+      } else this.subscriptions.onPacketSend(p)
     })
     // Runs in wire order, before MQTT.js emits the messages that follow an ack.
-    on('packetreceive', (p) => this.subscriptions.onPacketReceive(p))
+    on('packetreceive', (p) => {
+      if (p.cmd === 'connack') this.attemptConnack = true
+      this.subscriptions.onPacketReceive(p)
+    })
     on('connect', () => {
       noDelay(client)
       this.attempt = 0
       client.options.reconnectPeriod = backoffDelay(0, this.options.reconnect)
       this.lastError = undefined
       this.everConnected = true
+      this.settled = this.version
+      this.refusals.clear()
       this.log.info(
         {
           url: this.options.url,
           clientId: this.clientId,
+          protocol: protocolName(this.version),
           ...(this.failures > 0 ? { failedAttempts: this.failures } : {}),
         },
         'connected to broker',
@@ -297,16 +380,84 @@ export class MqttAdapter extends AdapterEvents implements BrokerAdapter {
       this.heldAcks.reset()
       this.subscriptions.connectionClosed()
       if (this.client !== client) return
+      if (!this.attemptConnack && this.attemptError === undefined)
+        this.refused(client, CLOSED_WITHOUT_CONNACK)
       if (this.status.state === 'up') this.log.warn({ error: this.lastError }, 'broker connection lost')
       this.setStatus(
         this.lastError === undefined ? { state: 'down' } : { state: 'down', error: this.lastError },
       )
     })
     on('error', (err) => {
+      const e = err as Error & { code?: unknown }
+      this.attemptError = e
       this.lastError = err.message
       this.log.debug({ err: err.message }, 'broker connection error')
-      this.warnFailure(err as Error & { code?: unknown })
+      // A CONNACK refusal of this version: while negotiating, the other version is tried.
+      if (typeof e.code === 'number' && !client.connected && this.refused(client, err.message, e.code)) return
+      this.warnFailure(e)
     })
+  }
+
+  private connectProperties(version: 4 | 5): IClientOptions['properties'] {
+    const ps = this.options.persistentSession
+    return version === 4 || ps === undefined ? undefined : { sessionExpiryInterval: ps.expirySeconds }
+  }
+
+  private fatal(code: unknown): boolean {
+    if (typeof code !== 'number') return false
+    if (this.version === 4) return FATAL_CONNACK_311.has(code) && !(code === 1 && this.negotiating())
+    return FATAL_CONNACK.has(code) && !(VERSION_REFUSED.has(code) && this.negotiating())
+  }
+
+  /** Auto mode before any version was accepted: a version refusal switches to the other one. */
+  private negotiating(): boolean {
+    return (this.options.protocol ?? 'auto') === 'auto' && this.settled === undefined
+  }
+
+  /**
+   * This attempt's version was refused: the broker closed the connection without a CONNACK
+   * (`code` undefined), or its CONNACK said "not this version". While negotiating, the next
+   * attempt uses the other version (logged at info; once both were refused, at warn with
+   * both answers, then they alternate with the reconnect backoff). Returns true when it
+   * logged the failure itself.
+   */
+  private refused(client: MqttClient, answer: string, code?: number): boolean {
+    const versionAnswer = code === undefined || (this.version === 5 ? VERSION_REFUSED.has(code) : code === 1)
+    if (!versionAnswer) return false
+    if (!this.negotiating()) {
+      if (code !== undefined) return false // warnFailure reports the CONNACK
+      const hint =
+        this.version === 5 && this.settled === undefined
+          ? ' (a broker without MQTT 5? set broker.protocol to "auto" or "3.1.1")'
+          : ''
+      this.lastError = answer
+      this.warnFailure(new Error(`${answer}${hint}`))
+      return true
+    }
+    this.refusals.set(this.version, answer)
+    const from = this.version
+    const to: 4 | 5 = from === 5 ? 4 : 5
+    this.lastError = answer
+    if (this.refusals.size === 2) {
+      const both = `refused MQTT 5 (${this.refusals.get(5)}) and MQTT 3.1.1 (${this.refusals.get(4)})`
+      this.warnFailure(new Error(both))
+    } else if (this.failures === 0) {
+      this.log.info(
+        { url: this.options.url, answer, next: protocolName(to) },
+        `broker refused MQTT ${protocolName(from)}: trying MQTT ${protocolName(to)}`,
+      )
+    }
+    this.useVersion(client, to)
+    return true
+  }
+
+  /** The next CONNECT (MQTT.js builds it from client.options) uses this version. */
+  private useVersion(client: MqttClient, version: 4 | 5): void {
+    this.version = version
+    client.options.protocolVersion = version
+    client.options.properties = this.connectProperties(version)
+    this.subscriptions.mqtt311 = version === 4
+    if (version === 5) this.echoes.clear()
   }
 
   /**
@@ -315,7 +466,7 @@ export class MqttAdapter extends AdapterEvents implements BrokerAdapter {
    */
   private warnFailure(err: Error & { code?: unknown }): void {
     const code = err.code
-    if (!this.everConnected && typeof code === 'number' && FATAL_CONNACK.has(code)) return
+    if (!this.everConnected && this.fatal(code)) return
     this.failures++
     const now = Date.now()
     if (this.failures > 1 && now - this.lastFailureWarnAt < BROKER_FAILURE_WARN_INTERVAL_MS) return
@@ -323,6 +474,7 @@ export class MqttAdapter extends AdapterEvents implements BrokerAdapter {
     this.log.warn(
       {
         url: this.options.url,
+        protocol: protocolName(this.version),
         error: err.message,
         ...(code !== undefined ? { code } : {}),
         attempts: this.failures,
@@ -335,14 +487,27 @@ export class MqttAdapter extends AdapterEvents implements BrokerAdapter {
     // Every QoS 1 PUBLISH gets a slot, so PUBACKs leave in arrival order.
     const done =
       packet.qos > 0 && packet.messageId !== undefined ? this.heldAcks.hold(packet.messageId) : noop
+    if (this.version === 4 && !packet.retain && this.echoes.consume(topic, payload)) {
+      // Our own republish, sent back by a broker without no-local.
+      this.counters.inc('relay.out.skipped.echo')
+      return done()
+    }
     const verdict = this.subscriptions.route(topic, packet.properties?.subscriptionIdentifier)
     if (verdict === 'unmatched') this.counters.inc('broker.message_unmatched')
+    if (verdict === 'outside') this.counters.inc('broker.message_outside_filters')
     if (verdict !== 'deliver') return done()
-    this.emitMessage({ topic, payload, qos: packet.qos === 0 ? 0 : 1, retain: packet.retain }, done)
+    let qos: 0 | 1 = packet.qos === 0 ? 0 : 1
+    // 3.1.1: a merged filter may have a higher QoS than the desired ones matching the topic.
+    if (this.version === 4 && qos === 1 && this.subscriptions.desiredQos(topic) === 0) qos = 0
+    this.emitMessage({ topic, payload, qos, retain: packet.retain }, done)
   }
 }
 
 function noop(): void {}
+
+function protocolName(version: 4 | 5): BrokerProtocol {
+  return version === 4 ? '3.1.1' : '5'
+}
 
 /** DEBUG=mqttjs* (or *) turns MQTT.js's own trace back on, as its docs describe. */
 function mqttDebugWanted(): boolean {

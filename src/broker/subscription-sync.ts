@@ -1,5 +1,7 @@
 import type { ISubscriptionMap, Packet } from 'mqtt'
 import { BridgeError } from '../errors.js'
+import { topicMatches } from '../routing/topic.js'
+import { disjointFilters } from './disjoint-filters.js'
 import { diffSubscriptions, SubscriptionIds, SubscriptionSet } from './subscription-set.js'
 
 /**
@@ -9,6 +11,11 @@ import { diffSubscriptions, SubscriptionIds, SubscriptionSet } from './subscript
  * SUBACK / UNSUBACK packets in wire order, and tells which copy of an incoming publish is
  * the one to deliver. Every SUBSCRIBE carries no-local, retain-as-published and retain
  * handling 0 (see mqtt-adapter.ts).
+ *
+ * Over MQTT 3.1.1 (`mqtt311`) there are no identifiers and no subscription options: the
+ * set sent is the desired one merged until no two filters overlap (disjoint-filters.ts),
+ * so every publish comes once, and `route` also checks the topic against the desired
+ * filters themselves (a merged filter may be wider than what was asked for).
  *
  * The MqttAdapter feeds it the packets the client sends and receives; changes are applied
  * one sync at a time, in the order asked for.
@@ -25,7 +32,10 @@ export interface SyncClient {
 }
 
 /** What to do with a publish the broker sent: see SubscriptionSync.route(). */
-export type CopyVerdict = 'deliver' | 'unmatched' | 'duplicate'
+export type CopyVerdict = 'deliver' | 'unmatched' | 'duplicate' | 'outside'
+
+/** Topic → best desired QoS cache (3.1.1 routing), cleared when full (bounded memory). */
+const DESIRED_CACHE_LIMIT = 10_000
 
 interface SentSubscribe {
   filter: string
@@ -35,6 +45,10 @@ interface SentSubscribe {
 
 export class SubscriptionSync {
   private desired = new Map<string, 0 | 1>()
+  /** What is sent to the broker: `desired`, or under 3.1.1 its disjoint merge. */
+  private wire = new Map<string, 0 | 1>()
+  private readonly desiredQosCache = new Map<string, 0 | 1 | null>()
+  private v311 = false
   private readonly applied = new SubscriptionSet()
   private readonly ids = new SubscriptionIds()
   private readonly sentSubscribes = new Map<number, SentSubscribe[]>()
@@ -52,10 +66,59 @@ export class SubscriptionSync {
     return this.ids.size
   }
 
+  /** MQTT 3.1.1 session (set before its CONNACK is handled): no identifiers, disjoint filters. */
+  get mqtt311(): boolean {
+    return this.v311
+  }
+
+  set mqtt311(on: boolean) {
+    if (on === this.v311) return
+    this.v311 = on
+    this.updateWire()
+  }
+
   /** Replaces the desired set and applies it (at once while disconnected: on the next CONNACK). */
   set(filters: ReadonlyMap<string, 0 | 1>): Promise<void> {
     this.desired = new Map(filters)
+    this.updateWire()
     return this.schedule()
+  }
+
+  /** The filters sent to the broker (tests; equal to the desired set over MQTT 5). */
+  wireFilters(): ReadonlyMap<string, 0 | 1> {
+    return this.wire
+  }
+
+  private updateWire(): void {
+    this.wire = this.v311 ? disjointFilters(this.desired) : this.desired
+    this.desiredQosCache.clear()
+  }
+
+  /**
+   * Could the broker send a publish on `topic` back to us (a subscription held, or being
+   * made, matches it)? Where not, a republish cannot echo (mqtt-adapter.ts, 3.1.1).
+   */
+  mayDeliver(topic: string): boolean {
+    if (this.applied.canonical(topic) !== undefined) return true
+    for (const sent of this.sentSubscribes.values())
+      for (const s of sent) if (topicMatches(s.filter, topic)) return true
+    return false
+  }
+
+  /**
+   * Over 3.1.1: the QoS a message on `topic` is delivered at, at most (the best desired
+   * filter's); undefined when no desired filter matches (it came through a merged, wider one).
+   */
+  desiredQos(topic: string): 0 | 1 | undefined {
+    const hit = this.desiredQosCache.get(topic)
+    if (hit !== undefined) return hit ?? undefined
+    let best: 0 | 1 | undefined
+    for (const [filter, qos] of this.desired) {
+      if (best !== 1 && topicMatches(filter, topic)) best = qos
+    }
+    if (this.desiredQosCache.size >= DESIRED_CACHE_LIMIT) this.desiredQosCache.clear()
+    this.desiredQosCache.set(topic, best ?? null)
+    return best
   }
 
   /** Applies the desired set after the syncs already asked for (call on every CONNACK). */
@@ -98,13 +161,13 @@ export class SubscriptionSync {
   onPacketReceive(p: Packet): void {
     if (p.cmd === 'connack') {
       if ((p.reasonCode ?? p.returnCode ?? 0) !== 0) return
-      this.useIds = p.properties?.subscriptionIdentifiersAvailable !== false
+      this.useIds = !this.v311 && p.properties?.subscriptionIdentifiersAvailable !== false
       if (!p.sessionPresent) {
         this.applied.clear()
       } else if (!this.connackSeen) {
         // A session left by an earlier process: assume it holds our desired set under the
         // same stable identifiers (so its queued messages are delivered), and re-send all.
-        for (const [filter, qos] of this.desired)
+        for (const [filter, qos] of this.wire)
           this.applied.set(filter, qos, this.useIds ? this.ids.idFor(filter) : 0)
         this.resyncAll = true
       }
@@ -127,11 +190,13 @@ export class SubscriptionSync {
    * Which copy of a publish on `topic` (carrying these subscription identifiers) is
    * delivered: `unmatched` when no filter held covers it (a copy queued in a resumed session,
    * or in flight across an UNSUBSCRIBE), `duplicate` when it is another matching
-   * subscription's copy of the same publish.
+   * subscription's copy of the same publish; over 3.1.1 `outside` when only a merged filter
+   * matches it, none of the desired ones.
    */
   route(topic: string, ids: number | number[] | undefined): CopyVerdict {
     const canonical = this.applied.canonical(topic)
     if (canonical === undefined) return 'unmatched'
+    if (this.v311) return this.desiredQos(topic) === undefined ? 'outside' : 'deliver'
     if (this.useIds && ids !== undefined) {
       const mine = Array.isArray(ids) ? ids.includes(canonical.id) : ids === canonical.id
       if (!mine) return 'duplicate'
@@ -151,7 +216,7 @@ export class SubscriptionSync {
   private forgetUnusedIds(): void {
     const inFlight = new Set<string>()
     for (const sent of this.sentSubscribes.values()) for (const s of sent) inFlight.add(s.filter)
-    this.ids.retain((f) => this.desired.has(f) || this.applied.get(f) !== undefined || inFlight.has(f))
+    this.ids.retain((f) => this.wire.has(f) || this.applied.get(f) !== undefined || inFlight.has(f))
   }
 
   private async syncNow(): Promise<void> {
@@ -159,9 +224,13 @@ export class SubscriptionSync {
     if (client === undefined || !client.connected) return // applied on the next CONNACK
     const current = this.resyncAll ? new Map<string, 0 | 1>() : this.applied.qosMap()
     this.resyncAll = false
-    const { subscribe, unsubscribe } = diffSubscriptions(this.desired, current)
+    const { subscribe, unsubscribe } = diffSubscriptions(this.wire, current)
     const ops: Array<Promise<unknown>> = unsubscribe.map((filter) => client.unsubscribeAsync(filter))
     for (const [filter, qos] of subscribe) {
+      if (this.v311) {
+        ops.push(client.subscribeAsync({ [filter]: { qos } }, {}))
+        continue
+      }
       const properties = this.useIds ? { subscriptionIdentifier: this.ids.idFor(filter) } : undefined
       ops.push(client.subscribeAsync({ [filter]: { qos, nl: true, rap: true, rh: 0 } }, { properties }))
     }

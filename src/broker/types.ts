@@ -8,8 +8,10 @@ import type { ExternalTlsConfig } from './external-auth.js'
  * (test/integration/broker/adapter-contract.test.ts).
  *
  * Semantics every adapter guarantees:
- * - no-local: the adapter never receives what it published itself;
- * - retain-as-published: a live retained publish arrives with `retain: true`;
+ * - no-local: the adapter never receives what it published itself (over MQTT 3.1.1 the
+ *   external adapter drops its own echoes instead: echo-suppression.ts);
+ * - retain-as-published: a live retained publish arrives with `retain: true` (not over
+ *   MQTT 3.1.1, where live deliveries carry RETAIN=0: only a subscribe's replay has it);
  * - retained messages are also delivered (with `retain: true`) when a filter is subscribed
  *   and becomes the one that covers their topic, including after a reconnect (MQTT 5
  *   retain handling 0: retained values are state, a repeat is harmless and lets the bridge
@@ -67,6 +69,11 @@ export interface BrokerAdapter {
    * changes; a no-op where the adapter cannot do it.
    */
   holdWrites?(): void
+  /**
+   * The MQTT version of the connection to an external broker once one was accepted
+   * (`broker.protocol`: MQTT 5, or 3.1.1 with echo suppression); absent for the embedded one.
+   */
+  readonly protocol?: '5' | '3.1.1'
   on<E extends keyof BrokerAdapterEvents>(event: E, listener: BrokerAdapterEvents[E]): this
   off<E extends keyof BrokerAdapterEvents>(event: E, listener: BrokerAdapterEvents[E]): this
   readonly status: BrokerStatus
@@ -97,5 +104,7 @@ export interface BrokerConfig {
   passwordEnv?: string
   tls?: ExternalTlsConfig
   clientId?: string
+  /** MQTT version to an external broker: `auto` (default: 5, else 3.1.1), `5` or `3.1.1`. */
+  protocol?: 'auto' | '5' | '3.1.1'
   embedded?: EmbeddedBrokerOptions
 }

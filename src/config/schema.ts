@@ -152,6 +152,11 @@ const brokerSchema = z
       .optional(),
     clientId: z.string().min(1).max(64).optional(),
     /**
+     * MQTT version to an external broker: `auto` tries 5 and falls back to 3.1.1 (RabbitMQ
+     * before 3.13, Azure IoT Hub, old gateways); `5` or `3.1.1` force one. Default `auto`.
+     */
+    protocol: z.enum(['auto', '5', '3.1.1']).optional(),
+    /**
      * The bridge's MQTT 5 session on an external broker outlives a disconnect by this long,
      * so QoS 1 messages published while the bridge is down or restarting are kept for it
      * (within the broker's own queue limits, e.g. Mosquitto's max_queued_messages).
@@ -169,7 +174,7 @@ const brokerSchema = z
         code: 'custom',
         message: 'set at most one of "password", "passwordFile" or "passwordEnv"',
       })
-    const external = ['username', 'password', 'passwordFile', 'passwordEnv', 'tls'] as const
+    const external = ['username', 'password', 'passwordFile', 'passwordEnv', 'tls', 'protocol'] as const
     if (b.embedded !== undefined)
       for (const f of external)
         if (b[f] !== undefined)

@@ -34,6 +34,11 @@ export class LocalBroker {
     return this.adapter?.status ?? { state: 'connecting' }
   }
 
+  /** The MQTT version to an external broker, once connected (undefined for the embedded one). */
+  get protocol(): '5' | '3.1.1' | undefined {
+    return this.adapter?.protocol
+  }
+
   start(): Promise<void> {
     return this.opened().start()
   }

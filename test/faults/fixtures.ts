@@ -4,6 +4,7 @@
  * child process — on loopback, or each in its own network namespace.
  */
 import type { TestContext } from 'node:test'
+import mqtt from 'mqtt'
 import { startDhtTestnet, waitFor } from '../helpers/dht-testnet.js'
 import { type MosquittoInstance, mosquittoAvailable, startMosquitto } from '../helpers/mosquitto.js'
 import { natLabSupport } from '../helpers/nat-lab.js'
@@ -22,6 +23,7 @@ import {
   startProcessSite,
   writeSiteConfig,
 } from '../helpers/process-site.js'
+import { type RabbitMqInstance, rabbitMqAvailable } from '../helpers/rabbitmq.js'
 import type { StreamChecker, StreamSource } from '../helpers/stream-checker.js'
 
 export const STREAM_FILTER = 'fault/#'
@@ -40,10 +42,11 @@ export const BROKER_CONF = 'max_queued_messages 100000\nlog_type subscribe'
  */
 export function prerequisites(
   t: TestContext,
-  needs: { mosquitto?: boolean; netns?: boolean; root?: boolean; nft?: boolean },
+  needs: { mosquitto?: boolean; rabbitmq?: boolean; netns?: boolean; root?: boolean; nft?: boolean },
 ): boolean {
   const missing: string[] = []
   if (needs.mosquitto && !mosquittoAvailable()) missing.push('mosquitto is not installed')
+  if (needs.rabbitmq && !rabbitMqAvailable()) missing.push('rabbitmq-server is not installed')
   if (needs.root && process.getuid?.() !== 0) missing.push('not root (the test mounts a filesystem)')
   if (needs.netns) {
     const s = netnsSupport()
@@ -149,6 +152,104 @@ export async function loopbackPair(
     bob: { proc: procB, files: filesB, brokerUrl: mosqB.url, mosquitto: mosqB },
   }
 }
+
+/**
+ * A site's broker in the MQTT 3.1.1 variants of the fault tests (issue 20): a Mosquitto of
+ * its own with the bridge forced to 3.1.1, or a virtual host of the file's RabbitMQ node
+ * (3.1.1 only; the bridge negotiates it). `mosquitto` is the MQTT 5 case, for mixed pairs.
+ */
+export type PairBroker = 'mosquitto' | 'mosquitto-3.1.1' | 'rabbitmq'
+
+/** Names a variant: `alice on rabbitmq, bob on mosquitto-3.1.1`. */
+export function pairName(kinds: { alice: PairBroker; bob: PairBroker }): string {
+  return kinds.alice === kinds.bob ? `both on ${kinds.alice}` : `alice on ${kinds.alice}, bob on ${kinds.bob}`
+}
+
+async function pairBroker(
+  t: TestContext,
+  kind: PairBroker,
+  rabbitmq: RabbitMqInstance | undefined,
+): Promise<PairBrokerHandle> {
+  if (kind === 'rabbitmq') {
+    if (rabbitmq === undefined) throw new Error("a rabbitmq site needs the file's RabbitMQ node")
+    const v = rabbitmq.vhost()
+    return {
+      url: rabbitmq.url,
+      clientUrl: `mqtt://${v.username}:${v.password}@127.0.0.1:${rabbitmq.port}`,
+      options: { username: v.username, password: v.password },
+      stop: () => rabbitmq.stop(),
+      restart: () => rabbitmq.restart(),
+    }
+  }
+  const m = await startMosquitto(t, { persistence: true, extraConf: BROKER_CONF })
+  return {
+    url: m.url,
+    clientUrl: m.url,
+    options: kind === 'mosquitto-3.1.1' ? { protocol: '3.1.1' } : undefined,
+    stop: () => m.stop(),
+    restart: () => m.restart(),
+  }
+}
+
+/** A pair site's broker: where the bridge and plain clients reach it; stop and restart (same port, state kept). */
+export interface PairBrokerHandle {
+  readonly url: string
+  readonly clientUrl: string
+  readonly options?: SiteConfigSpec['brokerOptions']
+  stop(): Promise<void>
+  restart(): Promise<void>
+}
+
+/**
+ * loopbackPair with each site's broker chosen (the 3.1.1 variants). Ready when a probe
+ * published at alice reaches bob (alice's bridge subscribed `fault/#` on her broker and the
+ * link is up): RabbitMQ has no subscribe log line to wait for.
+ */
+export async function loopbackPairOn(
+  t: TestContext,
+  kinds: { alice: PairBroker; bob: PairBroker },
+  rabbitmq?: RabbitMqInstance,
+): Promise<{ alice: Site & { broker: PairBrokerHandle }; bob: Site & { broker: PairBrokerHandle } }> {
+  const dht = await startDhtTestnet(t, 1)
+  const a = await pairBroker(t, kinds.alice, rabbitmq)
+  const b = await pairBroker(t, kinds.bob, rabbitmq)
+  const common = { dht: { host: '127.0.0.1', bootstrap: dht.bootstrap }, listen: { host: '127.0.0.1' } }
+  const { filesA, filesB } = await writePair(
+    t,
+    { brokerUrl: a.url, brokerOptions: a.options, ...common },
+    { brokerUrl: b.url, brokerOptions: b.options, ...common },
+  )
+  const { procA, procB } = await startPair(t, filesA, filesB)
+  const pub = await mqtt.connectAsync(a.clientUrl, { reconnectPeriod: 0, clientId: 'fault-probe-pub' })
+  const sub = await mqtt.connectAsync(b.clientUrl, { reconnectPeriod: 0, clientId: 'fault-probe-sub' })
+  try {
+    let seen = false
+    sub.on('message', () => {
+      seen = true
+    })
+    await sub.subscribeAsync(PROBE_TOPIC, { qos: 0 })
+    await waitFor(
+      async () => {
+        await pub.publishAsync(PROBE_TOPIC, 'probe', { qos: 0 })
+        return seen
+      },
+      {
+        timeoutMs: 60_000,
+        intervalMs: 250,
+        what: `a probe relayed from alice (${kinds.alice}) to bob (${kinds.bob})`,
+      },
+    )
+  } finally {
+    await Promise.all([pub.endAsync(true), sub.endAsync(true)])
+  }
+  return {
+    alice: { proc: procA, files: filesA, brokerUrl: a.clientUrl, broker: a },
+    bob: { proc: procB, files: filesB, brokerUrl: b.clientUrl, broker: b },
+  }
+}
+
+/** Under the stream filter (so relayed), but never a stream topic (TOPICS): checkers ignore it. */
+const PROBE_TOPIC = 'fault/probe'
 
 export interface NetnsPair {
   readonly net: NetnsTopology

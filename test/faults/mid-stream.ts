@@ -12,7 +12,7 @@ import {
   startStreamChecker,
   startStreamPublisher,
 } from '../helpers/stream-checker.js'
-import { drain, type LoopbackPair, STREAM_FILTER, TOPICS } from './fixtures.js'
+import { drain, type Site, STREAM_FILTER, TOPICS } from './fixtures.js'
 
 /** 2 topics × 1000 messages at 200 msg/s: about 10 s of stream. */
 export const STREAM = { count: 1000, ratePerSecond: 200, maxInFlight: 50 } as const
@@ -32,7 +32,7 @@ export interface MidStreamResult {
 
 export async function midStreamFault(
   t: TestContext,
-  pair: LoopbackPair,
+  pair: { readonly alice: Site; readonly bob: Site },
   fault: { inject(): Promise<unknown>; recover(): Promise<unknown> },
 ): Promise<MidStreamResult> {
   const chk = await startStreamChecker(t, { url: pair.bob.brokerUrl, filter: STREAM_FILTER })

@@ -1,11 +1,25 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
+import type { BrokerKind } from '../../../scripts/testnet/testnet.js'
 import type { Durability } from '../../../src/store/group-commit.js'
 import { brokerVariants } from '../../helpers/brokers.js'
+import { rabbitMqPerFile, rabbitMqSkip } from '../../helpers/rabbitmq.js'
 import { collect, startTestnet, waitFor, waitRelayed } from '../../helpers/testnet.js'
 
 const variants = brokerVariants()
 const mosquitto = variants.find((v) => v.name === 'mosquitto')
+const rabbit = rabbitMqPerFile({ vhosts: 12 })
+
+/**
+ * Retained state also over MQTT 3.1.1 (issue 20): Mosquitto with the bridges forced to it,
+ * and RabbitMQ 3.10 (which replays retained values only to exact-topic subscriptions: the
+ * checks there subscribe to each topic).
+ */
+const retainedVariants: Array<{ name: BrokerKind; skip: string | undefined }> = [
+  ...variants,
+  { name: 'mosquitto-3.1.1', skip: mosquitto?.skip },
+  { name: 'rabbitmq', skip: rabbitMqSkip() },
+]
 
 describe('store and forward (mosquitto)', { skip: mosquitto?.skip }, () => {
   test('QoS 1 published while the receiving bridge is down arrives, in order, when it returns', async (t) => {
@@ -191,13 +205,32 @@ for (const variant of variants) {
       }
     })
   })
+}
 
-  describe(`retained messages (${variant.name})`, { skip: variant.skip }, () => {
+for (const variant of retainedVariants) {
+  const brokerOf = async () => ({
+    broker: variant.name,
+    rabbitmq: variant.name === 'rabbitmq' ? await rabbit.get() : undefined,
+  })
+  /** Subscribes `filter`, or on RabbitMQ each of `topics` (no retained replay to wildcards there). */
+  const subscribeState = async (c: import('mqtt').MqttClient, filter: string, topics: readonly string[]) => {
+    if (variant.name !== 'rabbitmq') return collect(c, filter)
+    const got: Awaited<ReturnType<typeof collect>> = []
+    for (const topic of topics) got.push(...(await collect(c, topic)))
+    return got
+  }
+  /**
+   * Where retained values are set. A value retained at a 3.1.1 site reaches its bridge live
+   * with RETAIN=0 (README limits), so in the 3.1.1 variants the values come from an MQTT 5
+   * site and what is checked is the 3.1.1 site storing them (and their deletions) retained.
+   */
+  const origin: BrokerKind = variant.name === 'embedded' ? 'embedded' : 'mosquitto'
+  describe(`retained messages (${variant.name})`, { skip: variant.skip, timeout: 240_000 }, () => {
     test('a late joiner receives the current retained state; an empty retained payload deletes it', async (t) => {
       const net = await startTestnet(t, {
-        broker: variant.name,
+        ...(await brokerOf()),
         sites: [
-          { name: 'alice' },
+          { name: 'alice', broker: origin },
           { name: 'bob', subscriptions: [{ filter: 'state/#', qos: 1 }], deferStart: true },
         ],
       })
@@ -212,7 +245,12 @@ for (const variant of variants) {
       // the snapshot lands in bob's broker as retained values
       const retainedAtBob = async () => {
         const c = await net.site('bob').client()
-        const got = await collect(c, '#')
+        const got = await subscribeState(c, '#', [
+          'state/door',
+          'state/light',
+          'state/gone',
+          'other/not-wanted',
+        ])
         await new Promise((r) => setTimeout(r, 200))
         await c.endAsync(true)
         return got.map((m) => `${m.topic}=${m.payload}:${m.retain}`).sort()
@@ -229,8 +267,11 @@ for (const variant of variants) {
 
     test('a retained value deleted at the origin while the link was down goes at the next snapshot', async (t) => {
       const net = await startTestnet(t, {
-        broker: variant.name,
-        sites: [{ name: 'alice' }, { name: 'bob', subscriptions: [{ filter: 'snap/#', qos: 1 }] }],
+        ...(await brokerOf()),
+        sites: [
+          { name: 'alice', broker: origin },
+          { name: 'bob', subscriptions: [{ filter: 'snap/#', qos: 1 }] },
+        ],
       })
       await net.waitMeshed()
       const alice = await net.site('alice').client()
@@ -253,7 +294,7 @@ for (const variant of variants) {
       await net.waitMeshed()
       const retainedAtBob = async () => {
         const c = await net.site('bob').client()
-        const got = await collect(c, 'snap/#')
+        const got = await subscribeState(c, 'snap/#', ['snap/door', 'snap/light'])
         await new Promise((r) => setTimeout(r, 200))
         await c.endAsync(true)
         return got
@@ -273,9 +314,9 @@ for (const variant of variants) {
     test('no retained echo: a bridge restart replays retained values locally, none goes back out', async (t) => {
       const subs = [{ filter: 'ret/#', qos: 1 as const }]
       const net = await startTestnet(t, {
-        broker: variant.name,
+        ...(await brokerOf()),
         sites: [
-          { name: 'a', subscriptions: subs },
+          { name: 'a', subscriptions: subs, broker: origin },
           { name: 'b', subscriptions: subs },
           { name: 'c', subscriptions: subs },
         ],
@@ -306,7 +347,7 @@ for (const variant of variants) {
       await net.waitMeshed()
       // b's broker replays ret/from-a (retained) to b's bridge on subscribe: it must be
       // recognised as a value b republished from the swarm, and never sent back out.
-      if (variant.name === 'mosquitto') {
+      if (variant.name === 'mosquitto' || variant.name === 'mosquitto-3.1.1') {
         // (The embedded broker lives in the bridge process and restarts empty: there is no
         // replay; b gets the value back from a's snapshot instead.)
         await waitFor(() => net.site('b').counters.get('relay.out.skipped.remote_retained') > 0, {

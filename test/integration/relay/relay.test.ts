@@ -1,13 +1,34 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
+import type { BrokerKind } from '../../../scripts/testnet/testnet.js'
 import { brokerVariants } from '../../helpers/brokers.js'
+import { rabbitMqPerFile, rabbitMqSkip } from '../../helpers/rabbitmq.js'
 import { collect, startTestnet, waitFor, waitRelayed } from '../../helpers/testnet.js'
 
-for (const variant of brokerVariants()) {
-  describe(`relay between sites (${variant.name})`, { skip: variant.skip }, () => {
+/** One RabbitMQ node for the file; each site takes a virtual host of its own. */
+const rabbit = rabbitMqPerFile({ vhosts: 16 })
+const mosquittoSkip = brokerVariants().find((v) => v.name === 'mosquitto')?.skip
+
+/**
+ * The same tests with every bridge on MQTT 5 (embedded, Mosquitto) and on MQTT 3.1.1
+ * (Mosquitto with the bridge forced to it; RabbitMQ 3.10, negotiated: issue 20).
+ */
+const variants: Array<{ name: BrokerKind; skip: string | undefined }> = [
+  ...brokerVariants(),
+  { name: 'mosquitto-3.1.1', skip: mosquittoSkip },
+  { name: 'rabbitmq', skip: rabbitMqSkip() },
+]
+
+/** startTestnet's broker options for a variant (the shared node for RabbitMQ). */
+async function brokerOf(kind: BrokerKind) {
+  return { broker: kind, rabbitmq: kind === 'rabbitmq' ? await rabbit.get() : undefined }
+}
+
+for (const variant of variants) {
+  describe(`relay between sites (${variant.name})`, { skip: variant.skip, timeout: 240_000 }, () => {
     test('a publish crosses only to the site that subscribed; unsubscribed topics never cross', async (t) => {
       const net = await startTestnet(t, {
-        broker: variant.name,
+        ...(await brokerOf(variant.name)),
         sites: [{ name: 'alice' }, { name: 'bob', subscriptions: [{ filter: 'doors/#', qos: 1 }] }],
       })
       await net.waitMeshed()
@@ -30,7 +51,7 @@ for (const variant of brokerVariants()) {
     test('triangle: each publish arrives exactly once at every other site, never echoes', async (t) => {
       const subs = [{ filter: 'tri/#', qos: 1 as const }]
       const net = await startTestnet(t, {
-        broker: variant.name,
+        ...(await brokerOf(variant.name)),
         sites: [
           { name: 'a', subscriptions: subs },
           { name: 'b', subscriptions: subs },
@@ -78,7 +99,7 @@ for (const variant of brokerVariants()) {
 
     test('export and import ACLs are enforced, and QoS 0 and 1 both relay', async (t) => {
       const net = await startTestnet(t, {
-        broker: variant.name,
+        ...(await brokerOf(variant.name)),
         sites: [
           { name: 'alice', acl: { bob: { export: ['pub/#'] } } },
           {
@@ -103,6 +124,98 @@ for (const variant of brokerVariants()) {
     })
   })
 }
+
+describe('a mixed swarm: RabbitMQ (3.1.1), Mosquitto 2 (MQTT 5), embedded', {
+  skip: mosquittoSkip ?? rabbitMqSkip(),
+  timeout: 240_000,
+}, () => {
+  test('relays every way, exactly one copy per site, no loop; retained values reach the 3.1.1 site', async (t) => {
+    const subs = [{ filter: 'mix/#', qos: 1 as const }]
+    const net = await startTestnet(t, {
+      broker: 'embedded',
+      rabbitmq: await rabbit.get(),
+      sites: [
+        { name: 'r', broker: 'rabbitmq', subscriptions: subs },
+        { name: 'm', broker: 'mosquitto', subscriptions: subs },
+        { name: 'e', broker: 'embedded', subscriptions: subs },
+      ],
+    })
+    await net.waitMeshed(30_000)
+    const clients = await Promise.all(net.sites.map((s) => s.client()))
+    const got = await Promise.all(clients.map((c) => collect(c, 'mix/#')))
+    await waitFor(() => net.sites.every((s) => s.bridge.knownPeers().length === 2), { what: 'profiles' })
+    for (const [i, s] of net.sites.entries()) {
+      await waitFor(
+        async () => {
+          await clients[i]?.publishAsync(`mix/probe/${s.name}`, 'x', { qos: 1 })
+          return got.every((g, j) => j === i || g.some((m) => m.topic === `mix/probe/${s.name}`))
+        },
+        { what: `probe from ${s.name}` },
+      )
+    }
+    const N = 40
+    for (let k = 0; k < N; k++)
+      for (const [i, s] of net.sites.entries())
+        await clients[i]?.publishAsync(`mix/${s.name}/${k}`, `${k}`, { qos: (k % 2) as 0 | 1 })
+    const data = () => got.map((g) => g.filter((m) => !m.topic.startsWith('mix/probe/')))
+    await waitFor(() => data().every((g) => g.length >= 3 * N), { what: 'all messages', timeoutMs: 30_000 })
+    const total = (name: string) => net.sites.reduce((n, s) => n + s.counters.get(name), 0)
+    await waitFor(
+      () => total('relay.out.messages') === total('relay.in.delivered') + total('relay.in.duplicate'),
+      { what: 'every relayed message handled at its receiver' },
+    )
+    const sent = total('relay.out.messages')
+    for (const [i, g] of data().entries()) {
+      const counts = new Map<string, number>()
+      for (const m of g) counts.set(m.topic, (counts.get(m.topic) ?? 0) + 1)
+      assert.equal(g.length, 3 * N, `site ${net.sites[i]?.name} got ${g.length}`)
+      for (const [topic, n] of counts)
+        assert.equal(n, 1, `${topic} arrived ${n} times at ${net.sites[i]?.name}`)
+    }
+    // The RabbitMQ site's bridge heard back each of its republishes (no no-local) and dropped it.
+    const r = net.site('r')
+    assert.ok(
+      r.counters.get('relay.out.skipped.echo') >= 2 * N,
+      `echoes ${r.counters.get('relay.out.skipped.echo')}`,
+    )
+    // The lead shows it in the status; here it is read from the bridge's LocalBroker.
+    const localBroker = (r.bridge as unknown as { broker: { protocol?: string } }).broker
+    assert.equal(localBroker.protocol, '3.1.1')
+
+    // Retained values (and a deletion) from the MQTT 5 sites are stored retained at the
+    // RabbitMQ site: a client subscribing to the exact topic there gets them.
+    const [, m, e] = clients
+    await m?.publishAsync('mix/ret/m', 'from-m', { qos: 1, retain: true })
+    await e?.publishAsync('mix/ret/e', 'from-e', { qos: 1, retain: true })
+    await e?.publishAsync('mix/ret/gone', 'soon', { qos: 1, retain: true })
+    await waitFor(() => got[0]?.some((x) => x.topic === 'mix/ret/gone') === true, {
+      what: 'retained values live at r',
+    })
+    await e?.publishAsync('mix/ret/gone', '', { qos: 1, retain: true })
+    await waitFor(() => got[0]?.some((x) => x.topic === 'mix/ret/gone' && x.payload === '') === true, {
+      what: 'the deletion at r',
+    })
+    const late = await r.client()
+    const lateGot: Array<{ topic: string; payload: string; retain: boolean }> = []
+    late.on('message', (topic, payload, packet) =>
+      lateGot.push({ topic, payload: payload.toString(), retain: packet.retain }),
+    )
+    for (const topic of ['mix/ret/gone', 'mix/ret/m', 'mix/ret/e'])
+      await late.subscribeAsync(topic, { qos: 1 })
+    await waitFor(() => lateGot.length >= 2, { what: 'retained replay at r' })
+    assert.deepEqual(lateGot.map((x) => `${x.topic}=${x.payload}:${x.retain}`).sort(), [
+      'mix/ret/e=from-e:true',
+      'mix/ret/m=from-m:true',
+    ])
+    // Nothing kept circulating: no more relayed messages than the retained ones just made.
+    await waitFor(
+      () => total('relay.out.messages') === total('relay.in.delivered') + total('relay.in.duplicate'),
+      { what: 'the retained values handled' },
+    )
+    const settled = total('relay.out.messages')
+    assert.ok(settled - sent <= 2 * 4, `relayed ${settled - sent} after the streams`)
+  })
+})
 
 // Only the embedded broker is ours to batch: Mosquitto writes to its clients as it likes.
 describe('relay into an embedded broker', () => {

@@ -112,6 +112,16 @@ const errorCases: Array<[string, (c: Record<string, unknown>) => void, RegExp]> 
     /broker\.embedded\.users\[0\]\.passwordHash: not a hash line from "bridge hash-password"/,
   ],
   [
+    'broker.protocol other than auto, 5 or 3.1.1',
+    (c) => (c.broker = { url: 'mqtt://127.0.0.1:1883', protocol: '4' }),
+    /broker\.protocol/,
+  ],
+  [
+    'broker.protocol for the embedded broker',
+    (c) => (c.broker = { embedded: { port: 1 }, protocol: '3.1.1' }),
+    /broker\.protocol: is for an external broker/,
+  ],
+  [
     'embedded user without a password',
     (c) => (c.broker = { embedded: { port: 1, users: [{ username: 'u' }] } }),
     /broker\.embedded\.users\[0\]: set exactly one of "passwordHash", "passwordFile" or "passwordEnv"/,
@@ -193,6 +203,14 @@ describe('config validation', () => {
     assert.equal(c.listen.port, 0)
     assert.equal(c.peers[0]?.export, undefined)
     assert.equal(c.subscriptions[0]?.qos, 1)
+  })
+
+  test('broker.protocol: auto, 5 or 3.1.1 for an external broker (absent means auto)', () => {
+    for (const protocol of ['auto', '5', '3.1.1'] as const) {
+      const raw = valid() as Record<string, unknown>
+      raw.broker = { url: 'mqtt://127.0.0.1:1883', protocol }
+      assert.equal(parseConfig(raw, '/x/c.json').broker.protocol, protocol)
+    }
   })
 
   test('tree windowMs defaults to 50', () => {
