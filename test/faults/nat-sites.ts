@@ -155,9 +155,9 @@ export async function natSites(t: TestContext, options: NatSitesOptions): Promis
   return { lab, alice, bob, carol, lastStart, lastStartWall }
 }
 
-/** A "link up"/"link down" line of a bridge's log, parsed. */
+/** A "link up"/"link down" line of a bridge's log, parsed; or a "link path" line (a live link relabelled). */
 export interface LinkEvent {
-  readonly msg: 'link up' | 'link down'
+  readonly msg: 'link up' | 'link down' | 'link path'
   readonly peer?: string
   readonly peerKey?: string
   readonly path?: string
@@ -167,7 +167,7 @@ export interface LinkEvent {
   readonly time?: string
 }
 
-const LINK_LINE = /"msg":"link (?:up|down)"/
+const LINK_LINE = /"msg":"link (?:up|down|path)"/
 
 /** `site`'s link events about `peer` (by name or key prefix), from line `from` on. */
 export function linkEvents(site: LabSite, peer: LabSite, from = 0): LinkEvent[] {
