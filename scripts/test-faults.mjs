@@ -23,8 +23,14 @@ if (process.getuid?.() !== 0) {
   const note = process.env.CI === 'true' ? 'they will FAIL (CI=true)' : 'they will be skipped'
   console.error(`test:faults: not root, so the network-namespace tests cannot run: ${note}`)
 }
+// A hung file (a child that never settles) must fail CI, not stall it past its budget.
+const DEADLINE_MS = Number(process.env.TEST_FAULTS_DEADLINE_MS ?? 15 * 60_000)
 const r = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-concurrency=1', ...files], {
   cwd: root,
   stdio: 'inherit',
+  timeout: DEADLINE_MS,
+  killSignal: 'SIGKILL',
 })
+if (r.error?.code === 'ETIMEDOUT')
+  console.error(`test:faults: stopped after ${DEADLINE_MS / 60_000} min (a test hung)`)
 process.exit(r.status ?? 1)

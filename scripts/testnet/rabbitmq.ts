@@ -76,6 +76,8 @@ const READY_DEADLINE_MS = 90_000
 const DEFAULT_VHOSTS = 8
 /** SIGTERM → exit, at the most, before SIGKILL. */
 const STOP_DEADLINE_MS = 20_000
+/** One readiness login may take this long at the most (RabbitMQ answers in milliseconds once up). */
+const LOGIN_PROBE_MS = 3_000
 /** Where Debian puts the server script (the one in /usr/sbin switches to user rabbitmq). */
 const SERVER_SCRIPTS = [
   '/usr/lib/rabbitmq/bin/rabbitmq-server',
@@ -237,9 +239,14 @@ class RabbitMq implements RabbitMqInstance {
     this.startupMs = performance.now() - this.child.startedAt
   }
 
-  private async loginWorks(): Promise<boolean> {
-    try {
-      const c = await mqtt.connectAsync(this.url, {
+  /**
+   * One login attempt, settled within LOGIN_PROBE_MS whatever happens: while RabbitMQ boots it
+   * may close the connection without a CONNACK, and MQTT.js's connectAsync (reconnectPeriod 0)
+   * then never settles — the readiness wait hung there for minutes, past its own deadline.
+   */
+  private loginWorks(): Promise<boolean> {
+    return new Promise((resolve) => {
+      const c = mqtt.connect(this.url, {
         username: this.vhostCount > 0 ? `v${this.vhostCount}:bridge` : 'bridge',
         password: 'bridge',
         protocolVersion: 4,
@@ -247,11 +254,19 @@ class RabbitMq implements RabbitMqInstance {
         connectTimeout: 2_000,
         clientId: `ready-${process.pid}`,
       })
-      await c.endAsync(true)
-      return true
-    } catch {
-      return false
-    }
+      let settled = false
+      const done = (ok: boolean): void => {
+        if (settled) return
+        settled = true
+        clearTimeout(timer)
+        c.end(true)
+        resolve(ok)
+      }
+      const timer = setTimeout(() => done(false), LOGIN_PROBE_MS)
+      c.once('connect', () => done(true))
+      c.once('error', () => done(false))
+      c.once('close', () => done(false))
+    })
   }
 
   async stop(): Promise<void> {

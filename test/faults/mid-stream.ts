@@ -46,6 +46,11 @@ export async function midStreamFault(
   })
   const duringFault = pub.ackedCount() - atFault
   await fault.recover()
+  // Bounded: a publisher whose broker stopped acknowledging fails the test here, with counts.
+  await waitFor(() => pub.ackedCount() + pub.failedCount() >= TOTAL, {
+    timeoutMs: 120_000,
+    what: `alice's broker to acknowledge the whole stream (${TOTAL})`,
+  })
   await pub.done
   const drained = await drain(chk, pub, 90_000)
   // Stop both bridges cleanly, then flush bob's broker: whatever could still arrive has arrived.
