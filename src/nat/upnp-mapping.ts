@@ -1,23 +1,31 @@
 /**
  * UPnP-IGD port mapping (issue 19 item 2), beside NAT-PMP: the same contract (lifetime,
  * renewal at half, removal on unmap, odd answers refused and counted), over the same
- * library's `upnpNat()` (@achingbrain/nat-port-mapper 4.0.5). What that client really does,
- * and what is done about it here:
- * - discovery is SSDP M-SEARCH for `InternetGatewayDevice:2` only (an IGD:1-only router is
- *   never found), sent from a socket bound to port 1900 on every non-loopback IPv4/IPv6
- *   interface; it runs until its signal aborts: bounded here by UPNP_DISCOVERY_MS;
- * - it fetches the description at the LOCATION of any answer (from anyone on the LAN, no
- *   size bound in the library): a gateway whose LOCATION host is not our default gateway is
- *   refused and counted (`nat.mapping.rejected.gateway`) before any SOAP request goes to it;
+ * library's `upnpNat()` (@achingbrain/nat-port-mapper 4.0.5) for the SOAP part. What that
+ * library really does, and what is done about it here:
+ * - its discovery (`findGateways`) binds port 1900 on every non-loopback interface, runs
+ *   until its signal aborts, fetches the description at the LOCATION of ANY answer from
+ *   anyone on the LAN (no size bound), and an SSDP datagram without CACHE-CONTROL, or with a
+ *   request line it does not know, throws inside its socket's message handler (an uncaught
+ *   exception: the process dies). It is not used: the search is ours (`ssdpSearch`): one
+ *   socket on an ephemeral port of our address towards the default gateway, M-SEARCH for
+ *   `InternetGatewayDevice:2` (the only device type the library maps through; an IGD:1-only
+ *   router is not found) sent to 239.255.255.250:1900 out of that interface, answers parsed
+ *   defensively, and only an answer FROM the default gateway whose LOCATION is on the default
+ *   gateway is used (others counted `nat.mapping.rejected.gateway`, malformed ones
+ *   `nat.mapping.rejected.answer`); bounded by UPNP_DISCOVERY_MS. The description is then
+ *   fetched by the library's `getGateway(location)`.
+ * - the gateway object it returns runs the library's discovery again once its description is
+ *   an hour old: we open it again from our own search after UPNP_GATEWAY_REUSE_MS.
  * - mapping is SOAP `AddAnyPortMapping` (IGD:2; the gateway may reserve another external
  *   port: the one it answers is used), the external address `GetExternalIPAddress`;
  * - its lease is the `ttl` option in ms rounded to s, and never under 3600 s: the lease at
  *   the gateway is max(lifetime, 3600 s); we still renew at half OUR lifetime;
  * - its `unmap` deletes external port = internal port with an empty protocol (wrong when the
- *   gateway reserved another port; refused by strict gateways) and errors are swallowed: we
- *   send `DeletePortMapping` ourselves (reserved port, TCP) through the library's own SOAP
- *   call, and a failure is reported. Its `stop` would send its own delete again: not called
- *   (with autoRefresh off it holds no timer and no socket).
+ *   gateway reserved another port; refused by strict gateways) and swallows errors: we send
+ *   `DeletePortMapping` ourselves (the reserved port, TCP) through the library's own SOAP
+ *   call, and report a failure. Its `stop` would send its own delete again: not called (with
+ *   autoRefresh off it holds no timer and no socket).
  * Answers are checked like NAT-PMP's: an external address that is not IPv4 or is 0.0.0.0, or
  * a port outside 1..65535 (a missing NewReservedPort is NaN), is refused and counted.
  */
@@ -34,18 +42,25 @@ import {
 } from './port-mapping.js'
 
 /**
- * How long SSDP discovery waits for a gateway. M-SEARCH asks answers within MX = 1 s (the
- * library's value); a LAN router answers in milliseconds, and its description is one more
- * HTTP round trip: 5 s leaves room for a loaded router and is short enough for a fallback.
+ * How long the SSDP search waits for the gateway. M-SEARCH asks answers within MX = 1 s; a
+ * LAN router answers in milliseconds, and its description is one more HTTP round trip: 5 s
+ * leaves room for a loaded router and is short enough for a fallback.
  */
 export const UPNP_DISCOVERY_MS = 5_000
+/** M-SEARCH is sent again at this interval within the search (a datagram can be lost). */
+const SSDP_RESEND_MS = 1_000
+/** An SSDP answer longer than this is not an answer (real ones are ~300 bytes). */
+export const SSDP_MAX_ANSWER_BYTES = 2_048
+/** Opened gateway objects are used this long: the library rediscovers by itself after 1 h. */
+export const UPNP_GATEWAY_REUSE_MS = 30 * 60_000
+const SSDP_GROUP = '239.255.255.250'
+const SSDP_PORT = 1900
+const IGD_2 = 'urn:schemas-upnp-org:device:InternetGatewayDevice:2'
 /** The SOAP service every IGD:2 request goes to. */
 const WAN_IP_CONNECTION_2 = 'urn:schemas-upnp-org:service:WANIPConnection:2'
 
-/** A found IGD:2 gateway, as the mapper needs it. */
+/** An opened IGD:2 gateway, as the mapper needs it. */
 export interface UpnpGateway {
-  /** The host of its LOCATION (where its description and SOAP control are). */
-  readonly host: string
   map(
     internalPort: number,
     internalHost: string,
@@ -55,9 +70,16 @@ export interface UpnpGateway {
   deleteMapping(externalPort: number, internalPort: number, signal: AbortSignal): Promise<void>
 }
 
-/** What the mapper needs of a UPnP client: the gateways discovery finds, until `signal`. */
+/** One SSDP answer: who sent it and its LOCATION (undefined: malformed, or not an IGD:2). */
+export interface SsdpAnswer {
+  readonly from: string
+  readonly location: string | undefined
+}
+
+/** What the mapper needs of UPnP: the SSDP search, and opening a gateway's description. */
 export interface UpnpClient {
-  findGateways(signal: AbortSignal): AsyncIterable<UpnpGateway>
+  search(localAddress: string, signal: AbortSignal): AsyncIterable<SsdpAnswer>
+  open(location: URL, signal: AbortSignal): Promise<UpnpGateway>
 }
 
 export interface UpnpPortMapperOptions extends RenewingPortMapperOptions {
@@ -80,7 +102,6 @@ interface WithDevice {
 
 function adapt(gw: LibraryGateway): UpnpGateway {
   return {
-    host: gw.host,
     map: (internalPort, internalHost, options) => gw.map(internalPort, internalHost, options),
     deleteMapping: async (externalPort, internalPort, signal) => {
       const device = (gw as unknown as WithDevice).gateway
@@ -103,12 +124,75 @@ function adapt(gw: LibraryGateway): UpnpGateway {
   }
 }
 
+/** An SSDP search answer's LOCATION, if it is a 200 answer for IGD:2 (else undefined). */
+export function parseSsdpAnswer(buf: Buffer): string | undefined {
+  if (buf.length > SSDP_MAX_ANSWER_BYTES) return undefined
+  const lines = buf.toString('latin1').split(/\r?\n/)
+  if (!/^HTTP\/1\.[01] 200\b/.test(lines[0] ?? '')) return undefined
+  const headers = new Map<string, string>()
+  for (const line of lines.slice(1)) {
+    const colon = line.indexOf(':')
+    if (colon > 0) headers.set(line.slice(0, colon).trim().toUpperCase(), line.slice(colon + 1).trim())
+  }
+  if (headers.get('ST') !== IGD_2) return undefined
+  return headers.get('LOCATION')
+}
+
+/** M-SEARCH for IGD:2 from `localAddress` (resent each second) until `signal`; every answer. */
+export async function* ssdpSearch(localAddress: string, signal: AbortSignal): AsyncGenerator<SsdpAnswer> {
+  const socket = dgram.createSocket('udp4')
+  const queue: SsdpAnswer[] = []
+  let wake: (() => void) | undefined
+  const poke = () => {
+    wake?.()
+    wake = undefined
+  }
+  socket.on('message', (buf, from) => {
+    queue.push({ from: from.address, location: parseSsdpAnswer(buf) })
+    poke()
+  })
+  socket.on('error', poke)
+  signal.addEventListener('abort', poke, { once: true })
+  const request = Buffer.from(
+    `M-SEARCH * HTTP/1.1\r\nHOST: ${SSDP_GROUP}:${SSDP_PORT}\r\nMAN: "ssdp:discover"\r\nMX: 1\r\nST: ${IGD_2}\r\n\r\n`,
+  )
+  const send = () => socket.send(request, SSDP_PORT, SSDP_GROUP, () => undefined)
+  let resend: NodeJS.Timeout | undefined
+  try {
+    await new Promise<void>((resolve, reject) => {
+      socket.once('error', reject)
+      socket.bind(0, localAddress, () => {
+        socket.off('error', reject)
+        resolve()
+      })
+    })
+    socket.setMulticastInterface(localAddress)
+    // Our LAN only: routers do not forward it (a TTL of 2 is the UPnP default).
+    socket.setMulticastTTL(2)
+    send()
+    resend = setInterval(send, SSDP_RESEND_MS)
+    while (!signal.aborted) {
+      const next = queue.shift()
+      if (next !== undefined) {
+        yield next
+        continue
+      }
+      await new Promise<void>((resolve) => {
+        wake = resolve
+      })
+    }
+  } finally {
+    clearInterval(resend)
+    signal.removeEventListener('abort', poke)
+    socket.close()
+  }
+}
+
 const libraryClient = (): UpnpClient => {
   const nat = upnpNat({ autoRefresh: false })
   return {
-    async *findGateways(signal) {
-      for await (const gw of nat.findGateways({ signal })) yield adapt(gw)
-    },
+    search: ssdpSearch,
+    open: async (location, signal) => adapt(await nat.getGateway(location, { signal })),
   }
 }
 
@@ -120,7 +204,7 @@ export function localAddressTowards(host: string): Promise<string> {
       s.close()
       reject(e)
     })
-    s.connect(1900, host, () => {
+    s.connect(SSDP_PORT, host, () => {
       const { address } = s.address()
       s.close()
       resolve(address)
@@ -133,28 +217,44 @@ export class UpnpPortMapper extends RenewingPortMapper {
   private gw: UpnpGateway | undefined
   /** The gateway that granted the mapping held now (removed there, even after a failed renewal). */
   private grantedBy: UpnpGateway | undefined
+  private openedAt = 0
 
   constructor(private readonly options: UpnpPortMapperOptions = {}) {
     super(options)
     this.makeClient = options.client ?? libraryClient
   }
 
-  /** The first IGD:2 gateway at our default gateway's address, within the discovery deadline. */
-  private async discover(expected: string): Promise<UpnpGateway> {
+  /** The default gateway's IGD:2, from our SSDP search, within the discovery deadline. */
+  private async discover(expected: string, localAddress: string): Promise<UpnpGateway> {
     const signal = AbortSignal.timeout(this.options.discoveryMs ?? UPNP_DISCOVERY_MS)
+    const client = this.makeClient()
+    let location: URL | undefined
     try {
-      for await (const gw of this.makeClient().findGateways(signal)) {
-        if (gw.host === expected) return gw
-        this.counters.inc('nat.mapping.rejected.gateway')
+      for await (const answer of client.search(localAddress, signal)) {
+        if (answer.location === undefined) {
+          this.counters.inc('nat.mapping.rejected.answer')
+          continue
+        }
+        const url = URL.canParse(answer.location) ? new URL(answer.location) : undefined
+        if (answer.from !== expected || url?.protocol !== 'http:' || url.hostname !== expected) {
+          this.counters.inc('nat.mapping.rejected.gateway')
+          continue
+        }
+        location = url
+        break
       }
+      if (location === undefined) throw new Error(`no UPnP-IGD:2 gateway at ${expected} answered`)
+      return await client.open(location, signal)
     } catch (err) {
-      if (!signal.aborted) {
-        this.counters.inc('nat.mapping.request_failed')
-        throw new BridgeError('NAT_MAPPING_FAILED', 'UPnP gateway discovery', { cause: err })
-      }
+      this.counters.inc('nat.mapping.request_failed')
+      throw new BridgeError(
+        'NAT_MAPPING_FAILED',
+        `UPnP discovery at ${expected}: ${(err as Error).message}`,
+        {
+          cause: err,
+        },
+      )
     }
-    this.counters.inc('nat.mapping.request_failed')
-    throw new BridgeError('NAT_MAPPING_FAILED', `no UPnP-IGD:2 gateway at ${expected} answered`)
   }
 
   protected async request(
@@ -164,11 +264,21 @@ export class UpnpPortMapper extends RenewingPortMapper {
   ): Promise<PortMapping> {
     const expected = this.options.gateway ?? defaultGateway()
     if (expected === undefined) throw new BridgeError('NAT_MAPPING_FAILED', 'no default gateway to ask')
-    this.gw ??= await this.discover(expected)
+    if (this.gw !== undefined && Date.now() - this.openedAt > UPNP_GATEWAY_REUSE_MS) this.gw = undefined
+    let internalHost: string
+    try {
+      internalHost = await (this.options.localAddress ?? localAddressTowards)(expected)
+    } catch (err) {
+      this.counters.inc('nat.mapping.request_failed')
+      throw new BridgeError('NAT_MAPPING_FAILED', `no route to the gateway ${expected}`, { cause: err })
+    }
+    if (this.gw === undefined) {
+      this.gw = await this.discover(expected, internalHost)
+      this.openedAt = Date.now()
+    }
     const gw = this.gw
     let answer: { externalHost: string; externalPort: number }
     try {
-      const internalHost = await (this.options.localAddress ?? localAddressTowards)(gw.host)
       answer = await gw.map(internalPort, internalHost, {
         ttl: lifetimeS * 1000,
         // A renewal asks the port it holds (the gateway then extends that mapping).
@@ -181,18 +291,18 @@ export class UpnpPortMapper extends RenewingPortMapper {
       // Discovered again next time (the gateway may have restarted elsewhere).
       if (this.gw === gw) this.gw = undefined
       this.counters.inc('nat.mapping.request_failed')
-      throw new BridgeError('NAT_MAPPING_FAILED', `UPnP mapping of port ${internalPort} at ${gw.host}`, {
+      throw new BridgeError('NAT_MAPPING_FAILED', `UPnP mapping of port ${internalPort} at ${expected}`, {
         cause: err,
       })
     }
     const { externalHost, externalPort } = answer
     if (!isIPv4(externalHost) || externalHost === '0.0.0.0') {
       this.counters.inc('nat.mapping.rejected.address')
-      throw new BridgeError('NAT_MAPPING_FAILED', `gateway ${gw.host} gave no usable external address`)
+      throw new BridgeError('NAT_MAPPING_FAILED', `gateway ${expected} gave no usable external address`)
     }
     if (!Number.isInteger(externalPort) || externalPort < 1 || externalPort > 65_535) {
       this.counters.inc('nat.mapping.rejected.port')
-      throw new BridgeError('NAT_MAPPING_FAILED', `gateway ${gw.host} gave external port ${externalPort}`)
+      throw new BridgeError('NAT_MAPPING_FAILED', `gateway ${expected} gave external port ${externalPort}`)
     }
     this.grantedBy = gw
     return { externalAddress: externalHost, externalPort, lifetimeS, protocol: 'upnp' }

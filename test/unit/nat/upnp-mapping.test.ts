@@ -10,7 +10,13 @@ import { test } from 'node:test'
 import { isBridgeError } from '../../../src/errors.js'
 import { Counters } from '../../../src/metrics.js'
 import { FallbackPortMapper, type PortMapper, type PortMapping } from '../../../src/nat/port-mapping.js'
-import { type UpnpClient, type UpnpGateway, UpnpPortMapper } from '../../../src/nat/upnp-mapping.js'
+import {
+  parseSsdpAnswer,
+  SSDP_MAX_ANSWER_BYTES,
+  type UpnpClient,
+  type UpnpGateway,
+  UpnpPortMapper,
+} from '../../../src/nat/upnp-mapping.js'
 
 interface Call {
   readonly op: 'map' | 'delete'
@@ -24,15 +30,15 @@ interface Call {
 const GATEWAY = '192.168.1.1'
 const OK = { externalHost: '198.51.100.7', externalPort: 40_000 }
 
-/** Fake gateways at `hosts` (found in that order); each answers with `answer()`. */
+/** SSDP answers (from, LOCATION) in that order; each gateway opened answers with `answer()`. */
 function fakeUpnp(
-  hosts: readonly string[],
+  answers: ReadonlyArray<{ from: string; location: string | undefined }>,
   answer: () => { externalHost: string; externalPort: number } | Error = () => OK,
 ) {
   const calls: Call[] = []
-  let discoveries = 0
+  const opened: string[] = []
+  let searches = 0
   const gateway = (host: string): UpnpGateway => ({
-    host,
     map: async (port, internalHost, o) => {
       calls.push({ op: 'map', host, port, externalPort: o.externalPort, internalHost, ttl: o.ttl })
       const a = answer()
@@ -44,13 +50,20 @@ function fakeUpnp(
     },
   })
   const client = (): UpnpClient => ({
-    async *findGateways() {
-      discoveries++
-      for (const h of hosts) yield gateway(h)
+    async *search() {
+      searches++
+      for (const a of answers) yield a
+    },
+    open: async (location) => {
+      opened.push(location.href)
+      return gateway(location.hostname)
     },
   })
-  return { calls, client, discoveries: () => discoveries }
+  return { calls, opened, client, discoveries: () => searches }
 }
+
+/** The default gateway's own answer. */
+const IGD = { from: GATEWAY, location: `http://${GATEWAY}:5000/rootDesc.xml` }
 
 const localAddress = async () => '192.168.1.20'
 
@@ -63,7 +76,7 @@ async function until(what: string, cond: () => boolean, timeoutMs = 10_000): Pro
 }
 
 test('maps at the default gateway’s IGD, renews the reserved port at half the lifetime, deletes it on unmap', async (t) => {
-  const up = fakeUpnp([GATEWAY])
+  const up = fakeUpnp([IGD])
   const counters = new Counters()
   const mapper = new UpnpPortMapper({ gateway: GATEWAY, client: up.client, localAddress, counters })
   t.after(() => mapper.unmap())
@@ -94,31 +107,65 @@ test('maps at the default gateway’s IGD, renews the reserved port at half the 
   assert.equal(up.calls.length, n, 'nothing after unmap')
 })
 
-test('an IGD answering from another host than the default gateway is refused, counted, never asked', async (t) => {
-  const up = fakeUpnp(['192.168.1.66', GATEWAY])
+test('only an answer from the default gateway with its LOCATION on it is used; others refused and counted', async (t) => {
+  const up = fakeUpnp([
+    { from: '192.168.1.66', location: 'http://192.168.1.66:5000/rootDesc.xml' },
+    { from: '192.168.1.66', location: `http://${GATEWAY}:5000/rootDesc.xml` },
+    { from: GATEWAY, location: 'http://192.168.1.66:5000/rootDesc.xml' },
+    { from: GATEWAY, location: 'http://198.51.100.9/rootDesc.xml' },
+    { from: GATEWAY, location: `https://${GATEWAY}:5000/rootDesc.xml` },
+    { from: GATEWAY, location: 'not a url' },
+    { from: GATEWAY, location: undefined },
+    IGD,
+  ])
   const counters = new Counters()
   const mapper = new UpnpPortMapper({ gateway: GATEWAY, client: up.client, localAddress, counters })
   t.after(() => mapper.unmap())
   await mapper.map(7000, 60)
-  assert.equal(counters.get('nat.mapping.rejected.gateway'), 1)
+  assert.equal(counters.get('nat.mapping.rejected.gateway'), 6)
+  assert.equal(counters.get('nat.mapping.rejected.answer'), 1)
+  assert.deepEqual(up.opened, [IGD.location], 'only the default gateway’s description was fetched')
   assert.deepEqual(
     up.calls.map((c) => c.host),
     [GATEWAY],
-    'only the default gateway got a SOAP request',
   )
 
-  const only = fakeUpnp(['192.168.1.66'])
+  const only = fakeUpnp([{ from: '192.168.1.66', location: 'http://192.168.1.66:5000/rootDesc.xml' }])
   const c2 = new Counters()
   const m2 = new UpnpPortMapper({ gateway: GATEWAY, client: only.client, localAddress, counters: c2 })
   t.after(() => m2.unmap())
   await assert.rejects(m2.map(7000, 60), (e) => isBridgeError(e, 'NAT_MAPPING_FAILED'))
-  assert.equal(only.calls.length, 0)
+  assert.equal(only.opened.length + only.calls.length, 0, 'nothing fetched, nothing asked')
   assert.equal(c2.get('nat.mapping.rejected.gateway'), 1)
+})
+
+test('parseSsdpAnswer: a 200 answer for IGD:2 gives its LOCATION; anything else nothing', () => {
+  const ok = (st: string, first = 'HTTP/1.1 200 OK') =>
+    Buffer.from(
+      `${first}\r\nCACHE-CONTROL: max-age=120\r\nST: ${st}\r\nLOCATION: http://${GATEWAY}:5000/d.xml\r\n\r\n`,
+    )
+  assert.equal(
+    parseSsdpAnswer(ok('urn:schemas-upnp-org:device:InternetGatewayDevice:2')),
+    `http://${GATEWAY}:5000/d.xml`,
+  )
+  assert.equal(parseSsdpAnswer(ok('urn:schemas-upnp-org:device:InternetGatewayDevice:1')), undefined)
+  assert.equal(
+    parseSsdpAnswer(ok('urn:schemas-upnp-org:device:InternetGatewayDevice:2', 'NOTIFY * HTTP/1.1')),
+    undefined,
+  )
+  assert.equal(
+    parseSsdpAnswer(ok('urn:schemas-upnp-org:device:InternetGatewayDevice:2', 'FOO * HTTP/1.1')),
+    undefined,
+  )
+  assert.equal(parseSsdpAnswer(Buffer.from('HTTP/1.1 200 OK\r\n\r\n')), undefined, 'no headers at all')
+  assert.equal(parseSsdpAnswer(Buffer.alloc(0)), undefined)
+  assert.equal(parseSsdpAnswer(Buffer.alloc(SSDP_MAX_ANSWER_BYTES + 1, 0x41)), undefined, 'too long')
 })
 
 test('discovery that finds nothing ends at its deadline', async (t) => {
   const client = (): UpnpClient => ({
-    async *findGateways(signal) {
+    open: async () => assert.fail('nothing to open'),
+    async *search(_local, signal) {
       // A LAN with no IGD: nothing comes until the signal ends the search.
       // (A real search holds sockets open; this fake holds a timer, AbortSignal.timeout's is unref'd.)
       const hold = setInterval(() => undefined, 1_000)
@@ -130,7 +177,7 @@ test('discovery that finds nothing ends at its deadline', async (t) => {
   const mapper = new UpnpPortMapper({ gateway: GATEWAY, client, localAddress, counters, discoveryMs: 200 })
   t.after(() => mapper.unmap())
   const began = performance.now()
-  await assert.rejects(mapper.map(7000, 60), /no UPnP-IGD:2 gateway at 192\.168\.1\.1/)
+  await assert.rejects(mapper.map(7000, 60), /no UPnP-IGD:2 gateway at 192\.168\.1\.1 answered/)
   const ms = performance.now() - began
   assert.ok(ms >= 150 && ms < 5_000, `ended at the deadline (${Math.round(ms)} ms)`)
   assert.equal(counters.get('nat.mapping.request_failed'), 1)
@@ -145,7 +192,7 @@ test('odd answers are refused and counted: no IPv4 external address, a port outs
     [{ externalHost: '198.51.100.7', externalPort: 0 }, 'nat.mapping.rejected.port'],
     [{ externalHost: '198.51.100.7', externalPort: 70_000 }, 'nat.mapping.rejected.port'],
   ] as const) {
-    const up = fakeUpnp([GATEWAY], () => answer)
+    const up = fakeUpnp([IGD], () => answer)
     const counters = new Counters()
     const mapper = new UpnpPortMapper({ gateway: GATEWAY, client: up.client, localAddress, counters })
     t.after(() => mapper.unmap())
@@ -160,7 +207,7 @@ test('odd answers are refused and counted: no IPv4 external address, a port outs
 
 test('a failed renewal is reported, never thrown; the gateway is discovered again; the mapping still removed', async (t) => {
   let n = 0
-  const up = fakeUpnp([GATEWAY], () => {
+  const up = fakeUpnp([IGD], () => {
     n++
     return n === 2 ? new Error('SOAP fault 501') : OK
   })
