@@ -14,7 +14,8 @@
  * Answers are checked before they count: an external address that is not IPv4 or is
  * 0.0.0.0 (RFC 6886: the gateway has none yet), or a port outside 1..65535, is refused and
  * counted. Reserved ranges are NOT refused: a corporate LAN's "public" side may be private.
- * PCP and UPnP-IGD are not done yet (the type names them for the bridge's path reporting).
+ * UPnP-IGD: src/nat/upnp-mapping.ts. PCP (RFC 6887): no maintained Node client exists; not done
+ * (the type names it for the bridge's path reporting).
  */
 import { readFileSync } from 'node:fs'
 import { isIPv4 } from 'node:net'
@@ -61,15 +62,9 @@ export interface NatPmpClient {
   stop(): Promise<void>
 }
 
-export interface NatPmpPortMapperOptions {
+export interface NatPmpPortMapperOptions extends RenewingPortMapperOptions {
   /** The gateway's address (default: the IPv4 default route's gateway, from /proc/net/route). */
   readonly gateway?: string
-  readonly requestMs?: number
-  readonly counters?: Counters
-  /** A renewal gave a different mapping (or the first one back after a loss). */
-  readonly onRenewed?: (mapping: PortMapping) => void
-  /** A renewal failed (the mapping may be gone at its expiry). */
-  readonly onError?: (err: BridgeError) => void
   /** Test seam: makes the NAT-PMP client for a gateway. */
   readonly client?: (gateway: string) => NatPmpClient
 }
@@ -96,22 +91,47 @@ export function defaultGateway(routeTable = '/proc/net/route'): string | undefin
 const libraryClient = (gateway: string): NatPmpClient =>
   pmpNat(gateway, { autoRefresh: false }) as NatPmpClient
 
-export class NatPmpPortMapper implements PortMapper {
-  private readonly counters: Counters
-  private readonly requestMs: number
-  private readonly makeClient: (gateway: string) => NatPmpClient
-  private client: NatPmpClient | undefined
+/** What both mappers take: the request deadline, counters, and renewal reports. */
+export interface RenewingPortMapperOptions {
+  readonly requestMs?: number
+  readonly counters?: Counters
+  /** A renewal gave a different mapping (or the first one back after a loss). */
+  readonly onRenewed?: (mapping: PortMapping) => void
+  /** A renewal failed (the mapping may be gone at its expiry). */
+  readonly onError?: (err: BridgeError) => void
+}
+
+export interface CurrentMapping {
+  readonly internalPort: number
+  readonly lifetimeS: number
+  readonly mapping: PortMapping
+  readonly expiresAt: number
+}
+
+/**
+ * The protocol-free part: arguments checked, renewal at half the lifetime (retried at half
+ * the time left after a failure, never throwing out of the timer), removal on unmap.
+ */
+export abstract class RenewingPortMapper implements PortMapper {
+  protected readonly counters: Counters
+  protected readonly requestMs: number
   private timer: NodeJS.Timeout | undefined
-  private current:
-    | { internalPort: number; lifetimeS: number; mapping: PortMapping; expiresAt: number }
-    | undefined
+  private current: CurrentMapping | undefined
   private stopped = false
 
-  constructor(private readonly options: NatPmpPortMapperOptions = {}) {
-    this.counters = options.counters ?? new Counters()
-    this.requestMs = options.requestMs ?? PORT_MAPPING_REQUEST_MS
-    this.makeClient = options.client ?? libraryClient
+  constructor(private readonly hooks: RenewingPortMapperOptions) {
+    this.counters = hooks.counters ?? new Counters()
+    this.requestMs = hooks.requestMs ?? PORT_MAPPING_REQUEST_MS
   }
+
+  /** One mapping request (a renewal passes the mapping it renews). */
+  protected abstract request(
+    internalPort: number,
+    lifetimeS: number,
+    renewing?: PortMapping,
+  ): Promise<PortMapping>
+  /** Removes `current` at the gateway (undefined: nothing mapped now) and lets the client go. */
+  protected abstract release(current: CurrentMapping | undefined): Promise<void>
 
   async map(internalPort: number, lifetimeS: number = PORT_MAPPING_DEFAULT_LIFETIME_S): Promise<PortMapping> {
     if (!Number.isInteger(internalPort) || internalPort < 1 || internalPort > 65_535)
@@ -140,6 +160,49 @@ export class NatPmpPortMapper implements PortMapper {
     this.timer = undefined
     const current = this.current
     this.current = undefined
+    await this.release(current)
+  }
+
+  private schedule(ms: number): void {
+    clearTimeout(this.timer)
+    this.timer = setTimeout(() => void this.renew(), ms)
+    this.timer.unref()
+  }
+
+  private async renew(): Promise<void> {
+    const cur = this.current
+    if (cur === undefined || this.stopped) return
+    try {
+      const mapping = await this.request(cur.internalPort, cur.lifetimeS, cur.mapping)
+      if (this.stopped || this.current !== cur) return
+      const changed =
+        mapping.externalAddress !== cur.mapping.externalAddress ||
+        mapping.externalPort !== cur.mapping.externalPort
+      this.current = { ...cur, mapping, expiresAt: Date.now() + cur.lifetimeS * 1000 }
+      this.counters.inc('nat.mapping.renewed')
+      if (changed) this.hooks.onRenewed?.(mapping)
+      this.schedule((cur.lifetimeS * 1000) / 2)
+    } catch (err) {
+      if (this.stopped || this.current !== cur) return
+      this.counters.inc('nat.mapping.renew_failed')
+      this.hooks.onError?.(err as BridgeError)
+      // Before expiry: again at half the time left; past it, at the usual cadence.
+      const left = cur.expiresAt - Date.now()
+      this.schedule(left > 0 ? Math.max(RENEW_RETRY_MIN_MS, left / 2) : (cur.lifetimeS * 1000) / 2)
+    }
+  }
+}
+
+export class NatPmpPortMapper extends RenewingPortMapper {
+  private readonly makeClient: (gateway: string) => NatPmpClient
+  private client: NatPmpClient | undefined
+
+  constructor(private readonly options: NatPmpPortMapperOptions = {}) {
+    super(options)
+    this.makeClient = options.client ?? libraryClient
+  }
+
+  protected async release(current: CurrentMapping | undefined): Promise<void> {
     const client = this.client
     this.client = undefined
     if (client === undefined) return
@@ -158,37 +221,8 @@ export class NatPmpPortMapper implements PortMapper {
     }
   }
 
-  private schedule(ms: number): void {
-    clearTimeout(this.timer)
-    this.timer = setTimeout(() => void this.renew(), ms)
-    this.timer.unref()
-  }
-
-  private async renew(): Promise<void> {
-    const cur = this.current
-    if (cur === undefined || this.stopped) return
-    try {
-      const mapping = await this.request(cur.internalPort, cur.lifetimeS)
-      if (this.stopped || this.current !== cur) return
-      const changed =
-        mapping.externalAddress !== cur.mapping.externalAddress ||
-        mapping.externalPort !== cur.mapping.externalPort
-      this.current = { ...cur, mapping, expiresAt: Date.now() + cur.lifetimeS * 1000 }
-      this.counters.inc('nat.mapping.renewed')
-      if (changed) this.options.onRenewed?.(mapping)
-      this.schedule((cur.lifetimeS * 1000) / 2)
-    } catch (err) {
-      if (this.stopped || this.current !== cur) return
-      this.counters.inc('nat.mapping.renew_failed')
-      this.options.onError?.(err as BridgeError)
-      // Before expiry: again at half the time left; past it, at the usual cadence.
-      const left = cur.expiresAt - Date.now()
-      this.schedule(left > 0 ? Math.max(RENEW_RETRY_MIN_MS, left / 2) : (cur.lifetimeS * 1000) / 2)
-    }
-  }
-
   /** One map request with a deadline; a failed client is dropped (its queue may be wedged). */
-  private async request(internalPort: number, lifetimeS: number): Promise<PortMapping> {
+  protected async request(internalPort: number, lifetimeS: number): Promise<PortMapping> {
     const gateway = this.options.gateway ?? defaultGateway()
     if (gateway === undefined) throw new BridgeError('NAT_MAPPING_FAILED', 'no default gateway to ask')
     this.client ??= this.makeClient(gateway)
@@ -221,5 +255,37 @@ export class NatPmpPortMapper implements PortMapper {
       throw new BridgeError('NAT_MAPPING_FAILED', `gateway ${gateway} gave external port ${externalPort}`)
     }
     return { externalAddress: externalHost, externalPort, lifetimeS, protocol: 'natpmp' }
+  }
+}
+
+/**
+ * Several protocols in turn (SiteNat: NAT-PMP, then UPnP-IGD): `map` returns the first that
+ * maps, and that one is renewed and removed; the others are let go.
+ */
+export class FallbackPortMapper implements PortMapper {
+  private active: PortMapper | undefined
+
+  constructor(private readonly mappers: readonly PortMapper[]) {}
+
+  async map(internalPort: number, lifetimeS: number = PORT_MAPPING_DEFAULT_LIFETIME_S): Promise<PortMapping> {
+    await this.unmap().catch(() => undefined)
+    const errors: string[] = []
+    for (const mapper of this.mappers) {
+      try {
+        const mapping = await mapper.map(internalPort, lifetimeS)
+        this.active = mapper
+        return mapping
+      } catch (err) {
+        errors.push((err as Error).message)
+        await mapper.unmap().catch(() => undefined)
+      }
+    }
+    throw new BridgeError('NAT_MAPPING_FAILED', errors.join('; '))
+  }
+
+  async unmap(): Promise<void> {
+    const active = this.active
+    this.active = undefined
+    await active?.unmap()
   }
 }

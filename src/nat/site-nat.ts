@@ -9,12 +9,14 @@ import type { Counters } from '../metrics.js'
 import type { PeerDirectory } from '../peers/directory.js'
 import {
   defaultGateway,
+  FallbackPortMapper,
   NatPmpPortMapper,
   PORT_MAPPING_DEFAULT_LIFETIME_S,
   type PortMapper,
   type PortMapping,
 } from './port-mapping.js'
 import { NatTraversal } from './traversal.js'
+import { UpnpPortMapper } from './upnp-mapping.js'
 
 export interface SiteNatDeps {
   readonly config: NatConfig
@@ -43,7 +45,7 @@ function enabled(setting: 'auto' | 'on' | 'off', listenHost: string): boolean {
 
 /**
  * A site's side of NAT traversal (issue 19): the punch port its links are dialled from, the
- * router port mapping of its link port (NAT-PMP, renewed, removed at stop), the endpoints
+ * router port mapping of its link port (NAT-PMP, else UPnP-IGD; renewed, removed at stop), the endpoints
  * both give it (advertised in its record: kinds `m`, `o`), and NatTraversal (observed
  * addresses, hole punching, blind relay).
  */
@@ -89,13 +91,15 @@ export class SiteNat {
       if (config.portMapping === 'on') log.warn({}, 'port mapping: no default gateway to ask')
       return
     }
+    const hooks = {
+      counters: this.deps.counters,
+      onRenewed: (m: PortMapping) => this.onMapping(m),
+      onError: (err: Error) => log.warn({ err: err.message }, 'port mapping renewal failed'),
+    }
+    // NAT-PMP first: one unicast datagram to the default gateway; UPnP-IGD (SSDP multicast on
+    // every interface, then HTTP to whatever answered) only when that gets no mapping.
     const mapper =
-      this.deps.mapper?.() ??
-      new NatPmpPortMapper({
-        counters: this.deps.counters,
-        onRenewed: (m) => this.onMapping(m),
-        onError: (err) => log.warn({ err: err.message }, 'port mapping renewal failed'),
-      })
+      this.deps.mapper?.() ?? new FallbackPortMapper([new NatPmpPortMapper(hooks), new UpnpPortMapper(hooks)])
     this.mapper = mapper
     mapper.map(linkPort, PORT_MAPPING_DEFAULT_LIFETIME_S).then(
       (m) => this.onMapping(m),

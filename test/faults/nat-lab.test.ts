@@ -1,13 +1,14 @@
 /**
  * The NAT lab behaves like the NATs it claims to be (issue 19 groundwork), with plain
  * sockets and no bridge: what a site behind each kind of router can and cannot do, TCP hole
- * punching (simultaneous open) through it, and a NAT-PMP port mapping that really forwards.
+ * punching (simultaneous open) through it, and NAT-PMP and UPnP-IGD port mappings that really forward.
  * Fixed ports are safe here: every namespace is new and ours.
  */
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { type AgentEvent, type NatLab, natLab } from '../helpers/nat-lab.js'
 import { startNatPmpResponder } from '../helpers/natpmp-responder.js'
+import { startUpnpResponder } from '../helpers/upnp-responder.js'
 import { prerequisites } from './fixtures.js'
 
 /** carol's observer (a STUN-like "what address do you come from" service). */
@@ -245,5 +246,68 @@ test('nat lab: a NAT-PMP mapping on router A lets carol reach alice’s listener
   assert.equal(after.event, 'timeout', `after the stop carol cannot reach alice: ${JSON.stringify(after)}`)
   t.diagnostic(
     `mapped ${lab.addr.routerAWan}:${externalPort} → alice:${ALICE_LISTEN} in ${Math.round(mapMs)} ms (agent start included)`,
+  )
+})
+
+test('nat lab: a UPnP-IGD mapping on router A lets carol reach alice’s listener; renewed, then removed on stop', {
+  timeout: 180_000,
+}, async (t) => {
+  if (!prerequisites(t, { netns: true, nft: true })) return
+  const lab = await natLab(t, { a: 'symmetric' })
+  const responder = await startUpnpResponder(lab, 'routerA')
+  await lab.agent('alice', ['listen', '0.0.0.0', ALICE_LISTEN], 'alice').waitEvent('listening', STEP_MS)
+  const before = await carolConnects(lab, lab.addr.routerAWan, ALICE_LISTEN)
+  assert.equal(
+    before.event,
+    'timeout',
+    `before any mapping carol cannot reach alice: ${JSON.stringify(before)}`,
+  )
+
+  /** Our renewal at 2 s (the library asks the gateway a lease of at least 3600 s). */
+  const lifetimeS = 4
+  const began = performance.now()
+  const mapper = lab.agent('alice', ['upnp-map', ALICE_LISTEN, lifetimeS], 'alice')
+  const mapped = await mapper.waitEvent(/mapped|map-failed/, STEP_MS)
+  const mapMs = performance.now() - began
+  assert.equal(mapped.event, 'mapped', `alice's mapper got a mapping: ${JSON.stringify(mapped)}`)
+  assert.equal(mapped.externalAddress, lab.addr.routerAWan, 'the external address is router A’s WAN address')
+  assert.equal(mapped.protocol, 'upnp')
+  const search = await responder.waitEvent('search', STEP_MS)
+  assert.equal(search.from, lab.addr.alice, 'the M-SEARCH came from alice’s LAN address')
+  const granted = await responder.waitEvent('mapped', STEP_MS)
+  assert.equal(granted.client, lab.addr.alice)
+  assert.equal(granted.internalPort, ALICE_LISTEN)
+  const externalPort = Number(mapped.externalPort)
+  assert.equal(granted.externalPort, externalPort)
+
+  const through = await carolConnects(lab, lab.addr.routerAWan, externalPort)
+  assert.equal(
+    through.event,
+    'connected',
+    `carol reaches alice through the mapping: ${JSON.stringify(through)}`,
+  )
+  assert.equal(through.line, 'hello from alice')
+
+  // Renewed at half our lifetime: AddAnyPortMapping again for the port the gateway reserved.
+  await responder.waitEvent('renewed', STEP_MS, responder.child.mark())
+  const renewed = await responder.waitEvent('renewed', STEP_MS, responder.child.mark())
+  assert.equal(renewed.externalPort, externalPort)
+  assert.ok(performance.now() - began > lifetimeS * 1000, 'two renewals take past our first lifetime')
+
+  // Stop: the mapper deletes the mapping (the reserved port, TCP), and the port is closed again.
+  const stopMark = responder.child.mark()
+  await mapper.child.kill('SIGTERM')
+  assert.ok(
+    mapper.events().some((e) => e.event === 'unmapped'),
+    'the mapper unmapped on stop',
+  )
+  assert.ok(!mapper.events().some((e) => e.event === 'unmap-failed'), 'the removal was accepted')
+  const deleted = await responder.waitEvent('deleted', STEP_MS, stopMark)
+  assert.equal(deleted.externalPort, externalPort)
+  assert.equal(responder.child.lines(/"event":"fault"/).length, 0, 'no request was refused by the gateway')
+  const after = await carolConnects(lab, lab.addr.routerAWan, externalPort)
+  assert.equal(after.event, 'timeout', `after the stop carol cannot reach alice: ${JSON.stringify(after)}`)
+  t.diagnostic(
+    `UPnP mapped ${lab.addr.routerAWan}:${externalPort} → alice:${ALICE_LISTEN} in ${Math.round(mapMs)} ms (agent start included)`,
   )
 })

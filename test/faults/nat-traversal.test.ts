@@ -8,10 +8,11 @@
  *   npm run test:faults -- nat-traversal        (FAULT_LOG_DIR=dir keeps every bridge's log)
  */
 import assert from 'node:assert/strict'
-import { test } from 'node:test'
+import { type TestContext, test } from 'node:test'
 import { waitFor } from '../helpers/dht-testnet.js'
 import { type NatPmpResponder, startNatPmpResponder } from '../helpers/natpmp-responder.js'
 import { describeReport, startStreamChecker, startStreamPublisher } from '../helpers/stream-checker.js'
+import { startUpnpResponder, type UpnpResponder } from '../helpers/upnp-responder.js'
 import { drain, prerequisites, STREAM_FILTER, TOPICS } from './fixtures.js'
 import {
   client,
@@ -172,23 +173,28 @@ for (const first of ['alice', 'bob'] as const) {
   })
 }
 
-test('nat traversal 3: port mapping (NAT-PMP on router A, both routers symmetric): bob dials alice at her mapped port', {
-  timeout: SCENARIO_MS,
-}, async (t) => {
+/**
+ * Scenario 3: alice's router maps her link port (by `protocol`: router A runs only that
+ * responder; for UPnP her NAT-PMP request fails first and SiteNat falls back).
+ */
+async function mappedScenario(t: TestContext, protocol: 'natpmp' | 'upnp'): Promise<void> {
   if (!prerequisites(t, NEEDS)) return
   // Both symmetric: a punch cannot link them (the port each NAT shows carol is not the one
   // it uses towards the other), so a direct link can only come from the mapping.
-  let responder: NatPmpResponder | undefined
+  let responder: NatPmpResponder | UpnpResponder | undefined
   const s = await natSites(t, {
     a: 'symmetric',
     b: 'symmetric',
     first: 'alice',
     nat: { alice: { portMapping: 'on' } },
     beforeSites: async (lab) => {
-      responder = await startNatPmpResponder(lab, 'routerA')
+      responder =
+        protocol === 'upnp'
+          ? await startUpnpResponder(lab, 'routerA')
+          : await startNatPmpResponder(lab, 'routerA')
     },
   })
-  const gateway = responder as NatPmpResponder
+  const gateway = responder as NatPmpResponder | UpnpResponder
   // The responder's "mapped" line for alice's link port: router A forwards it to her now.
   const mapped = () =>
     gateway.child
@@ -213,7 +219,7 @@ test('nat traversal 3: port mapping (NAT-PMP on router A, both routers symmetric
   // The figures first: they are wanted even when the label below is wrong.
   report(
     t,
-    'port mapping',
+    `port mapping (${protocol})`,
     `${direct.path} (router A ${mappedPort} → alice ${LINK_PORT}; link up ${sinceStart(s, direct)} after the last bridge start; alice's side: ${pathNow(s.alice, s.bob)})`,
     m,
   )
@@ -225,7 +231,29 @@ test('nat traversal 3: port mapping (NAT-PMP on router A, both routers symmetric
   })
   const atBobNow = (await statusPeers(s.bob)).find((p) => p.key === s.alice.keyHex)
   assert.equal(atBobNow?.path, 'mapped', "bob's /status says mapped")
-})
+  const logged = s.alice.proc.lines(/"msg":"link port mapped by the router"/).map((l) => JSON.parse(l))
+  assert.equal(
+    logged[0]?.protocol,
+    protocol,
+    `alice logs the protocol that mapped: ${JSON.stringify(logged)}`,
+  )
+}
+
+test(
+  'nat traversal 3: port mapping (NAT-PMP on router A, both routers symmetric): bob dials alice at her mapped port',
+  {
+    timeout: SCENARIO_MS,
+  },
+  (t) => mappedScenario(t, 'natpmp'),
+)
+
+test(
+  'nat traversal 3b: port mapping (UPnP-IGD on router A, no NAT-PMP: the fallback): bob dials alice at her mapped port',
+  {
+    timeout: SCENARIO_MS,
+  },
+  (t) => mappedScenario(t, 'upnp'),
+)
 
 test('nat traversal 4: a QoS 1 stream alice → bob over the relay, carol killed mid-stream and restarted: lost = 0', {
   timeout: SCENARIO_MS,

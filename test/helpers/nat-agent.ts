@@ -13,12 +13,14 @@
  *                               name and logs the other's
  *   natpmp-map PORT LIFETIME    map PORT with the NAT-PMP port mapper; logs the mapping (and
  *                               each renewal); unmaps on SIGTERM and logs "unmapped"
+ *   upnp-map PORT LIFETIME      the same with the UPnP-IGD port mapper
  *
  * Addresses are only those of the lab (the caller passes them).
  */
 import net from 'node:net'
-import { NatPmpPortMapper } from '../../src/nat/port-mapping.js'
+import { NatPmpPortMapper, type PortMapping } from '../../src/nat/port-mapping.js'
 import { simultaneousOpen } from '../../src/nat/punch.js'
+import { UpnpPortMapper } from '../../src/nat/upnp-mapping.js'
 
 /** No agent run outlives this, whatever it was asked. */
 const AGENT_MAX_MS = 120_000
@@ -150,12 +152,14 @@ async function main(argv: string[]): Promise<void> {
       process.exit(0)
       return
     }
-    case 'natpmp-map': {
+    case 'natpmp-map':
+    case 'upnp-map': {
       const [port = '0', lifetimeS = '60'] = args
-      const mapper = new NatPmpPortMapper({
-        onRenewed: (m) => out({ event: 'renewed', ...m }),
-        onError: (e) => out({ event: 'renew-failed', detail: e.message }),
-      })
+      const hooks = {
+        onRenewed: (m: PortMapping) => out({ event: 'renewed', ...m }),
+        onError: (e: Error) => out({ event: 'renew-failed', detail: e.message }),
+      }
+      const mapper = cmd === 'upnp-map' ? new UpnpPortMapper(hooks) : new NatPmpPortMapper(hooks)
       try {
         const m = await mapper.map(Number(port), Number(lifetimeS))
         out({ event: 'mapped', ...m })
@@ -163,6 +167,9 @@ async function main(argv: string[]): Promise<void> {
         out({ event: 'map-failed', detail: (e as Error).message })
         process.exit(0)
       }
+      // The renewal timer is unref'd (a bridge has other work); the UPnP client holds no socket
+      // between requests: this keeps the agent up until SIGTERM (or AGENT_MAX_MS).
+      setInterval(() => undefined, 1_000)
       process.once('SIGTERM', async () => {
         await mapper.unmap().catch((e: Error) => out({ event: 'unmap-failed', detail: e.message }))
         out({ event: 'unmapped' })
