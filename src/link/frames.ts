@@ -224,6 +224,19 @@ function stringList(frameType: FrameType, list: readonly string[]): { size: numb
   return { size, encoded }
 }
 
+/** version ‖ type ‖ count u16 ‖ count × (len u16 ‖ UTF-8): SNAPSHOT_BEGIN/END and OBSERVED. */
+function stringListFrame(code: number, { size, encoded }: { size: number; encoded: Buffer[] }): Buffer {
+  const w = new Writer(Buffer.allocUnsafe(FRAME_HEADER_BYTES + size))
+  w.u8(FRAME_VERSION)
+  w.u8(code)
+  w.u16(encoded.length)
+  for (const e of encoded) {
+    w.u16(e.length)
+    w.bytes(e)
+  }
+  return w.buf
+}
+
 /** Encodes a frame. Throws FRAME_INVALID for values the format cannot carry (a caller bug). */
 export function encodeFrame(frame: Frame): Buffer {
   const code = FRAME_TYPE_CODES[frame.type]
@@ -278,18 +291,8 @@ export function encodeFrame(frame: Frame): Buffer {
       return w.buf
     }
     case 'SNAPSHOT_BEGIN':
-    case 'SNAPSHOT_END': {
-      const { size, encoded } = stringList(frame.type, frame.filters)
-      const w = new Writer(Buffer.allocUnsafe(FRAME_HEADER_BYTES + size))
-      w.u8(FRAME_VERSION)
-      w.u8(code)
-      w.u16(encoded.length)
-      for (const e of encoded) {
-        w.u16(e.length)
-        w.bytes(e)
-      }
-      return w.buf
-    }
+    case 'SNAPSHOT_END':
+      return stringListFrame(code, stringList(frame.type, frame.filters))
     case 'NOTICE': {
       if (!Number.isInteger(frame.code) || frame.code < 0 || frame.code > 0xff)
         throw BridgeError.frame('NOTICE code must be a u8')
@@ -308,18 +311,10 @@ export function encodeFrame(frame: Frame): Buffer {
       return w.buf
     }
     case 'OBSERVED': {
-      const { size, encoded } = stringList(frame.type, [frame.address, frame.path])
-      if (encoded.some((e) => e.length > MAX_NAT_TEXT_BYTES))
+      const list = stringList(frame.type, [frame.address, frame.path])
+      if (list.encoded.some((e) => e.length > MAX_NAT_TEXT_BYTES))
         throw BridgeError.frame('OBSERVED: text too long')
-      const w = new Writer(Buffer.allocUnsafe(FRAME_HEADER_BYTES + size))
-      w.u8(FRAME_VERSION)
-      w.u8(code)
-      w.u16(encoded.length)
-      for (const e of encoded) {
-        w.u16(e.length)
-        w.bytes(e)
-      }
-      return w.buf
+      return stringListFrame(code, list)
     }
     case 'PUNCH_REQUEST':
     case 'PUNCH_GO': {

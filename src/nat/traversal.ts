@@ -265,22 +265,14 @@ export class NatTraversal {
     const links = this.deps.links
     const linked = links.connectedPeers()
     for (const p of this.deps.directory.all()) {
-      if (p.profile === undefined || links.hasDirectLink(p.key)) {
-        if (links.hasDirectLink(p.key)) this.peers.delete(p.key)
+      if (links.hasDirectLink(p.key)) {
+        this.peers.delete(p.key)
         continue
       }
-      let st = this.peers.get(p.key)
-      if (st === undefined) {
-        st = {
-          since: now,
-          notBefore: now + TRAVERSAL_AFTER_MS,
-          punching: false,
-          asked: undefined,
-          next: 0,
-          relayUntil: 0,
-        }
-        this.peers.set(p.key, st)
-      }
+      if (p.profile === undefined) continue
+      const known = this.peers.has(p.key)
+      const st = this.state(p.key)
+      if (!known) st.notBefore = now + TRAVERSAL_AFTER_MS // dials to its endpoints go first
       if (st.punching || now < st.notBefore) continue
       if (st.asked !== undefined && now < st.asked.until) continue
       const helpers = linked.filter((k) => k !== p.key && links.hasDirectLink(k))
