@@ -7,6 +7,7 @@
 import { spawnSync } from 'node:child_process'
 import { readdirSync } from 'node:fs'
 import { join } from 'node:path'
+import { failureReporterArgs, printFailures } from './failures.mjs'
 
 const root = new URL('..', import.meta.url).pathname
 const filters = process.argv.slice(2)
@@ -25,12 +26,18 @@ if (process.getuid?.() !== 0) {
 }
 // A hung file (a child that never settles) must fail CI, not stall it past its budget.
 const DEADLINE_MS = Number(process.env.TEST_FAULTS_DEADLINE_MS ?? 15 * 60_000)
-const r = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-concurrency=1', ...files], {
-  cwd: root,
-  stdio: 'inherit',
-  timeout: DEADLINE_MS,
-  killSignal: 'SIGKILL',
-})
+const { args: reporterArgs, file: failuresFile } = failureReporterArgs('test-faults')
+const r = spawnSync(
+  process.execPath,
+  ['--import', 'tsx', '--test', '--test-concurrency=1', ...reporterArgs, ...files],
+  {
+    cwd: root,
+    stdio: 'inherit',
+    timeout: DEADLINE_MS,
+    killSignal: 'SIGKILL',
+  },
+)
 if (r.error?.code === 'ETIMEDOUT')
   console.error(`test:faults: stopped after ${DEADLINE_MS / 60_000} min (a test hung)`)
+printFailures(failuresFile)
 process.exit(r.status ?? 1)

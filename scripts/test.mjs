@@ -7,6 +7,7 @@
 import { spawnSync } from 'node:child_process'
 import { readdirSync, statSync } from 'node:fs'
 import { join, relative } from 'node:path'
+import { failureReporterArgs, printFailures } from './failures.mjs'
 
 const root = new URL('..', import.meta.url).pathname
 const filters = process.argv.slice(2)
@@ -39,11 +40,19 @@ if (files.length === 0) {
   process.exit(1)
 }
 const concurrency = process.env.TEST_CONCURRENCY ?? '2'
-run(process.execPath, [
-  '--import',
-  'tsx',
-  '--test',
-  `--test-concurrency=${concurrency}`,
-  '--test-timeout=120000',
-  ...files,
-])
+const { args: reporterArgs, file: failuresFile } = failureReporterArgs('test')
+const r = spawnSync(
+  process.execPath,
+  [
+    '--import',
+    'tsx',
+    '--test',
+    `--test-concurrency=${concurrency}`,
+    '--test-timeout=120000',
+    ...reporterArgs,
+    ...files,
+  ],
+  { cwd: root, stdio: 'inherit' },
+)
+printFailures(failuresFile)
+process.exit(r.status ?? 1)

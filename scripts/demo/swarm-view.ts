@@ -30,7 +30,8 @@ interface SiteFlow {
 /**
  * A bridge's stderr line as the demo shows it: a link change as `site: link up peer`, its
  * status page as `site: status page <url>`, a
- * warning or error as it is, anything else only when `verbose` (null: not shown).
+ * warning or error as it is, a line that is not a log record (the CLI's errors, a crash) as
+ * it is, any other record only when `verbose` (null: not shown).
  */
 export function bridgeLine(site: string, line: string, verbose: boolean): string | null {
   let rec: { msg?: unknown; peer?: unknown; level?: unknown; reason?: unknown; url?: unknown } | undefined
@@ -49,6 +50,9 @@ export function bridgeLine(site: string, line: string, verbose: boolean): string
   if (verbose) return `[${site}] ${line}`
   if (rec !== undefined && typeof rec.level === 'number' && rec.level >= WARN_LEVEL)
     return `[${site}] ${line}`
+  // Not a log record: the CLI's own error lines (a bad config, a start that failed) and
+  // whatever a crash prints, which must never be hidden.
+  if (rec === undefined && line.trim() !== '') return `[${site}] ${line}`
   return null
 }
 
