@@ -10,7 +10,7 @@
  *   subscribe to the local broker's `$SYS`.
  */
 import { BridgeError } from '../errors.js'
-import { type Logger, silentLogger } from '../log.js'
+import { type Logger, rateLimited, silentLogger } from '../log.js'
 import type { Counters } from '../metrics.js'
 import { InterestTrie } from './interest-trie.js'
 import { filtersOverlap, type TopicLimits, topicMatches, validateTopicFilter } from './topic.js'
@@ -98,6 +98,7 @@ export class Router<PeerId extends string> {
   private readonly acls = new Map<PeerId, readonly string[]>()
   private readonly counters: Counters | undefined
   private readonly log: Logger
+  private readonly warnOverLimit: (reason: string, details?: object) => void
   private readonly limits: TopicLimits | undefined
   private readonly routeCache = new Map<string, readonly RouteTarget<PeerId>[]>()
   private readonly routeCacheSize: number
@@ -113,6 +114,7 @@ export class Router<PeerId extends string> {
   constructor(deps: RouterDeps = {}, options: RouterOptions = {}) {
     this.counters = deps.counters
     this.log = deps.logger ?? silentLogger
+    this.warnOverLimit = rateLimited(this.log, 'warn', 'remote filters over the limit ignored')
     this.limits = options.limits
     this.routeCacheSize = options.routeCacheSize ?? 10_000
     this.maxFiltersPerPeer = options.maxFiltersPerPeer ?? MAX_FILTERS_PER_PEER
@@ -173,16 +175,15 @@ export class Router<PeerId extends string> {
     const overLimit = this.enforceLimits(peer, wanted)
     if (overLimit > 0) {
       this.counters?.inc(COUNTER_PEER_FILTERS_OVER_LIMIT, overLimit)
-      this.log.warn(
-        {
-          peer,
-          ignored: overLimit,
-          kept: wanted.size,
-          maxPerPeer: this.maxFiltersPerPeer,
-          maxDistinct: this.maxDistinctFilters,
-        },
-        'remote filters over the limit ignored',
-      )
+      // A peer re-sending its profile cannot flood the log: at most DEFAULT_LINES_PER_MINUTE
+      // lines a minute (every ignored filter is still counted).
+      this.warnOverLimit('filters_over_limit', {
+        peer,
+        ignored: overLimit,
+        kept: wanted.size,
+        maxPerPeer: this.maxFiltersPerPeer,
+        maxDistinct: this.maxDistinctFilters,
+      })
     }
     const removed: string[] = []
     for (const filter of this.trie.filtersOf(peer)) {

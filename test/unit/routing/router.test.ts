@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
+import pino from 'pino'
 import { isBridgeError } from '../../../src/errors.js'
+import { DEFAULT_LINES_PER_MINUTE } from '../../../src/log.js'
 import { Counters } from '../../../src/metrics.js'
 import {
   allowed,
@@ -334,6 +336,22 @@ describe('Router filter limits', () => {
     const again = r.setPeerInterests('alice', subs)
     assert.deepEqual([again.added, again.removed, again.overLimit], [[], [], 100])
     assert.equal(counters.get(COUNTER_PEER_FILTERS_OVER_LIMIT), 200)
+  })
+
+  test('a peer re-sending an over-limit profile is counted every time, warned at most 10 times a minute', () => {
+    const counters = new Counters()
+    const warnings: object[] = []
+    const logger = pino({ level: 'warn' }, { write: (line: string) => warnings.push(JSON.parse(line)) })
+    const r = new Router<Peer>({ counters, logger }, { maxFiltersPerPeer: 2 })
+    const subs = ['a', 'b', 'c'].map((filter) => ({ filter, qos: 1 as const }))
+    for (let i = 0; i < 50; i++) r.setPeerInterests('alice', subs)
+    assert.equal(counters.get(COUNTER_PEER_FILTERS_OVER_LIMIT), 50)
+    assert.equal(warnings.length, DEFAULT_LINES_PER_MINUTE)
+    const first = warnings[0] as { msg: string; peer: string; ignored: number }
+    assert.deepEqual(
+      [first.msg, first.peer, first.ignored],
+      ['remote filters over the limit ignored', 'alice', 1],
+    )
   })
 
   test('the distinct filters of all peers stay within the site limit; shared ones cost nothing', () => {
