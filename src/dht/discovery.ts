@@ -30,6 +30,13 @@ export const SWARM_PREFIX = 'mqtt-dht-bridge/swarm/v1/'
 
 /** Extra discovery rounds after start (ms): see Discovery.start(). */
 const EARLY_ROUNDS_MS = [1_000, 2_000, 4_000, 8_000, 16_000, 32_000]
+/**
+ * Swarm addresses kept at most (each a short string and a time). Anyone can announce on an
+ * open swarm's rendezvous, and a DHT node can answer a lookup with many made-up peers: past
+ * this the least recently seen go (`dht.swarm.addresses_evicted`); a live peer's address
+ * comes back with the next lookup it is announced in. A lookup's answer is cut to it too.
+ */
+export const MAX_SWARM_ADDRESSES = 4096
 
 /** The rendezvous infoHash: sha1 of the fixed prefix plus the swarm name (UTF-8). */
 export function swarmInfoHash(swarm: string): Buffer {
@@ -228,13 +235,21 @@ export class Discovery extends EventEmitter<DiscoveryEvents> {
     if (this.stopped) return []
     const now = Date.now()
     const fresh: string[] = []
-    for (const a of found) {
+    const answer = found.length > MAX_SWARM_ADDRESSES ? found.slice(0, MAX_SWARM_ADDRESSES) : found
+    if (answer.length < found.length)
+      this.counters.inc('dht.swarm.addresses_evicted', found.length - answer.length)
+    for (const a of answer) {
       const key = `${a.host}:${a.port}`
-      if (!this.addresses.has(key)) fresh.push(key)
-      this.addresses.set(key, now)
+      if (!this.addresses.delete(key)) fresh.push(key)
+      this.addresses.set(key, now) // re-inserted: the map stays in order of last sighting
     }
     const maxAge = this.options.maxAgeMs ?? 30 * 60_000
     for (const [key, seen] of this.addresses) if (now - seen > maxAge) this.addresses.delete(key)
+    for (const key of this.addresses.keys()) {
+      if (this.addresses.size <= MAX_SWARM_ADDRESSES) break
+      this.addresses.delete(key)
+      this.counters.inc('dht.swarm.addresses_evicted')
+    }
     this.emit('addresses', [...this.addresses.keys()])
     if (fresh.length > 0) {
       this.log.debug({ fresh: fresh.length, addresses: this.addresses.size }, 'new swarm addresses')

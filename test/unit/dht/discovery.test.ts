@@ -8,6 +8,7 @@ import {
   type DiscoveredPeer,
   Discovery,
   type DiscoveryOptions,
+  MAX_SWARM_ADDRESSES,
   swarmInfoHash,
 } from '../../../src/dht/discovery.js'
 import { parseItems } from '../../../src/dht/item-wire.js'
@@ -60,6 +61,33 @@ function setup(t: TestContext, dir?: string, extra: Partial<DiscoveryOptions> = 
 }
 
 describe('Discovery', () => {
+  test(`swarm addresses are bounded: a flood keeps the ${MAX_SWARM_ADDRESSES} seen last, counted; a live peer's address comes back`, async (t) => {
+    const { node, counters, discovery } = setup(t)
+    let answer: Array<{ host: string; port: number }> = []
+    node.lookup = async () => answer
+    const many = (n: number, from: number) =>
+      Array.from({ length: n }, (_, i) => ({ host: '127.0.0.9', port: from + i }))
+    // One answer over the bound: cut to it.
+    answer = many(MAX_SWARM_ADDRESSES + 500, 10_000)
+    assert.equal((await discovery.lookupRound()).length, MAX_SWARM_ADDRESSES)
+    assert.equal(counters.get('dht.swarm.addresses_evicted'), 500)
+    // Later answers: alice's real address among new made-up ones; the oldest give way.
+    answer = [...many(100, 30_000), { host: '127.0.0.1', port: 7001 }]
+    const kept = await discovery.lookupRound()
+    assert.equal(kept.length, MAX_SWARM_ADDRESSES)
+    assert.ok(kept.includes('127.0.0.1:7001'))
+    assert.ok(kept.includes('127.0.0.9:30099'))
+    assert.ok(!kept.includes('127.0.0.9:10000'), 'the least recently seen went first')
+    assert.equal(counters.get('dht.swarm.addresses_evicted'), 500 + 101)
+    // An address seen again moves to the back: it outlives newer ones seen once.
+    answer = [{ host: '127.0.0.9', port: 10_101 }]
+    await discovery.lookupRound()
+    answer = many(101, 50_000)
+    const after = await discovery.lookupRound()
+    assert.ok(after.includes('127.0.0.9:10101'))
+    assert.ok(!after.includes('127.0.0.9:10102'))
+  })
+
   test('the rendezvous hash is sha1 of the fixed prefix and the swarm name', () => {
     // printf 'mqtt-dht-bridge/swarm/v1/demo' | sha1sum
     assert.equal(swarmInfoHash('demo').toString('hex'), '1f38b3b02e2b7f378a0790993d2471f83e602bda')
