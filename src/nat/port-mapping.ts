@@ -99,6 +99,12 @@ export interface RenewingPortMapperOptions {
   readonly onRenewed?: (mapping: PortMapping) => void
   /** A renewal failed (the mapping may be gone at its expiry). */
   readonly onError?: (err: BridgeError) => void
+  /**
+   * A renewal failed after the mapping's expiry: it is gone at the router, and this mapper
+   * stops renewing it (counted `nat.mapping.lost`). Its owner may ask again, through
+   * another protocol too (SiteNat does, with a backoff).
+   */
+  readonly onLost?: (err: BridgeError) => void
 }
 
 export interface CurrentMapping {
@@ -185,10 +191,18 @@ export abstract class RenewingPortMapper implements PortMapper {
     } catch (err) {
       if (this.stopped || this.current !== cur) return
       this.counters.inc('nat.mapping.renew_failed')
-      this.hooks.onError?.(err as BridgeError)
-      // Before expiry: again at half the time left; past it, at the usual cadence.
       const left = cur.expiresAt - Date.now()
-      this.schedule(left > 0 ? Math.max(RENEW_RETRY_MIN_MS, left / 2) : (cur.lifetimeS * 1000) / 2)
+      if (left > 0 || this.hooks.onLost === undefined) {
+        this.hooks.onError?.(err as BridgeError)
+        // Before expiry: again at half the time left; past it (nobody to tell), at the usual cadence.
+        this.schedule(left > 0 ? Math.max(RENEW_RETRY_MIN_MS, left / 2) : (cur.lifetimeS * 1000) / 2)
+        return
+      }
+      // Past its expiry the mapping is gone: let the owner decide (e.g. another protocol).
+      this.current = undefined
+      this.counters.inc('nat.mapping.lost')
+      await this.release(undefined).catch(() => undefined)
+      this.hooks.onLost(err as BridgeError)
     }
   }
 }

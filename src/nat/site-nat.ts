@@ -14,6 +14,7 @@ import {
   PORT_MAPPING_DEFAULT_LIFETIME_S,
   type PortMapper,
   type PortMapping,
+  type RenewingPortMapperOptions,
 } from './port-mapping.js'
 import { NatTraversal } from './traversal.js'
 import { UpnpPortMapper } from './upnp-mapping.js'
@@ -30,14 +31,18 @@ export interface SiteNatDeps {
   readonly links: () => LinkManager
   /** Re-signs and puts the record with these run-time endpoints (and pushes it over the links). */
   readonly advertise: (extra: ReadonlyArray<{ endpoint: string; kind: 'm' | 'o' }>) => void
-  /** Test seam. */
-  readonly mapper?: () => PortMapper
+  /** Test seam: the port mapper, made with the hooks SiteNat reacts to (renewed, error, lost). */
+  readonly mapper?: (hooks: RenewingPortMapperOptions) => PortMapper
 }
 
 /** A loopback listen address: the site is reachable from its own machine only. */
 export function isLoopbackHost(host: string): boolean {
   return host.startsWith('127.') || host === '::1' || host === 'localhost'
 }
+
+/** After a lost mapping that could not be renewed, asked again after this, doubling up to REMAP_MAX_MS. */
+export const REMAP_FIRST_MS = 30_000
+const REMAP_MAX_MS = 15 * 60_000
 
 function enabled(setting: 'auto' | 'on' | 'off', listenHost: string): boolean {
   return setting === 'on' || (setting === 'auto' && !isLoopbackHost(listenHost))
@@ -55,6 +60,9 @@ export class SiteNat {
   private mapper: PortMapper | undefined
   private mapped: string | undefined
   private observed: readonly string[] = []
+  private stopped = false
+  private remapTimer: NodeJS.Timeout | undefined
+  private remapDelayMs = REMAP_FIRST_MS
 
   constructor(private readonly deps: SiteNatDeps) {
     this.traversal = new NatTraversal({
@@ -95,25 +103,76 @@ export class SiteNat {
       counters: this.deps.counters,
       onRenewed: (m: PortMapping) => this.onMapping(m),
       onError: (err: Error) => log.warn({ err: err.message }, 'port mapping renewal failed'),
+      onLost: (err: Error) => this.onLost(linkPort, err),
     }
     // NAT-PMP first: one unicast datagram to the default gateway; UPnP-IGD (SSDP multicast on
     // every interface, then HTTP to whatever answered) only when that gets no mapping.
-    const mapper =
-      this.deps.mapper?.() ?? new FallbackPortMapper([new NatPmpPortMapper(hooks), new UpnpPortMapper(hooks)])
-    this.mapper = mapper
+    this.mapper =
+      this.deps.mapper?.(hooks) ??
+      new FallbackPortMapper([new NatPmpPortMapper(hooks), new UpnpPortMapper(hooks)])
+    this.requestMapping(linkPort, false)
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true
+    clearTimeout(this.remapTimer)
+    this.traversal.stop()
+    await this.mapper?.unmap().catch(() => undefined)
+  }
+
+  /** Asks the router(s) for a mapping of the link port; `again` after one was lost. */
+  private requestMapping(linkPort: number, again: boolean): void {
+    const mapper = this.mapper
+    if (mapper === undefined || this.stopped) return
     mapper.map(linkPort, PORT_MAPPING_DEFAULT_LIFETIME_S).then(
-      (m) => this.onMapping(m),
+      (m) => {
+        this.remapDelayMs = REMAP_FIRST_MS
+        this.onMapping(m)
+      },
       (err: unknown) => {
         this.deps.counters.inc('nat.mapping.failed')
-        const level = config.portMapping === 'on' ? 'warn' : 'info'
-        log[level]({ err: (err as Error).message }, 'port mapping: the router did not map the link port')
+        if (again) {
+          // It worked before: the router is probably back soon, with one protocol or the other.
+          this.deps.log.warn(
+            { err: (err as Error).message, retryInS: Math.round(this.remapDelayMs / 1000) },
+            'port mapping: the router did not map the link port again',
+          )
+          this.scheduleRemap(linkPort)
+          return
+        }
+        const level = this.deps.config.portMapping === 'on' ? 'warn' : 'info'
+        this.deps.log[level](
+          { err: (err as Error).message },
+          'port mapping: the router did not map the link port',
+        )
       },
     )
   }
 
-  async stop(): Promise<void> {
-    this.traversal.stop()
-    await this.mapper?.unmap().catch(() => undefined)
+  /**
+   * The mapping expired unrenewed (the router forgot it, restarted, or its protocol went
+   * away): its endpoint leaves the record at once, and the link port is mapped again from
+   * the start (NAT-PMP, then UPnP-IGD), with a backoff while nothing maps it.
+   */
+  private onLost(linkPort: number, err: Error): void {
+    if (this.stopped) return
+    this.deps.log.warn(
+      { err: err.message, endpoint: this.mapped },
+      'port mapping lost; asking the router again',
+    )
+    if (this.mapped !== undefined) {
+      this.mapped = undefined
+      this.publish()
+    }
+    this.requestMapping(linkPort, true)
+  }
+
+  private scheduleRemap(linkPort: number): void {
+    if (this.stopped) return
+    clearTimeout(this.remapTimer)
+    this.remapTimer = setTimeout(() => this.requestMapping(linkPort, true), this.remapDelayMs)
+    this.remapTimer.unref()
+    this.remapDelayMs = Math.min(REMAP_MAX_MS, this.remapDelayMs * 2)
   }
 
   linkUp(peer: string, link: PeerLink): void {
