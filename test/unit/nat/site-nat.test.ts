@@ -66,7 +66,7 @@ test('a NAT-PMP mapping lost at its expiry is withdrawn from the record and mapp
       const shortPmp: PortMapper = { map: (port) => pmp.map(port, 2), unmap: () => pmp.unmap() }
       const upnp: PortMapper = {
         map: async (port, lifetimeS): Promise<PortMapping> => {
-          upnpCalls.push('map')
+          upnpCalls.push(`map ${port}`)
           return { externalAddress: '198.51.100.7', externalPort: 41_000, lifetimeS, protocol: 'upnp' }
         },
         unmap: async () => {
@@ -84,11 +84,11 @@ test('a NAT-PMP mapping lost at its expiry is withdrawn from the record and mapp
   await until('the mapping mapped again', () => advertised.length === 3)
   assert.deepEqual(advertised[1], [], 'the lost endpoint withdrawn at once')
   assert.deepEqual(advertised[2], ['m 198.51.100.7:41000'])
-  assert.deepEqual(upnpCalls, ['map'])
+  assert.deepEqual(upnpCalls, ['map 7000'], 'the link port mapped through UPnP')
   assert.equal(counters.get('nat.mapping.lost'), 1)
   assert.ok(counters.get('nat.mapping.renew_failed') >= 2, 'renewal tried before the expiry and at it')
   await nat.stop()
-  assert.deepEqual(upnpCalls, ['map', 'unmap'], 'the UPnP mapping removed at stop')
+  assert.deepEqual(upnpCalls, ['map 7000', 'unmap'], 'the UPnP mapping removed at stop')
 })
 
 test('a NatPmpPortMapper without an onLost hook keeps retrying past the expiry (no owner to tell)', async (t) => {
