@@ -79,12 +79,13 @@ describe('npm run demo', () => {
     const running = stopAt < 0 ? run.lines : run.lines.slice(0, stopAt)
     const summary = (site: string) =>
       running.filter((l) => l.startsWith(`${site}: links `) || l.startsWith(`${site}: no link`))
-    // Some summary printed while it ran shows the whole mesh and alice's flow (under load the
-    // first one may come before the third link: the sites meet through the private swarm).
+    // Some summary printed while it ran shows alice's flow to bob. (The whole mesh is asserted
+    // by the link-up lines above: under load a third link may come after the last summary
+    // printed before the stop — the sites meet through the private swarm, seen once in CI.)
     const aliceFlow =
-      /^alice: links bob, carol \| published here [1-9]\d* \| in \d+( \([^)]*\))? \| out [1-9]\d* \(bob [1-9]\d*\)$/
+      /^alice: links bob(, carol)? \| published here [1-9]\d* \| in \d+( \([^)]*\))? \| out [1-9]\d* \(bob [1-9]\d*\)$/
     const bobFlow =
-      /^bob: links alice, carol \| published here \d+ \| in [1-9]\d* \(alice [1-9]\d*\) \| out \d+( \([^)]*\))?$/
+      /^bob: links alice(, carol)? \| published here \d+ \| in [1-9]\d* \(alice [1-9]\d*\) \| out \d+( \([^)]*\))?$/
     // (`in` at alice may count a stray message published at bob's broker: only alice's flow is asserted.)
     assert.ok(
       summary('alice').some((l) => aliceFlow.test(l)),
