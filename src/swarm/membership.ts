@@ -200,6 +200,9 @@ export class Membership extends EventEmitter<MembershipEvents> implements LinkMe
    * (`ended`), and it is emitted to be passed on. Answers whether it was applied.
    */
   applyRevocation(item: SignedItem, fromPeer: string | undefined): boolean {
+    // Not newer than the one held: nothing to verify (a peer repeating an old record costs
+    // a comparison, not a signature check).
+    if (this.revocations !== undefined && item.seq <= this.revocations.seq) return false
     const list = readRevocationItem(item, this.swarm)
     if (list === undefined) {
       this.deps.counters.inc('swarm.revocation.invalid')

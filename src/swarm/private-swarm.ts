@@ -28,6 +28,16 @@ export interface PrivateSwarmDeps {
 }
 
 /**
+ * Credentials from MEMBERS frames one peer may have verified: a burst (a link-up's list of
+ * a large swarm) and a steady rate after it. Each costs an ed25519 check; a member cannot
+ * make this site spend more than this on what it tells.
+ */
+export const TOLD_BURST = 1024
+export const TOLD_PER_SECOND = 32
+/** Peers whose budget is tracked at once (members only; past it the budgets start anew). */
+const TOLD_PEERS_MAX = 4096
+
+/**
  * A private swarm wired into a site (issue 18): the Membership (who is a member) turned into
  * directory, router, DHT allow-list and link changes, the swarm's revocation record passed
  * from link to link, and the swarm addresses nobody is known at probed with the member
@@ -37,6 +47,8 @@ export class PrivateSwarm {
   readonly membership: Membership
   private ownEndpoints = new Set<string>()
   private ownPort = 0
+  /** MEMBERS verifications left per peer (tellBudget). */
+  private readonly told = new Map<string, { tokens: number; at: number }>()
 
   constructor(private readonly deps: PrivateSwarmDeps) {
     this.membership = new Membership({
@@ -103,6 +115,12 @@ export class PrivateSwarm {
       for (const m of frame.members) {
         const key = Buffer.from(m.key).toString('hex')
         if (key === this.deps.identity.publicKeyHex || this.membership.isMember(key)) continue
+        // Each entry new to this site costs a signature check: a member sending credentials
+        // it made up, over and over, gets a bounded share (the rest dropped and counted).
+        if (!this.tellBudget(peer)) {
+          this.deps.counters.inc('swarm.member.told_dropped')
+          continue
+        }
         const verdict = this.membership.admit(key, m.credential)
         this.deps.counters.inc(
           verdict.ok ? 'swarm.member.told' : `swarm.member.told_refused.${verdict.reason}`,
@@ -125,6 +143,22 @@ export class PrivateSwarm {
     const item = items.length === 1 ? items[0] : undefined
     if (item === undefined) this.deps.counters.inc('swarm.revocation.invalid')
     else this.membership.applyRevocation(item, peer)
+  }
+
+  /** Takes one verification from `peer`'s MEMBERS budget (a token bucket); false when empty. */
+  private tellBudget(peer: string): boolean {
+    const now = Date.now()
+    let b = this.told.get(peer)
+    if (b === undefined) {
+      if (this.told.size >= TOLD_PEERS_MAX) this.told.clear()
+      b = { tokens: TOLD_BURST, at: now }
+      this.told.set(peer, b)
+    }
+    b.tokens = Math.min(TOLD_BURST, b.tokens + ((now - b.at) * TOLD_PER_SECOND) / 1000)
+    b.at = now
+    if (b.tokens < 1) return false
+    b.tokens -= 1
+    return true
   }
 
   /**

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -9,15 +10,18 @@ import bencode from 'bencode'
 import { bridgeCommand } from '../../../scripts/testnet/bridges.js'
 import { testRootSeed } from '../../../scripts/testnet/testnet.js'
 import { adminSourceOf, siteStatus } from '../../../src/admin/source.js'
+import { serializeItems } from '../../../src/dht/item-wire.js'
 import { DhtNode } from '../../../src/dht/node.js'
 import { PROFILE_SALT } from '../../../src/dht/records.js'
 import { identityFromSeed } from '../../../src/identity/identity.js'
+import { MAX_MEMBERS_PER_FRAME } from '../../../src/link/frames.js'
 import { LinkManager } from '../../../src/link/link-manager.js'
 import type { LinkMembership } from '../../../src/link/options.js'
 import { Counters } from '../../../src/metrics.js'
 import { issueInvite, makeCredential, parseInvite } from '../../../src/swarm/invite.js'
 import { ISSUED_RECORD_VERSION, issuedRecordPath, saveIssuedRecord } from '../../../src/swarm/issued.js'
 import { gateTag, swarmKeys, swarmSecretFromRootSeed } from '../../../src/swarm/keys.js'
+import { TOLD_BURST, TOLD_PER_SECOND } from '../../../src/swarm/private-swarm.js'
 import { buildRevocationItem } from '../../../src/swarm/revocation.js'
 import { collect, startTestnet, TEST_TUNING, waitFor, waitRelayed } from '../../helpers/testnet.js'
 
@@ -330,4 +334,78 @@ test('private swarm: members pass a newer revocation record to each other over t
   assert.equal(bob.counters.get('swarm.revocation.invalid'), 1)
   const after = siteStatus(adminSourceOf(bob.bridge), () => ({ in: 0, out: 0 }))
   assert.ok(after.swarm.mode === 'private' && after.swarm.revokedKeys === 1 && after.swarm.members === 2)
+})
+
+test('private swarm: a member flooding MEMBERS with made-up credentials and REVOCATION with an old record gets a bounded share of checks, counted; the site keeps relaying', async (t) => {
+  const options = {
+    broker: 'embedded' as const,
+    privateSwarm: { revocationCheckSeconds: 600 },
+    sites: [{ name: 'alice', subscriptions: [{ filter: 'x/#', qos: 1 as const }] }, { name: 'bob' }],
+  }
+  const net = await startTestnet(t, options)
+  await net.waitMeshed(20_000)
+  const alice = net.site('alice')
+  const bob = net.site('bob')
+  // Mallory holds a real invite: its link comes up, then it floods.
+  const root = testRootSeed(options)
+  const rootPk = identityFromSeed(root).publicKey
+  const swarm = swarmKeys(rootPk, swarmSecretFromRootSeed(root))
+  const mallory = identityFromSeed(Buffer.alloc(32, 0x66))
+  const invite = parseInvite(issueInvite(root, { name: 'mallory', expiresAt: nowS() + HOUR_S }).token)
+  const membership: LinkMembership = {
+    tag: (m) => gateTag(swarm.gateKey, m),
+    isRevoked: () => false,
+    credential: () => makeCredential(invite, mallory.publicKey),
+    admit: () => ({ ok: true }),
+  }
+  const links = new LinkManager(
+    { identity: mallory, counters: new Counters() },
+    { allowList: () => new Set([alice.publicKeyHex]), membership, ...TEST_TUNING.link },
+  )
+  t.after(() => links.close())
+  await links.listen()
+  links.connect(alice.publicKeyHex, [`127.0.0.1:${alice.bridge.linkPort}`])
+  await waitFor(() => alice.bridge.connectedPeers().includes(mallory.publicKeyHex), {
+    timeoutMs: 10_000,
+    what: 'mallory linked with alice',
+  })
+  // 40 frames × 64 entries: keys nobody holds, each with a credential for another key.
+  const bogus = makeCredential(invite, mallory.publicKey)
+  const frames = 40
+  for (let f = 0; f < frames; f++) {
+    const members = Array.from({ length: MAX_MEMBERS_PER_FRAME }, () => ({
+      key: randomBytes(32),
+      credential: bogus,
+    }))
+    assert.ok(links.send(alice.publicKeyHex, { type: 'MEMBERS', members }))
+  }
+  const sent = frames * MAX_MEMBERS_PER_FRAME
+  // And one revocation record, again and again: the first is checked and applied; the rest
+  // are not newer and cost no signature check.
+  const appliedBefore = alice.counters.get('swarm.revocation.applied')
+  const item = serializeItems([buildRevocationItem(root, [], Date.now())])
+  for (let i = 0; i < 200; i++) links.send(alice.publicKeyHex, { type: 'REVOCATION', item })
+  await waitFor(
+    () =>
+      alice.counters.get('swarm.member.told_dropped') +
+        alice.counters.get('swarm.member.told_refused.forged') >=
+      sent,
+    { timeoutMs: 15_000, what: 'every entry mallory sent refused or dropped' },
+  )
+  const checked = alice.counters.get('swarm.member.told_refused.forged')
+  assert.ok(checked <= TOLD_BURST + 2 * TOLD_PER_SECOND * 15, `${checked} entries checked`)
+  assert.ok(alice.counters.get('swarm.member.told_dropped') > 0, 'some entries dropped')
+  assert.equal(alice.counters.get('swarm.member.told'), 0)
+  await waitFor(() => alice.counters.get('swarm.revocation.applied') > appliedBefore, {
+    timeoutMs: 5_000,
+    what: 'the revocation record applied once',
+  })
+  assert.equal(alice.counters.get('swarm.revocation.applied'), appliedBefore + 1)
+  assert.equal(alice.counters.get('swarm.revocation.invalid'), 0)
+  // Mallory is still linked (nothing it sent was an offence), and bob's messages still arrive.
+  assert.ok(alice.bridge.connectedPeers().includes(mallory.publicKeyHex))
+  const a = await alice.client()
+  const b = await bob.client()
+  const atAlice = await collect(a, 'x/#')
+  await waitRelayed(b, atAlice, 'x/after-flood', 1)
 })
