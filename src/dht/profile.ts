@@ -5,6 +5,7 @@
  * nodes drop items after ~2 h), each time with a fresh seq; a failed put or read-back is
  * retried sooner, with backoff.
  */
+import { endpointProblem } from '../endpoints.js'
 import { type Logger, silentLogger } from '../log.js'
 import { Counters } from '../metrics.js'
 import type { SeqCounter } from '../state/seq.js'
@@ -126,7 +127,14 @@ export class ProfilePublisher {
    */
   setExtraEndpoints(extra: ReadonlyArray<{ endpoint: string; kind: 'm' | 'o' }>): void {
     const own = new Set(this.options.endpoints)
-    this.extra = extra.filter((e) => !own.has(e.endpoint)).slice(0, Math.max(0, MAX_ENDPOINTS - own.size))
+    // A malformed one (the sources check theirs; this is the last line) is left out, counted:
+    // one bad endpoint would make every later record unsignable.
+    const valid = extra.filter((e) => {
+      if (endpointProblem(e.endpoint) === undefined) return true
+      this.counters.inc('dht.record.endpoint_invalid')
+      return false
+    })
+    this.extra = valid.filter((e) => !own.has(e.endpoint)).slice(0, Math.max(0, MAX_ENDPOINTS - own.size))
   }
 
   private extra: ReadonlyArray<{ endpoint: string; kind: 'm' | 'o' }> = []

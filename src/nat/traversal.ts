@@ -1,4 +1,5 @@
 import { isIP, type Socket } from 'node:net'
+import { parseEndpoint } from '../endpoints.js'
 import type { Identity } from '../identity/identity.js'
 import type { Frame } from '../link/frames.js'
 import type { LinkManager } from '../link/link-manager.js'
@@ -117,8 +118,8 @@ export class NatTraversal {
   private hubCount = 0
   private readonly nextId = new Map<string, number>()
   private readonly coordinated = new Map<string, number>()
-  /** Observed address of the punch port → the peers that reported it. */
-  private readonly observed = new Map<string, Set<string>>()
+  /** Peer → the address it last said it sees this site at (its OBSERVED frame), in report order. */
+  private readonly observed = new Map<string, string>()
   private advertised = ''
   private punches = 0
   private timer: NodeJS.Timeout | undefined
@@ -238,16 +239,25 @@ export class NatTraversal {
     }
     if (link.role !== 'initiator' || this.deps.punchPort() === undefined) return
     if (link.localPort !== this.deps.punchPort()) return
-    let by = this.observed.get(address)
-    if (by === undefined) {
-      by = new Set()
-      this.observed.set(address, by)
+    // What a peer says goes into this site's signed record: only an IP literal endpoint
+    // (a name would be resolved by whoever dials it; junk would make the record unsignable).
+    const seen = parseEndpoint(address)
+    if (seen === undefined || isIP(seen.host) === 0) {
+      this.deps.counters.inc('nat.observed.invalid')
+      return
     }
-    by.add(peer)
+    // One entry per peer, its latest report: a peer repeating OBSERVED with new addresses
+    // replaces its own, so what is kept is bounded by the peers and one peer counts once.
+    this.observed.delete(peer)
+    this.observed.set(peer, address)
     this.deps.counters.inc('nat.observed')
-    // The most reported first, at most two (a symmetric NAT shows a new one per peer).
-    const best = [...this.observed]
-      .sort((x, y) => y[1].size - x[1].size)
+    const reporters = new Map<string, number>()
+    for (const a of this.observed.values()) reporters.set(a, (reporters.get(a) ?? 0) + 1)
+    // The most reported first, at most two (a symmetric NAT shows a new one per peer); among
+    // equals, the one reported last.
+    const best = [...reporters]
+      .reverse()
+      .sort((x, y) => y[1] - x[1])
       .slice(0, 2)
       .map(([a]) => a)
     const key = best.join(',')

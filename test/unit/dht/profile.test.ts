@@ -58,6 +58,21 @@ describe('ProfilePublisher', () => {
     )
   })
 
+  test('a malformed run-time endpoint is left out and counted; the record stays signable', async (t) => {
+    const { node, counters, publisher } = setup(t)
+    publisher.setExtraEndpoints([
+      { endpoint: 'not an address', kind: 'o' },
+      { endpoint: '198.51.100.7:40000', kind: 'm' },
+      { endpoint: '127.1:80', kind: 'o' },
+    ])
+    const res = await publisher.publish([{ filter: 'a/#', qos: 1 }])
+    assert.equal(res.readBack, 'ok')
+    const profile = decodeProfile(ALICE.publicKey, (await served(node)) as SignedItem, [])
+    assert.deepEqual(profile.endpoints, ['127.0.0.1:7001', '198.51.100.7:40000'])
+    assert.equal(profile.endpointKinds, 'lm')
+    assert.equal(counters.get('dht.record.endpoint_invalid'), 2)
+  })
+
   test('invalid filters are refused before any seq is taken or anything is put', async (t) => {
     const { node, seq, publisher } = setup(t)
     await assert.rejects(publisher.publish([{ filter: 'a/#/b', qos: 0 }]), (e) =>

@@ -192,3 +192,50 @@ describe('NatTraversal as a punch coordinator and end', () => {
     nat.stop()
   })
 })
+
+describe('NatTraversal: addresses peers observe', () => {
+  /** Three peers this site dialled from its punch port; what it advertises is recorded. */
+  function observing() {
+    const { links, manager } = fakeLinks({ [A]: 'initiator', [B]: 'initiator', [C]: 'initiator' })
+    for (const l of links.values()) l.localPort = 41_000
+    const counters = new Counters()
+    const advertised: string[][] = []
+    const nat = new NatTraversal({
+      identity: self,
+      log: silentLogger,
+      counters,
+      links: manager,
+      directory: new PeerDirectory([]),
+      punchPort: () => 41_000,
+      relay: { offer: false, maxCircuits: 0, bytesPerSecond: 1024 },
+      onObserved: (a) => advertised.push([...a]),
+    })
+    const observe = (peer: string, address: string) =>
+      nat.frame(peer, { type: 'OBSERVED', address, path: 'direct' })
+    return { nat, counters, advertised, observe }
+  }
+
+  test('only an IP literal endpoint is taken: names and junk are counted, never advertised', () => {
+    const { nat, counters, advertised, observe } = observing()
+    for (const bad of ['evil.example:4000', 'not an address', '198.18.0.5', '198.18.0.5:0', '127.1:80', ''])
+      observe(A, bad)
+    assert.equal(counters.get('nat.observed.invalid'), 6)
+    assert.deepEqual(advertised, [])
+    observe(A, '198.18.0.5:41000')
+    observe(B, '[2001:db8::5]:41000')
+    assert.deepEqual(advertised.at(-1), ['[2001:db8::5]:41000', '198.18.0.5:41000'])
+    nat.stop()
+  })
+
+  test('one peer counts once: its new report replaces its old one, however often it changes', () => {
+    const { nat, advertised, observe } = observing()
+    observe(A, '198.18.0.5:41000')
+    observe(B, '198.18.0.6:41000')
+    observe(C, '198.18.0.6:41000')
+    assert.deepEqual(advertised.at(-1), ['198.18.0.6:41000', '198.18.0.5:41000'])
+    // A lies, 500 times over: one entry, its last; the address two peers report stays first.
+    for (let i = 0; i < 500; i++) observe(A, `198.18.1.${i % 250}:${10_000 + i}`)
+    assert.deepEqual(advertised.at(-1), ['198.18.0.6:41000', '198.18.1.249:10499'])
+    nat.stop()
+  })
+})
