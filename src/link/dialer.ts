@@ -40,6 +40,16 @@ export const PROBE_RETRY_MS = 30_000
 export const PROBE_RETRY_MAX_MS = 10 * 60_000
 /** Addresses remembered for probing (the oldest is forgotten past it). */
 export const MAX_PROBED_ADDRESSES = 256
+/**
+ * Probes in flight at once, and probes started: a burst of PROBE_BURST, then PROBE_PER_SECOND.
+ * A DHT node near the rendezvous sees it in the lookups and can answer them with any
+ * addresses; this bounds what it can make a site dial. Past it a probe waits for a later
+ * lookup round (`link.probe.deferred`); a swarm's members come well within it (and tell each
+ * other about members by MEMBERS).
+ */
+export const MAX_CONCURRENT_PROBES = 8
+export const PROBE_BURST = 32
+export const PROBE_PER_SECOND = 2
 
 interface Probe {
   attempt: AbortController | undefined
@@ -71,6 +81,10 @@ export class Dialer {
   private readonly targets = new Map<string, DialTarget>()
   private readonly sockets = new Set<Socket>()
   private readonly probes = new Map<string, Probe>()
+  /** Probes in flight, and the probe budget (a token bucket: PROBE_BURST, PROBE_PER_SECOND). */
+  private probing = 0
+  private probeTokens = PROBE_BURST
+  private probeTokensAt = Date.now()
   private closed = false
 
   constructor(deps: DialerDeps) {
@@ -180,6 +194,16 @@ export class Dialer {
     if (p !== undefined && (p.attempt !== undefined || now < p.notBefore)) return
     const endpoint = this.parseEndpoints('probe', [address])[0]
     if (endpoint === undefined) return
+    this.probeTokens = Math.min(
+      PROBE_BURST,
+      this.probeTokens + ((now - this.probeTokensAt) * PROBE_PER_SECOND) / 1000,
+    )
+    this.probeTokensAt = now
+    if (this.probing >= MAX_CONCURRENT_PROBES || this.probeTokens < 1) {
+      this.deps.counters.inc('link.probe.deferred')
+      return
+    }
+    this.probeTokens -= 1
     if (p === undefined) {
       if (this.probes.size >= MAX_PROBED_ADDRESSES) {
         const oldest = this.probes.keys().next().value
@@ -202,6 +226,7 @@ export class Dialer {
     this.sockets.add(socket)
     let claimed: DialTarget | undefined
     let outcome: HandshakeOutcome
+    this.probing++
     try {
       outcome = await runInitiator(socket, this.deps.identity, undefined, {
         timeoutMs: options.unsignedDialTimeoutMs,
@@ -220,6 +245,7 @@ export class Dialer {
         },
       })
     } finally {
+      this.probing--
       p.attempt = undefined
       if (claimed?.claimedBy === attempt) claimed.claimedBy = undefined
       this.sockets.delete(socket)
