@@ -12,7 +12,8 @@ export function failureReporterArgs(name) {
   return {
     file,
     args: [
-      '--test-reporter=tap',
+      // What the runner shows by default: spec at a terminal, TAP otherwise (CI counts it).
+      `--test-reporter=${process.stdout.isTTY ? 'spec' : 'tap'}`,
       '--test-reporter-destination=stdout',
       `--test-reporter=${reporter}`,
       `--test-reporter-destination=${file}`,
