@@ -12,6 +12,7 @@ import {
   openSync,
   readFileSync,
   renameSync,
+  statSync,
   unlinkSync,
   writeSync,
 } from 'node:fs'
@@ -88,6 +89,86 @@ export function loadIssuedRecord(path: string, swarmId: string): IssuedRecord {
     revocationSeq: seq,
     issued: json.issued,
     revoked: json.revoked,
+  }
+}
+
+/** How long a `bridge swarm` command waits for another one holding the record's lock. */
+export const ISSUED_LOCK_WAIT_MS = 10_000
+const LOCK_POLL_MS = 50
+
+/**
+ * Runs `update` (load, change, save) holding `<path>.lock`, so that two `bridge swarm invite`
+ * or `revoke` runs on one root key at once cannot lose each other's entries. The lock file
+ * (O_EXCL, holding the holder's pid) is taken over when its holder is gone (a crash); a live
+ * holder is waited for up to ISSUED_LOCK_WAIT_MS, then it is an error naming it.
+ */
+export function withIssuedRecordLock<T>(path: string, update: () => T, waitMs = ISSUED_LOCK_WAIT_MS): T {
+  const lock = `${path}.lock`
+  const deadline = Date.now() + waitMs
+  for (;;) {
+    let fd: number | undefined
+    try {
+      fd = openSync(lock, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600)
+      writeSync(fd, `${process.pid}\n`)
+    } catch (err) {
+      if (fd !== undefined) closeSync(fd)
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST')
+        throw new BridgeError('STATE_ERROR', `${lock}: cannot create: ${(err as Error).message}`)
+      const holder = lockHolder(lock)
+      // Its holder died (or died between creating it and writing its pid, long ago).
+      if (holder !== undefined ? !alive(holder) : ageMs(lock) > waitMs) {
+        // Take it over (one of several racing wins).
+        try {
+          unlinkSync(lock)
+        } catch {
+          // removed meanwhile
+        }
+        continue
+      }
+      if (Date.now() >= deadline)
+        throw new BridgeError(
+          'STATE_ERROR',
+          `${lock}: another "bridge swarm" command (pid ${holder ?? '?'}) is updating the issued record; wait for it, or remove the lock file if none runs`,
+        )
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, LOCK_POLL_MS)
+      continue
+    }
+    closeSync(fd)
+    try {
+      return update()
+    } finally {
+      try {
+        unlinkSync(lock)
+      } catch {
+        // nothing to remove
+      }
+    }
+  }
+}
+
+function lockHolder(lock: string): number | undefined {
+  try {
+    const pid = Number(readFileSync(lock, 'utf8').trim())
+    return Number.isInteger(pid) && pid > 0 ? pid : undefined
+  } catch {
+    return undefined // gone meanwhile, or being written: look again
+  }
+}
+
+function ageMs(path: string): number {
+  try {
+    return Date.now() - statSync(path).mtimeMs
+  } catch {
+    return 0
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'
   }
 }
 

@@ -20,6 +20,7 @@ import {
   loadIssuedRecord,
   type RevokedEntry,
   saveIssuedRecord,
+  withIssuedRecordLock,
 } from '../../swarm/issued.js'
 import { swarmKeys, swarmSecretFromRootSeed } from '../../swarm/keys.js'
 import { publishRevocation } from '../../swarm/publish.js'
@@ -97,22 +98,24 @@ function swarmInvite(rest: readonly string[]): number {
   const now = Math.floor(Date.now() / 1000)
   const { token, invite } = issueInvite(seed, { name, expiresAt: now + lifetime, now, ...filters })
   const path = issuedRecordPath(file)
-  const record = loadIssuedRecord(path, invite.swarm.swarmId)
   const c = invite.cert
   // Recorded before the token is printed: nothing is ever issued that the record cannot revoke.
-  saveIssuedRecord(path, {
-    ...record,
-    issued: [
-      ...record.issued,
-      {
-        name: c.name,
-        inviteKey: c.inviteKeyHex,
-        issuedAt: c.issuedAt,
-        expiresAt: c.expiresAt,
-        export: c.export ?? null,
-        import: c.import ?? null,
-      },
-    ],
+  withIssuedRecordLock(path, () => {
+    const record = loadIssuedRecord(path, invite.swarm.swarmId)
+    saveIssuedRecord(path, {
+      ...record,
+      issued: [
+        ...record.issued,
+        {
+          name: c.name,
+          inviteKey: c.inviteKeyHex,
+          issuedAt: c.issuedAt,
+          expiresAt: c.expiresAt,
+          export: c.export ?? null,
+          import: c.import ?? null,
+        },
+      ],
+    })
   })
   process.stdout.write(`${token}\n`)
   return 0
@@ -146,25 +149,29 @@ async function swarmRevoke(rest: readonly string[]): Promise<number> {
   const root = rootKeyPair(seed)
   const swarm = swarmKeys(root.publicKey, swarmSecretFromRootSeed(seed))
   const path = issuedRecordPath(file)
-  const record = loadIssuedRecord(path, swarm.swarmId)
-  const now = Math.floor(Date.now() / 1000)
-  const added = newRevocations(record, path, now, name, keyText?.toLowerCase())
-  const known = new Set(record.revoked.map((e) => e.key))
-  const revoked = [...record.revoked, ...added.filter((e) => !known.has(e.key))]
-  const { active, pruned } = activeRevocations({ ...record, revoked }, now)
-  if (active.length > MAX_REVOKED_KEYS)
-    throw new BridgeError(
-      'RECORD_TOO_LARGE',
-      `${active.length} revoked keys have not expired yet; one revocation record holds at most ${MAX_REVOKED_KEYS} (BEP44's 1000 bytes). Revoked invites leave it when they expire: issue shorter --expires, or create a new swarm`,
+  // Under the record's lock: another invite or revoke on this root key waits for this one.
+  const { added, active, pruned, seq, item } = withIssuedRecordLock(path, () => {
+    const record = loadIssuedRecord(path, swarm.swarmId)
+    const now = Math.floor(Date.now() / 1000)
+    const added = newRevocations(record, path, now, name, keyText?.toLowerCase())
+    const known = new Set(record.revoked.map((e) => e.key))
+    const revoked = [...record.revoked, ...added.filter((e) => !known.has(e.key))]
+    const { active, pruned } = activeRevocations({ ...record, revoked }, now)
+    if (active.length > MAX_REVOKED_KEYS)
+      throw new BridgeError(
+        'RECORD_TOO_LARGE',
+        `${active.length} revoked keys have not expired yet; one revocation record holds at most ${MAX_REVOKED_KEYS} (BEP44's 1000 bytes). Revoked invites leave it when they expire: issue shorter --expires, or create a new swarm`,
+      )
+    const seq = Math.max(record.revocationSeq + 1, Date.now())
+    const item = buildRevocationItem(
+      seed,
+      active.map((e) => Buffer.from(e.key, 'hex')),
+      seq,
     )
-  const seq = Math.max(record.revocationSeq + 1, Date.now())
-  const item = buildRevocationItem(
-    seed,
-    active.map((e) => Buffer.from(e.key, 'hex')),
-    seq,
-  )
-  // Persisted before publishing: seq never repeats, and a failed publish is retried by revoking again.
-  saveIssuedRecord(path, { ...record, revoked, revocationSeq: seq })
+    // Persisted before publishing: seq never repeats, and a failed publish is retried by revoking again.
+    saveIssuedRecord(path, { ...record, revoked, revocationSeq: seq })
+    return { added, active, pruned, seq, item }
+  })
   const log = componentLogger(createRootLogger({ name: 'swarm' }), 'revoke')
   const stored = await publishRevocation(item, swarm, { bootstrap, timeoutMs: timeoutS * 1000, log })
   const what =

@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict'
+import { execFile, spawn } from 'node:child_process'
 import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, type TestContext, test } from 'node:test'
+import { promisify } from 'node:util'
 import { parseDuration } from '../../../src/cli/commands/swarm.js'
 import { isBridgeError } from '../../../src/errors.js'
 import { CLOCK_SKEW_S } from '../../../src/swarm/invite.js'
@@ -12,7 +14,10 @@ import {
   issuedRecordPath,
   loadIssuedRecord,
   saveIssuedRecord,
+  withIssuedRecordLock,
 } from '../../../src/swarm/issued.js'
+
+const execFileAsync = promisify(execFile)
 
 const SWARM = 'ab'.repeat(32)
 
@@ -114,4 +119,74 @@ test('parseDuration: <n>d|h|m|s, positive, bounded', () => {
     '99999999999d',
   ])
     assert.equal(parseDuration(bad, max), undefined, bad)
+})
+
+describe('the issued record lock', () => {
+  const empty: IssuedRecord = { version: 1, swarmId: SWARM, revocationSeq: 0, issued: [], revoked: [] }
+  const entry = (name: string) => ({
+    name,
+    inviteKey: '02'.repeat(32),
+    issuedAt: 1,
+    expiresAt: 2,
+    export: null,
+    import: null,
+  })
+
+  test('eight processes appending at once lose nothing', async (t) => {
+    const path = issuedRecordPath(join(dir(t), 'root.key'))
+    saveIssuedRecord(path, empty)
+    // Each loads, waits 40 ms (a window any concurrent writer would fall into), appends, saves.
+    const script = `
+      import { loadIssuedRecord, saveIssuedRecord, withIssuedRecordLock } from ${JSON.stringify(
+        new URL('../../../src/swarm/issued.ts', import.meta.url).pathname,
+      )}
+      const [path, swarm, name] = process.argv.slice(-3)
+      withIssuedRecordLock(path, () => {
+        const r = loadIssuedRecord(path, swarm)
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 40)
+        saveIssuedRecord(path, { ...r, issued: [...r.issued, { name, inviteKey: '02'.repeat(32), issuedAt: 1, expiresAt: 2, export: null, import: null }] })
+      })`
+    const runs = Array.from({ length: 8 }, (_, i) =>
+      execFileAsync(process.execPath, [
+        '--import',
+        'tsx',
+        '--input-type=module',
+        '-e',
+        script,
+        path,
+        SWARM,
+        `s${i}`,
+      ]),
+    )
+    await Promise.all(runs)
+    const names = loadIssuedRecord(path, SWARM)
+      .issued.map((e) => e.name)
+      .sort()
+    assert.deepEqual(names, ['s0', 's1', 's2', 's3', 's4', 's5', 's6', 's7'])
+    assert.ok(!readdirSync(join(path, '..')).some((f) => f.endsWith('.lock')), 'the lock is gone')
+  })
+
+  test('a live holder is waited for, then named in the error; a dead one is taken over', async (t) => {
+    const path = issuedRecordPath(join(dir(t), 'root.key'))
+    saveIssuedRecord(path, empty)
+    const holder = spawn('sleep', ['30'])
+    t.after(() => holder.kill('SIGKILL'))
+    writeFileSync(`${path}.lock`, `${holder.pid}\n`)
+    const began = Date.now()
+    assert.throws(
+      () => withIssuedRecordLock(path, () => assert.fail('ran while another held the lock'), 300),
+      (err: unknown) =>
+        isBridgeError(err) && err.code === 'STATE_ERROR' && err.message.includes(`pid ${holder.pid}`),
+    )
+    assert.ok(Date.now() - began >= 300, 'waited for it first')
+    holder.kill('SIGKILL')
+    await new Promise((resolve) => holder.once('exit', resolve))
+    // Its holder is gone (a crashed command): the lock is taken over at once.
+    withIssuedRecordLock(path, () => saveIssuedRecord(path, { ...empty, issued: [entry('after')] }), 300)
+    assert.deepEqual(
+      loadIssuedRecord(path, SWARM).issued.map((e) => e.name),
+      ['after'],
+    )
+    assert.ok(!readdirSync(join(path, '..')).some((f) => f.endsWith('.lock')), 'the lock is gone')
+  })
 })
