@@ -34,7 +34,7 @@ import {
 import { dirname } from 'node:path'
 import { DEFAULT_INVITE_EXPIRY_S } from '../../src/cli/commands/swarm.js'
 import { issueInvite, loadInviteFile, memberNameProblem } from '../../src/swarm/invite.js'
-import { issuedRecordPath, loadIssuedRecord, saveIssuedRecord } from '../../src/swarm/issued.js'
+import { issuedRecordPath, recordIssue } from '../../src/swarm/issued.js'
 import { EXPIRY_WARN_BEFORE_S } from '../../src/swarm/membership.js'
 import { createRootKeyFile, loadRootSeed, rootKeyPair } from '../../src/swarm/root-key.js'
 import { isMain, parseOptions, runMain, UsageError } from './cli.js'
@@ -98,21 +98,7 @@ export function initSwarm(options: SwarmInitOptions): SwarmInitResult {
     const c = invite.cert
     // Recorded before the token is written, as the CLI does: nothing is ever issued that
     // `bridge swarm revoke --name` cannot find.
-    const record = loadIssuedRecord(recordPath, swarmId)
-    saveIssuedRecord(recordPath, {
-      ...record,
-      issued: [
-        ...record.issued,
-        {
-          name: c.name,
-          inviteKey: c.inviteKeyHex,
-          issuedAt: c.issuedAt,
-          expiresAt: c.expiresAt,
-          export: null,
-          import: null,
-        },
-      ],
-    })
+    recordIssue(recordPath, c)
     mkdirSync(dirname(site.inviteFile), { recursive: true, mode: 0o700 })
     writeSecretFile(site.inviteFile, `${token}\n`)
     return existing === undefined

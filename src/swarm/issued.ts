@@ -18,7 +18,7 @@ import {
 } from 'node:fs'
 import { dirname } from 'node:path'
 import { BridgeError } from '../errors.js'
-import { CLOCK_SKEW_S } from './invite.js'
+import { CLOCK_SKEW_S, type MemberCert } from './invite.js'
 
 export const ISSUED_RECORD_VERSION = 1
 
@@ -90,6 +90,25 @@ export function loadIssuedRecord(path: string, swarmId: string): IssuedRecord {
     issued: json.issued,
     revoked: json.revoked,
   }
+}
+
+/**
+ * Appends the issue of `cert` to the record at `path`, under its lock. Called before the
+ * token is handed out: nothing is ever issued that `bridge swarm revoke --name` cannot find.
+ */
+export function recordIssue(path: string, cert: MemberCert): void {
+  withIssuedRecordLock(path, () => {
+    const record = loadIssuedRecord(path, cert.swarmId)
+    const entry: IssuedEntry = {
+      name: cert.name,
+      inviteKey: cert.inviteKeyHex,
+      issuedAt: cert.issuedAt,
+      expiresAt: cert.expiresAt,
+      export: cert.export ?? null,
+      import: cert.import ?? null,
+    }
+    saveIssuedRecord(path, { ...record, issued: [...record.issued, entry] })
+  })
 }
 
 /** How long a `bridge swarm` command waits for another one holding the record's lock. */

@@ -19,6 +19,7 @@ import {
   issuedRecordPath,
   loadIssuedRecord,
   type RevokedEntry,
+  recordIssue,
   saveIssuedRecord,
   withIssuedRecordLock,
 } from '../../swarm/issued.js'
@@ -98,25 +99,8 @@ function swarmInvite(rest: readonly string[]): number {
   const now = Math.floor(Date.now() / 1000)
   const { token, invite } = issueInvite(seed, { name, expiresAt: now + lifetime, now, ...filters })
   const path = issuedRecordPath(file)
-  const c = invite.cert
   // Recorded before the token is printed: nothing is ever issued that the record cannot revoke.
-  withIssuedRecordLock(path, () => {
-    const record = loadIssuedRecord(path, invite.swarm.swarmId)
-    saveIssuedRecord(path, {
-      ...record,
-      issued: [
-        ...record.issued,
-        {
-          name: c.name,
-          inviteKey: c.inviteKeyHex,
-          issuedAt: c.issuedAt,
-          expiresAt: c.expiresAt,
-          export: c.export ?? null,
-          import: c.import ?? null,
-        },
-      ],
-    })
-  })
+  recordIssue(path, invite.cert)
   process.stdout.write(`${token}\n`)
   return 0
 }
