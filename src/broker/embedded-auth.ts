@@ -22,6 +22,25 @@ export interface EmbeddedUserConfig {
   passwordHash?: string
   passwordFile?: string
   passwordEnv?: string
+  /** Topic filters this user may publish to; absent: every topic (but `$SYS/`). */
+  publish?: readonly string[]
+  /** Topic filters this user may subscribe with (a filter must lie within one); absent: any. */
+  subscribe?: readonly string[]
+}
+
+/** What a logged-in user may do (embedded-gate.ts enforces it); absent lists allow everything. */
+export interface UserAcl {
+  readonly publish?: readonly string[]
+  readonly subscribe?: readonly string[]
+}
+
+/** username → its ACL, for the users that restrict something. */
+export function userAcls(users: readonly EmbeddedUserConfig[] | undefined): Map<string, UserAcl> {
+  const out = new Map<string, UserAcl>()
+  for (const u of users ?? [])
+    if (u.publish !== undefined || u.subscribe !== undefined)
+      out.set(u.username, { publish: u.publish, subscribe: u.subscribe })
+  return out
 }
 
 /** Server certificate and key (PEM files); `caFile` + `requireClientCert`: clients need a cert it signed. */

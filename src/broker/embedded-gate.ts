@@ -2,7 +2,10 @@ import { randomBytes } from 'node:crypto'
 import type { Duplex } from 'node:stream'
 import type { Aedes } from 'aedes'
 import type { Logger } from '../log.js'
+import { rateLimited } from '../log.js'
 import type { Counters } from '../metrics.js'
+import { intersectFilters, topicMatches } from '../routing/topic.js'
+import type { UserAcl } from './embedded-auth.js'
 import { type PasswordHash, verifyPassword } from './password-hash.js'
 
 /**
@@ -40,7 +43,10 @@ export const CONNECT_TIMEOUT_MS = 10_000
 /** Refusals logged at warn per minute; the counters have all of them. */
 export const AUTH_WARNS_PER_MINUTE = 10
 
-type Authenticate = NonNullable<ConstructorParameters<typeof Aedes>[0]>['authenticate']
+type AedesOptions = NonNullable<ConstructorParameters<typeof Aedes>[0]>
+type Authenticate = AedesOptions['authenticate']
+type AuthorizePublish = NonNullable<AedesOptions['authorizePublish']>
+type AuthorizeSubscribe = NonNullable<AedesOptions['authorizeSubscribe']>
 type AuthError = Error & { returnCode: number }
 
 /** MQTT 3.1.1 CONNACK return codes aedes passes on. */
@@ -51,7 +57,12 @@ const NOT_AUTHORIZED = 5
 export interface GateDeps {
   log: Logger
   counters: Counters
+  /** Per-user topic ACLs (users without one may publish and subscribe to anything). */
+  acls?: ReadonlyMap<string, UserAcl>
 }
+
+/** Topics no client may publish to (aedes' own default authorizePublish, which this one replaces). */
+const SYS_PREFIX = '$SYS/'
 
 export class ClientGate {
   private readonly users: ReadonlyMap<string, PasswordHash> | undefined
@@ -63,12 +74,21 @@ export class ClientGate {
   private readonly waiting: Array<() => void> = []
   private inFlight = 0
   private warnWindow = { start: 0, n: 0, suppressed: 0 }
+  /** The ACL of each logged-in client whose user has one. */
+  private readonly clientAcls = new WeakMap<object, UserAcl>()
+  private readonly warnAcl: (reason: string, details?: object) => void
 
   constructor(
     users: ReadonlyMap<string, PasswordHash> | undefined,
     private readonly deps: GateDeps,
   ) {
     this.users = users !== undefined && users.size > 0 ? users : undefined
+    this.warnAcl = rateLimited(
+      deps.log,
+      'warn',
+      'embedded broker client refused by its ACL',
+      AUTH_WARNS_PER_MINUTE,
+    )
     const first = this.users?.values().next().value
     this.decoy =
       first === undefined
@@ -153,9 +173,45 @@ export class ClientGate {
       return deny('busy', SERVER_UNAVAILABLE)
     this.slot(async () => {
       const ok = await verifyPassword(candidate, hash)
-      if (ok && known) letIn()
-      else deny(known ? 'bad-password' : 'unknown-user', BAD_CREDENTIALS)
+      if (ok && known) {
+        const acl = this.deps.acls?.get(username)
+        if (acl !== undefined) this.clientAcls.set(client, acl)
+        letIn()
+      } else deny(known ? 'bad-password' : 'unknown-user', BAD_CREDENTIALS)
     })
+  }
+
+  /**
+   * aedes' `authorizePublish`: `$SYS/` is refused to everyone (as aedes' default), and a
+   * user with a `publish` list may publish only to topics it matches. A refusal closes the
+   * client's connection (aedes; MQTT 3.1.1 has no negative PUBACK), counted
+   * `broker.acl.refused.publish`: nothing of it reaches a subscriber or the swarm.
+   */
+  readonly authorizePublish: AuthorizePublish = (client, packet, callback) => {
+    if (packet.topic.startsWith(SYS_PREFIX)) return callback(new Error(`${SYS_PREFIX} topic is reserved`))
+    const acl = client === null ? undefined : this.clientAcls.get(client)
+    if (acl?.publish === undefined || acl.publish.some((f) => topicMatches(f, packet.topic)))
+      return callback(null)
+    this.deps.counters.inc('broker.acl.refused.publish')
+    this.warnAcl('publish', { client: client?.id, topic: packet.topic.slice(0, 200) })
+    callback(new Error(`not allowed to publish to ${packet.topic.slice(0, 200)}`))
+  }
+
+  /**
+   * aedes' `authorizeSubscribe`: a user with a `subscribe` list may subscribe only with
+   * filters that lie within one of its filters (`a/+/x` within `a/#`; `#` is not); another is
+   * refused in the SUBACK (0x80), counted `broker.acl.refused.subscribe`; the connection stays.
+   */
+  readonly authorizeSubscribe: AuthorizeSubscribe = (client, sub, callback) => {
+    const acl = this.clientAcls.get(client)
+    if (
+      acl?.subscribe === undefined ||
+      acl.subscribe.some((f) => intersectFilters(sub.topic, f) === sub.topic)
+    )
+      return callback(null, sub)
+    this.deps.counters.inc('broker.acl.refused.subscribe')
+    this.warnAcl('subscribe', { client: client.id, filter: sub.topic.slice(0, 200) })
+    callback(null, null)
   }
 
   private slot(job: () => Promise<void>): void {

@@ -12,6 +12,7 @@ import {
   exposureProblem,
   loadTls,
   resolveUsers,
+  userAcls,
 } from './embedded-auth.js'
 import { ClientGate, CONNECT_TIMEOUT_MS } from './embedded-gate.js'
 
@@ -80,7 +81,11 @@ export class EmbeddedBroker {
     if (exposed !== null) throw BridgeError.config('broker.embedded.host', exposed)
     const users = options.users === undefined ? undefined : resolveUsers(options.users, deps.env)
     this.tls = options.tls === undefined ? undefined : loadTls(options.tls)
-    this.gate = new ClientGate(users, { log: this.log, counters: deps.counters ?? new Counters() })
+    this.gate = new ClientGate(users, {
+      log: this.log,
+      counters: deps.counters ?? new Counters(),
+      acls: userAcls(options.users),
+    })
   }
 
   static async start(options: EmbeddedBrokerOptions, deps: EmbeddedBrokerDeps = {}): Promise<EmbeddedBroker> {
@@ -163,6 +168,8 @@ export class EmbeddedBroker {
   private async open(): Promise<void> {
     const aedes = await Aedes.createBroker({
       authenticate: this.gate.authenticate,
+      authorizePublish: this.gate.authorizePublish,
+      authorizeSubscribe: this.gate.authorizeSubscribe,
       connectTimeout: CONNECT_TIMEOUT_MS,
     })
     // Aedes is an EventEmitter whose typed `on` omits 'error' (emitted on persistence failure).

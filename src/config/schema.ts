@@ -63,6 +63,17 @@ const qos = z.union([z.literal(0), z.literal(1)], { error: 'must be 0 or 1' })
  * every client log in; `tls` serves MQTT over TLS. Passwords are never plain text here: a
  * hash line (`bridge hash-password`), or a file or environment variable read at start.
  */
+/** A user's ACL list: valid topic filters, at most MAX_USER_ACL_FILTERS (an empty list allows nothing). */
+const MAX_USER_ACL_FILTERS = 256
+const userAclList = z
+  .array(
+    z.string().superRefine((f, ctx) => {
+      const problem = validateTopicFilter(f)
+      if (problem !== null) ctx.addIssue({ code: 'custom', message: `"${f.slice(0, 80)}": ${problem}` })
+    }),
+  )
+  .max(MAX_USER_ACL_FILTERS, `at most ${MAX_USER_ACL_FILTERS} filters`)
+
 const embeddedUserSchema = z
   .strictObject({
     username: z.string().min(1, 'must not be empty').max(256, 'at most 256 chars'),
@@ -75,6 +86,10 @@ const embeddedUserSchema = z
       .string()
       .refine(isEnvName, 'must be an environment variable name ([A-Za-z_][A-Za-z0-9_]*)')
       .optional(),
+    /** Topic filters this user may publish to (absent: all); anything else closes its connection. */
+    publish: userAclList.optional(),
+    /** Topic filters this user may subscribe with; a filter outside them is refused (SUBACK 0x80). */
+    subscribe: userAclList.optional(),
   })
   .superRefine((u, ctx) => {
     const n = [u.passwordHash, u.passwordFile, u.passwordEnv].filter((x) => x !== undefined).length

@@ -12,7 +12,7 @@ import net from 'node:net'
 import { networkInterfaces, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test } from 'node:test'
-import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
+import mqtt, { type IClientOptions, type MqttClient, type Packet } from 'mqtt'
 import { type EmbeddedBrokerOptions, startEmbeddedBroker } from '../../../src/broker/embedded.js'
 import {
   MAX_AUTH_IN_FLIGHT,
@@ -250,6 +250,93 @@ test('the bridge’s own in-process client needs no login when users are configu
   await inbox.waitFor('up/x', 'from-dev')
   await adapter.publish({ topic: 'down/y', payload: Buffer.from('from-bridge'), qos: 1, retain: false })
   await devInbox.waitFor('down/y', 'from-bridge')
+})
+
+/** The return codes of the SUBACK to one SUBSCRIBE (MQTT.js turns 0x80 into an error). */
+function subackCodes(client: MqttClient, subs: Record<string, { qos: 0 | 1 }>): Promise<number[]> {
+  return new Promise((resolve) => {
+    const onPacket = (packet: Packet) => {
+      if (packet.cmd !== 'suback') return
+      client.off('packetreceive', onPacket)
+      resolve(packet.granted.map((g) => (typeof g === 'number' ? g : -1)))
+    }
+    client.on('packetreceive', onPacket)
+    client.subscribe(subs, () => {})
+  })
+}
+
+test('per-user ACLs: a user publishes and subscribes only within its filters; a refusal is counted and nothing of it reaches the bridge', async (t) => {
+  const counters = new Counters()
+  const adapter = await createBrokerAdapter(
+    {
+      embedded: {
+        port: 0,
+        host: '127.0.0.1',
+        users: [
+          // A sensor: publishes its readings, subscribes to nothing.
+          {
+            username: 'sensor',
+            passwordHash: hashPassword('s', FAST),
+            publish: ['sensors/#'],
+            subscribe: [],
+          },
+          // A dashboard: reads the readings, may publish anything.
+          { username: 'dash', passwordHash: hashPassword('d', FAST), subscribe: ['sensors/#'] },
+          { username: 'admin', passwordHash: hashPassword('a', FAST) },
+        ],
+      },
+    },
+    { counters },
+  )
+  t.after(() => adapter.stop())
+  const bridge = Inbox.ofAdapter(adapter)
+  await adapter.start()
+  await adapter.setSubscriptions(
+    new Map<string, 0 | 1>([
+      ['sensors/#', 1],
+      ['other/#', 1],
+    ]),
+  )
+  const url = `mqtt://127.0.0.1:${(adapter as { broker?: { port: number } }).broker?.port ?? 0}`
+  const login = async (username: string, password: string) => {
+    const o = await tryConnect(t, url, { username, password })
+    assert.ok(o.connected, `${username}: ${'error' in o ? o.error : ''}`)
+    return o.client
+  }
+  const sensor = await login('sensor', 's')
+  await sensor.publishAsync('sensors/t1', '21.5', { qos: 1 })
+  await bridge.waitFor('sensors/t1', '21.5')
+  // Its filters allow no subscription at all.
+  assert.deepEqual(await subackCodes(sensor, { 'sensors/#': { qos: 1 } }), [128])
+  // Outside its publish filters: the connection is closed, the message goes nowhere.
+  const closed = new Promise<void>((resolve) => sensor.once('close', () => resolve()))
+  sensor.publish('other/x', 'sneaked', { qos: 1 })
+  await closed
+  const dash = await login('dash', 'd')
+  const dashInbox = Inbox.ofClient(dash)
+  assert.deepEqual(await subackCodes(dash, { '#': { qos: 1 }, 'sensors/+': { qos: 1 } }), [128, 1])
+  await adapter.publish({ topic: 'sensors/t2', payload: Buffer.from('19'), qos: 1, retain: false })
+  await dashInbox.waitFor('sensors/t2', '19')
+  // dash may publish anywhere (no publish list); the bridge gets it, and other/x never arrived.
+  await dash.publishAsync('other/y', 'fine', { qos: 1 })
+  await bridge.waitFor('other/y', 'fine')
+  assert.ok(
+    !bridge.messages.some((m) => m.topic === 'other/x'),
+    'the refused publish never reached the bridge',
+  )
+  assert.ok(!dashInbox.messages.some((m) => m.topic === 'other/x'))
+  // A user without lists: anything, but $SYS/ stays reserved (as aedes' own default).
+  const admin = await login('admin', 'a')
+  const adminInbox = Inbox.ofClient(admin)
+  await admin.subscribeAsync('#', { qos: 1 })
+  const sysClosed = new Promise<void>((resolve) => admin.once('close', () => resolve()))
+  admin.publish('$SYS/fake', 'x', { qos: 1 })
+  await sysClosed
+  assert.deepEqual(
+    [counters.get('broker.acl.refused.publish'), counters.get('broker.acl.refused.subscribe')],
+    [1, 2],
+  )
+  assert.ok(!adminInbox.messages.some((m) => m.topic.startsWith('$SYS/fake')))
 })
 
 test('bridge hash-password prints a line the broker accepts for that password', async (t) => {

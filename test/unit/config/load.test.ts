@@ -122,6 +122,20 @@ const errorCases: Array<[string, (c: Record<string, unknown>) => void, RegExp]> 
     /broker\.protocol: is for an external broker/,
   ],
   [
+    'embedded user ACL with an invalid filter',
+    (c) =>
+      (c.broker = {
+        embedded: { port: 1, users: [{ username: 'u', passwordEnv: 'X', publish: ['ok/#', 'a/#/b'] }] },
+      }),
+    /broker\.embedded\.users\[0\]\.publish\[1\]: "a\/#\/b": .#. must be the whole last level$/,
+  ],
+  [
+    'embedded user ACL that is not a list',
+    (c) =>
+      (c.broker = { embedded: { port: 1, users: [{ username: 'u', passwordEnv: 'X', subscribe: 'a/#' }] } }),
+    /broker\.embedded\.users\[0\]\.subscribe/,
+  ],
+  [
     'embedded user without a password',
     (c) => (c.broker = { embedded: { port: 1, users: [{ username: 'u' }] } }),
     /broker\.embedded\.users\[0\]: set exactly one of "passwordHash", "passwordFile" or "passwordEnv"/,
