@@ -40,6 +40,12 @@ export const MAX_AUTH_IN_FLIGHT = 2
 export const MAX_AUTH_QUEUED = 32
 /** A client has this long to send its CONNECT (aedes' default is 30 s; a slot is held meanwhile). */
 export const CONNECT_TIMEOUT_MS = 10_000
+/**
+ * Clients connected at once by default (`broker.embedded.maxClients`): each holds a socket
+ * (a file descriptor) and aedes' per-client state; a site's sensors and dashboards come well
+ * within it, a runaway script reconnecting with new client ids does not.
+ */
+export const DEFAULT_MAX_CLIENTS = 1000
 /** Refusals logged at warn per minute; the counters have all of them. */
 export const AUTH_WARNS_PER_MINUTE = 10
 
@@ -59,6 +65,9 @@ export interface GateDeps {
   counters: Counters
   /** Per-user topic ACLs (users without one may publish and subscribe to anything). */
   acls?: ReadonlyMap<string, UserAcl>
+  /** Clients let in at most at once, and how many are in now. */
+  maxClients?: number
+  connectedClients?: () => number
 }
 
 /** Topics no client may publish to (aedes' own default authorizePublish, which this one replaces). */
@@ -154,11 +163,16 @@ export class ClientGate {
     const conn = client.conn as unknown as Duplex
     const remote = remoteOf(conn)
     const letIn = () => {
+      const max = this.deps.maxClients
+      if (max !== undefined && (this.deps.connectedClients?.() ?? 0) >= max) {
+        deny('full', SERVER_UNAVAILABLE, 'conn')
+        return
+      }
       this.release.get(conn)?.()
       callback(null, true)
     }
-    const deny = (reason: string, code: number) => {
-      this.refuse('auth', reason, remote, username)
+    const deny = (reason: string, code: number, kind: 'auth' | 'conn' = 'auth') => {
+      this.refuse(kind, reason, remote, username)
       const err = new Error(`refused: ${reason}`) as AuthError
       err.returnCode = code
       callback(err, false)

@@ -14,7 +14,7 @@ import {
   resolveUsers,
   userAcls,
 } from './embedded-auth.js'
-import { ClientGate, CONNECT_TIMEOUT_MS } from './embedded-gate.js'
+import { ClientGate, CONNECT_TIMEOUT_MS, DEFAULT_MAX_CLIENTS } from './embedded-gate.js'
 
 /**
  * The embedded broker: aedes on a TCP port, so local MQTT clients use it exactly as they
@@ -43,6 +43,8 @@ export interface EmbeddedBrokerOptions {
   tls?: EmbeddedTlsConfig
   /** The operator accepts anonymous clients on a non-loopback bind. */
   allowAnonymousOnNetwork?: boolean
+  /** Clients connected at once (default DEFAULT_MAX_CLIENTS); past it CONNACK 3, counted. */
+  maxClients?: number
 }
 
 export interface EmbeddedBrokerDeps {
@@ -85,6 +87,8 @@ export class EmbeddedBroker {
       log: this.log,
       counters: deps.counters ?? new Counters(),
       acls: userAcls(options.users),
+      maxClients: options.maxClients ?? DEFAULT_MAX_CLIENTS,
+      connectedClients: () => this.current?.connectedClients ?? 0,
     })
   }
 

@@ -116,6 +116,8 @@ const embeddedSchema = z
       .optional(),
     /** The operator accepts anonymous clients on a non-loopback bind. */
     allowAnonymousOnNetwork: z.boolean().optional(),
+    /** Clients connected at once; past it CONNACK "server unavailable" (broker.conn.refused.full). */
+    maxClients: z.number().int().min(1).max(100_000).optional(),
   })
   .superRefine((e, ctx) => {
     const exposed = exposureProblem(e)

@@ -339,6 +339,27 @@ test('per-user ACLs: a user publishes and subscribes only within its filters; a 
   assert.ok(!adminInbox.messages.some((m) => m.topic.startsWith('$SYS/fake')))
 })
 
+test('maxClients: past it a client is refused "server unavailable" and counted; a freed place is taken again', async (t) => {
+  const { broker, counters } = await start(t, { maxClients: 3 })
+  const clients: MqttClient[] = []
+  for (let i = 0; i < 3; i++) {
+    const o = await tryConnect(t, broker.url)
+    assert.ok(o.connected, `client ${i}`)
+    clients.push(o.client)
+  }
+  const fourth = await tryConnect(t, broker.url)
+  assert.deepEqual([fourth.connected, 'code' in fourth && fourth.code], [false, 3])
+  assert.equal(counters.get('broker.conn.refused.full'), 1)
+  await (clients[0] as MqttClient).endAsync()
+  // The broker frees the place once it has handled the DISCONNECT: a moment later.
+  let again: Outcome = { connected: false }
+  for (let i = 0; i < 50 && !again.connected; i++) {
+    again = await tryConnect(t, broker.url)
+    if (!again.connected) await new Promise((r) => setTimeout(r, 20))
+  }
+  assert.ok(again.connected, 'a freed place is taken')
+})
+
 test('bridge hash-password prints a line the broker accepts for that password', async (t) => {
   const cli = new URL('../../../src/cli/main.ts', import.meta.url).pathname
   const child = spawn(process.execPath, ['--import', 'tsx', cli, 'hash-password'], { stdio: 'pipe' })
