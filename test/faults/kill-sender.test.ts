@@ -1,9 +1,7 @@
-import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { rabbitMqPerFile } from '../helpers/rabbitmq.js'
-import { describeReport } from '../helpers/stream-checker.js'
-import { loopbackPair, loopbackPairOn, type PairBroker, pairName, prerequisites } from './fixtures.js'
+import { loopbackPair, prerequisites } from './fixtures.js'
 import { midStreamFault } from './mid-stream.js'
+import { assertNoLoss, brokerVariantTests, killBridge, SAME_BROKER_3_1_1 } from './variants.js'
 
 for (const durability of ['fsync', 'commit'] as const) {
   // "commit" acknowledges at COMMIT, without fsync: still no loss when the process dies.
@@ -13,44 +11,15 @@ for (const durability of ['fsync', 'commit'] as const) {
   }, async (t) => {
     if (!prerequisites(t, { mosquitto: true })) return
     const pair = await loopbackPair(t, { alice: durability === 'fsync' ? {} : { durability } })
-    const r = await midStreamFault(t, pair, {
-      inject: () => pair.alice.proc.kill9(),
-      recover: () => pair.alice.proc.restart(),
-    })
-    const summary = `${describeReport(r.report, r.pub)} ${JSON.stringify(r.missing)}`
-    t.diagnostic(
-      `${summary}; ${r.duringFault} acknowledged while alice's bridge was down; drain ${r.drained.ms} ms; counters at the last stop ${JSON.stringify(r.counters)}`,
-    )
-    assert.equal(r.pub.failedCount(), 0, 'the publisher’s own broker refused nothing')
-    assert.equal(r.report.total.lost, 0, `acknowledged messages lost: ${summary}`)
-    assert.equal(r.report.total.outOfOrder, 0, `order per publisher and topic: ${summary}`)
+    const r = await midStreamFault(t, pair, killBridge(pair.alice))
+    assertNoLoss(t, r, "alice's bridge was down")
   })
 }
 
 // Issue 20: the same over MQTT 3.1.1 (no no-local; the sending bridge's session with its
 // broker is clean=false with a fixed client id, its PUBACKs held until durable).
-const rabbit = rabbitMqPerFile()
-const variants: Array<{ alice: PairBroker; bob: PairBroker }> = [
-  { alice: 'mosquitto-3.1.1', bob: 'mosquitto-3.1.1' },
-  { alice: 'rabbitmq', bob: 'rabbitmq' },
-]
-for (const kinds of variants) {
-  test(`fault 1 over MQTT 3.1.1 (${pairName(kinds)}): kill -9 the sending bridge mid-stream: lost = 0`, {
-    timeout: 240_000,
-  }, async (t) => {
-    const onRabbit = kinds.alice === 'rabbitmq' || kinds.bob === 'rabbitmq'
-    if (!prerequisites(t, { mosquitto: !onRabbit, rabbitmq: onRabbit })) return
-    const pair = await loopbackPairOn(t, kinds, onRabbit ? await rabbit.get() : undefined)
-    const r = await midStreamFault(t, pair, {
-      inject: () => pair.alice.proc.kill9(),
-      recover: () => pair.alice.proc.restart(),
-    })
-    const summary = `${describeReport(r.report, r.pub)} ${JSON.stringify(r.missing)}`
-    t.diagnostic(
-      `${summary}; drain ${r.drained.ms} ms; counters at the last stop ${JSON.stringify(r.counters)}`,
-    )
-    assert.equal(r.pub.failedCount(), 0, 'the publisher’s own broker refused nothing')
-    assert.equal(r.report.total.lost, 0, `acknowledged messages lost: ${summary}`)
-    assert.equal(r.report.total.outOfOrder, 0, `order per publisher and topic: ${summary}`)
-  })
-}
+brokerVariantTests(
+  SAME_BROKER_3_1_1,
+  (pair) => `fault 1 over MQTT 3.1.1 (${pair}): kill -9 the sending bridge mid-stream: lost = 0`,
+  (pair) => killBridge(pair.alice),
+)

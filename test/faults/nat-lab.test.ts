@@ -5,9 +5,10 @@
  * Fixed ports are safe here: every namespace is new and ours.
  */
 import assert from 'node:assert/strict'
-import { test } from 'node:test'
-import { type AgentEvent, type NatLab, natLab } from '../helpers/nat-lab.js'
+import { type TestContext, test } from 'node:test'
+import { type AgentEvent, type NatAgent, type NatLab, natLab } from '../helpers/nat-lab.js'
 import { startNatPmpResponder } from '../helpers/natpmp-responder.js'
+import type { Responder } from '../helpers/port-forwarding.js'
 import { startUpnpResponder } from '../helpers/upnp-responder.js'
 import { prerequisites } from './fixtures.js'
 
@@ -79,6 +80,55 @@ async function punchBetween(lab: NatLab, withinMs: number) {
     b.waitEvent(/punched|failed/, withinMs + STEP_MS),
   ])
   return { seenA, seenB, ea, eb, a, b, ms: performance.now() - began }
+}
+
+/** carol connects to `port` at router A and gets no answer (`message`: the assertion's). */
+async function carolCannotReachAlice(lab: NatLab, port: number, message: string): Promise<void> {
+  const e = await carolConnects(lab, lab.addr.routerAWan, port)
+  assert.equal(e.event, 'timeout', `${message}: ${JSON.stringify(e)}`)
+}
+
+/** carol connects to `port` at router A and reaches alice's listener (`message`: the assertion's). */
+async function carolReachesAlice(lab: NatLab, port: number, message: string): Promise<AgentEvent> {
+  const e = await carolConnects(lab, lab.addr.routerAWan, port)
+  assert.equal(e.event, 'connected', `${message}: ${JSON.stringify(e)}`)
+  return e
+}
+
+/**
+ * The port-mapping tests' start: router A symmetric with a `protocol` gateway on it, alice
+ * listening on ALICE_LISTEN and unreachable; then alice's mapper (`<protocol>-map`, renewing
+ * at half of `lifetimeS`) maps it. Returns the mapper, its `mapped` event and the time from
+ * spawning it to that event.
+ */
+async function mapAliceListener(t: TestContext, protocol: 'natpmp' | 'upnp', lifetimeS: number) {
+  const lab = await natLab(t, { a: 'symmetric' })
+  const responder =
+    protocol === 'natpmp'
+      ? await startNatPmpResponder(lab, 'routerA')
+      : await startUpnpResponder(lab, 'routerA')
+  await lab.agent('alice', ['listen', '0.0.0.0', ALICE_LISTEN], 'alice').waitEvent('listening', STEP_MS)
+  await carolCannotReachAlice(lab, ALICE_LISTEN, 'before any mapping carol cannot reach alice')
+
+  const began = performance.now()
+  const mapper = lab.agent('alice', [`${protocol}-map`, ALICE_LISTEN, lifetimeS], 'alice')
+  const mapped = await mapper.waitEvent(/mapped|map-failed/, STEP_MS)
+  const mapMs = performance.now() - began
+  assert.equal(mapped.event, 'mapped', `alice's mapper got a mapping: ${JSON.stringify(mapped)}`)
+  assert.equal(mapped.externalAddress, lab.addr.routerAWan, 'the external address is router A’s WAN address')
+  assert.equal(mapped.protocol, protocol)
+  return { lab, responder, mapper, mapped, began, mapMs }
+}
+
+/** Stops alice's mapper, which unmaps on the way out; the responder's mark from before the stop. */
+async function stopMapper(mapper: NatAgent, responder: Responder): Promise<number> {
+  const stopMark = responder.child.mark()
+  await mapper.child.kill('SIGTERM')
+  assert.ok(
+    mapper.events().some((e) => e.event === 'unmapped'),
+    'the mapper unmapped on stop',
+  )
+  return stopMark
 }
 
 test('nat lab: alice reaches carol from router A’s address; nothing unsolicited reaches alice', {
@@ -189,36 +239,15 @@ test('nat lab: a NAT-PMP mapping on router A lets carol reach alice’s listener
   timeout: 180_000,
 }, async (t) => {
   if (!prerequisites(t, { netns: true, nft: true })) return
-  const lab = await natLab(t, { a: 'symmetric' })
-  const responder = await startNatPmpResponder(lab, 'routerA')
-  await lab.agent('alice', ['listen', '0.0.0.0', ALICE_LISTEN], 'alice').waitEvent('listening', STEP_MS)
-  const before = await carolConnects(lab, lab.addr.routerAWan, ALICE_LISTEN)
-  assert.equal(
-    before.event,
-    'timeout',
-    `before any mapping carol cannot reach alice: ${JSON.stringify(before)}`,
-  )
-
   /** Short, so that it must be renewed within the test: renewal at 2 s, expiry at 4 s. */
   const lifetimeS = 4
-  const began = performance.now()
-  const mapper = lab.agent('alice', ['natpmp-map', ALICE_LISTEN, lifetimeS], 'alice')
-  const mapped = await mapper.waitEvent(/mapped|map-failed/, STEP_MS)
-  const mapMs = performance.now() - began
-  assert.equal(mapped.event, 'mapped', `alice's mapper got a mapping: ${JSON.stringify(mapped)}`)
-  assert.equal(mapped.externalAddress, lab.addr.routerAWan, 'the external address is router A’s WAN address')
-  assert.equal(mapped.protocol, 'natpmp')
+  const { lab, responder, mapper, mapped, began, mapMs } = await mapAliceListener(t, 'natpmp', lifetimeS)
   const granted = await responder.waitEvent('mapped', STEP_MS)
   assert.equal(granted.client, lab.addr.alice)
   assert.equal(granted.internalPort, ALICE_LISTEN)
   const externalPort = Number(mapped.externalPort)
 
-  const through = await carolConnects(lab, lab.addr.routerAWan, externalPort)
-  assert.equal(
-    through.event,
-    'connected',
-    `carol reaches alice through the mapping: ${JSON.stringify(through)}`,
-  )
+  const through = await carolReachesAlice(lab, externalPort, 'carol reaches alice through the mapping')
   assert.equal(through.line, 'hello from alice')
 
   // Past the lifetime: the mapping still forwards because the mapper renewed it.
@@ -227,23 +256,12 @@ test('nat lab: a NAT-PMP mapping on router A lets carol reach alice’s listener
   await responder.waitEvent('renewed', STEP_MS, responder.child.mark())
   assert.ok(performance.now() - began > lifetimeS * 1000, 'two renewals take past the first lifetime')
   assert.equal(responder.child.lines(/"event":"expired"/).length, 0, 'the mapping never expired')
-  const later = await carolConnects(lab, lab.addr.routerAWan, externalPort)
-  assert.equal(
-    later.event,
-    'connected',
-    `past the first lifetime carol still gets through: ${JSON.stringify(later)}`,
-  )
+  await carolReachesAlice(lab, externalPort, 'past the first lifetime carol still gets through')
 
   // Stop: the mapper removes the mapping, and the port is closed again.
-  const stopMark = responder.child.mark()
-  await mapper.child.kill('SIGTERM')
-  assert.ok(
-    mapper.events().some((e) => e.event === 'unmapped'),
-    'the mapper unmapped on stop',
-  )
+  const stopMark = await stopMapper(mapper, responder)
   await responder.waitEvent('deleted', STEP_MS, stopMark)
-  const after = await carolConnects(lab, lab.addr.routerAWan, externalPort)
-  assert.equal(after.event, 'timeout', `after the stop carol cannot reach alice: ${JSON.stringify(after)}`)
+  await carolCannotReachAlice(lab, externalPort, 'after the stop carol cannot reach alice')
   t.diagnostic(
     `mapped ${lab.addr.routerAWan}:${externalPort} → alice:${ALICE_LISTEN} in ${Math.round(mapMs)} ms (agent start included)`,
   )
@@ -253,25 +271,9 @@ test('nat lab: a UPnP-IGD mapping on router A lets carol reach alice’s listene
   timeout: 180_000,
 }, async (t) => {
   if (!prerequisites(t, { netns: true, nft: true })) return
-  const lab = await natLab(t, { a: 'symmetric' })
-  const responder = await startUpnpResponder(lab, 'routerA')
-  await lab.agent('alice', ['listen', '0.0.0.0', ALICE_LISTEN], 'alice').waitEvent('listening', STEP_MS)
-  const before = await carolConnects(lab, lab.addr.routerAWan, ALICE_LISTEN)
-  assert.equal(
-    before.event,
-    'timeout',
-    `before any mapping carol cannot reach alice: ${JSON.stringify(before)}`,
-  )
-
   /** Our renewal at 2 s (the library asks the gateway a lease of at least 3600 s). */
   const lifetimeS = 4
-  const began = performance.now()
-  const mapper = lab.agent('alice', ['upnp-map', ALICE_LISTEN, lifetimeS], 'alice')
-  const mapped = await mapper.waitEvent(/mapped|map-failed/, STEP_MS)
-  const mapMs = performance.now() - began
-  assert.equal(mapped.event, 'mapped', `alice's mapper got a mapping: ${JSON.stringify(mapped)}`)
-  assert.equal(mapped.externalAddress, lab.addr.routerAWan, 'the external address is router A’s WAN address')
-  assert.equal(mapped.protocol, 'upnp')
+  const { lab, responder, mapper, mapped, began, mapMs } = await mapAliceListener(t, 'upnp', lifetimeS)
   const search = await responder.waitEvent('search', STEP_MS)
   assert.equal(search.from, lab.addr.alice, 'the M-SEARCH came from alice’s LAN address')
   const granted = await responder.waitEvent('mapped', STEP_MS)
@@ -280,12 +282,7 @@ test('nat lab: a UPnP-IGD mapping on router A lets carol reach alice’s listene
   const externalPort = Number(mapped.externalPort)
   assert.equal(granted.externalPort, externalPort)
 
-  const through = await carolConnects(lab, lab.addr.routerAWan, externalPort)
-  assert.equal(
-    through.event,
-    'connected',
-    `carol reaches alice through the mapping: ${JSON.stringify(through)}`,
-  )
+  const through = await carolReachesAlice(lab, externalPort, 'carol reaches alice through the mapping')
   assert.equal(through.line, 'hello from alice')
 
   // Renewed at half our lifetime: AddAnyPortMapping again for the port the gateway reserved.
@@ -295,18 +292,12 @@ test('nat lab: a UPnP-IGD mapping on router A lets carol reach alice’s listene
   assert.ok(performance.now() - began > lifetimeS * 1000, 'two renewals take past our first lifetime')
 
   // Stop: the mapper deletes the mapping (the reserved port, TCP), and the port is closed again.
-  const stopMark = responder.child.mark()
-  await mapper.child.kill('SIGTERM')
-  assert.ok(
-    mapper.events().some((e) => e.event === 'unmapped'),
-    'the mapper unmapped on stop',
-  )
+  const stopMark = await stopMapper(mapper, responder)
   assert.ok(!mapper.events().some((e) => e.event === 'unmap-failed'), 'the removal was accepted')
   const deleted = await responder.waitEvent('deleted', STEP_MS, stopMark)
   assert.equal(deleted.externalPort, externalPort)
   assert.equal(responder.child.lines(/"event":"fault"/).length, 0, 'no request was refused by the gateway')
-  const after = await carolConnects(lab, lab.addr.routerAWan, externalPort)
-  assert.equal(after.event, 'timeout', `after the stop carol cannot reach alice: ${JSON.stringify(after)}`)
+  await carolCannotReachAlice(lab, externalPort, 'after the stop carol cannot reach alice')
   t.diagnostic(
     `UPnP mapped ${lab.addr.routerAWan}:${externalPort} → alice:${ALICE_LISTEN} in ${Math.round(mapMs)} ms (agent start included)`,
   )

@@ -35,7 +35,7 @@ import { execFile, spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { fileURLToPath } from 'node:url'
 import { Child, type ChildSpec } from '../../scripts/testnet/children.js'
-import { ip, netnsSupport, type Teardown } from './netns.js'
+import { freeMgmtNet, ip, namespaceSet, netnsSupport, type Teardown } from './netns.js'
 
 export const INTERNET_PREFIX = '198.18.0'
 const MGMT_PREFIX = '10.216'
@@ -126,16 +126,6 @@ function run(command: string, args: readonly string[], input?: string): Promise<
   })
 }
 
-/** A /24 under 10.216 that no address of the root namespace uses yet. */
-async function freeMgmtNet(): Promise<string> {
-  const used = await ip(['-4', '-o', 'addr', 'show'])
-  for (let attempt = 0; attempt < 64; attempt++) {
-    const candidate = `${MGMT_PREFIX}.${randomBytes(1)[0]}`
-    if (!used.includes(`${candidate}.`)) return candidate
-  }
-  throw new Error(`no free ${MGMT_PREFIX}.x.0/24 for management links`)
-}
-
 /** The router's ruleset: NAT of its LAN to its WAN, forwarding, and the inbound policy. */
 function routerRules(kind: NatKind, dropUnsolicited: boolean): string {
   const masquerade = kind === 'symmetric' ? 'masquerade random,fully-random' : 'masquerade'
@@ -194,36 +184,11 @@ export async function natLab(t: Teardown, options: NatLabOptions = {}): Promise<
     bob: `${lanB}.2`,
   }
 
-  const created: string[] = []
-  const rootLinks: string[] = []
-  const destroy = async () => {
-    for (const name of [...created].reverse()) {
-      const pids = (await ip(['netns', 'pids', name]).catch(() => '')).split(/\s+/).filter(Boolean)
-      for (const pid of pids) {
-        try {
-          process.kill(Number(pid), 'SIGKILL')
-        } catch {
-          // Already gone.
-        }
-      }
-      await ip(['netns', 'del', name]).catch(() => undefined)
-    }
-    created.length = 0
-    // Deleting a namespace deletes the veths in it and their peers; this is belt and braces.
-    for (const link of rootLinks) await ip(['link', 'del', link]).catch(() => undefined)
-    rootLinks.length = 0
-  }
-  t.after(destroy)
-
-  const addNs = async (name: string) => {
-    await ip(['netns', 'add', name])
-    created.push(name)
-    await ip(['-n', name, 'link', 'set', 'lo', 'up'])
-  }
+  const namespaces = namespaceSet(t)
   const exec = (host: LabHost, command: string, args: readonly string[]) =>
     run('ip', ['netns', 'exec', ns[host], command, ...args])
 
-  for (const name of Object.values(ns)) await addNs(name)
+  for (const name of Object.values(ns)) await namespaces.add(name)
 
   // The internet: a bridge, whose own address is the dht host.
   await ip(['-n', ns.internet, 'link', 'add', 'br0', 'type', 'bridge'])
@@ -288,17 +253,10 @@ export async function natLab(t: Teardown, options: NatLabOptions = {}): Promise<
   await lan('routerB', 'bob', addr.routerBLan, addr.bob)
 
   // Management links: root <-> carol, alice, bob, a /30 each.
-  const mgmtNet = await freeMgmtNet()
+  const mgmtNet = await freeMgmtNet(MGMT_PREFIX)
   const mgmt: Record<'carol' | 'alice' | 'bob', string> = { carol: '', alice: '', bob: '' }
   for (const [i, host] of (['carol', 'alice', 'bob'] as const).entries()) {
-    const rootLink = `${id}m${i}`
-    await ip(['link', 'add', rootLink, 'type', 'veth', 'peer', 'name', 'mgmt0', 'netns', ns[host]])
-    rootLinks.push(rootLink)
-    await ip(['addr', 'add', `${mgmtNet}.${4 * i + 1}/30`, 'dev', rootLink])
-    await ip(['link', 'set', rootLink, 'up'])
-    mgmt[host] = `${mgmtNet}.${4 * i + 2}`
-    await ip(['-n', ns[host], 'addr', 'add', `${mgmt[host]}/30`, 'dev', 'mgmt0'])
-    await ip(['-n', ns[host], 'link', 'set', 'mgmt0', 'up'])
+    mgmt[host] = await namespaces.mgmtLink(ns[host], `${id}m${i}`, mgmtNet, i)
   }
 
   const spawn: NatLab['spawn'] = (host, spec) =>
@@ -343,6 +301,6 @@ export async function natLab(t: Teardown, options: NatLabOptions = {}): Promise<
     spawn,
     agent,
     nft: (router, args) => exec(router, 'nft', args),
-    destroy,
+    destroy: namespaces.destroy,
   }
 }

@@ -70,20 +70,31 @@ export function ip(args: readonly string[]): Promise<string> {
   })
 }
 
-/** A /24 under 10.214 that no address of the root namespace uses yet. */
-async function freeMgmtNet(): Promise<string> {
+/** A /24 under `prefix` (a /16: "10.214") that no address of the root namespace uses yet. */
+export async function freeMgmtNet(prefix: string): Promise<string> {
   const used = await ip(['-4', '-o', 'addr', 'show'])
   for (let attempt = 0; attempt < 64; attempt++) {
-    const candidate = `${MGMT_PREFIX}.${randomBytes(1)[0]}`
+    const candidate = `${prefix}.${randomBytes(1)[0]}`
     if (!used.includes(`${candidate}.`)) return candidate
   }
-  throw new Error(`no free ${MGMT_PREFIX}.x.0/24 for management links`)
+  throw new Error(`no free ${prefix}.x.0/24 for management links`)
 }
 
-export async function createNetns(t: Teardown, names: readonly string[]): Promise<NetnsTopology> {
-  if (names.length === 0 || names.length > 60) throw new Error('createNetns: 1..60 sites')
-  const id = `fx${randomBytes(2).toString('hex')}`
-  const switchNs = `${id}-sw`
+/** The namespaces of one topology and its links in the root namespace. */
+export interface NamespaceSet {
+  /** Creates namespace `name` with its loopback up; deleted by `destroy`. */
+  add(name: string): Promise<void>
+  /**
+   * A management link from the root namespace (`rootLink`) to `ns` (`mgmt0`): the `i`th /30
+   * of `mgmtNet`, root side `.4i+1`, namespace side `.4i+2` (returned).
+   */
+  mgmtLink(ns: string, rootLink: string, mgmtNet: string, i: number): Promise<string>
+  /** Kills what still runs in the namespaces (all of it ours), deletes them and the links. */
+  destroy(): Promise<void>
+}
+
+/** A NamespaceSet whose `destroy` runs at teardown. */
+export function namespaceSet(t: Teardown): NamespaceSet {
   const created: string[] = []
   const rootLinks: string[] = []
   const destroy = async () => {
@@ -104,12 +115,35 @@ export async function createNetns(t: Teardown, names: readonly string[]): Promis
     rootLinks.length = 0
   }
   t.after(destroy)
+  return {
+    add: async (name) => {
+      await ip(['netns', 'add', name])
+      created.push(name)
+      await ip(['-n', name, 'link', 'set', 'lo', 'up'])
+    },
+    mgmtLink: async (ns, rootLink, mgmtNet, i) => {
+      await ip(['link', 'add', rootLink, 'type', 'veth', 'peer', 'name', 'mgmt0', 'netns', ns])
+      rootLinks.push(rootLink)
+      const rootAddr = `${mgmtNet}.${4 * i + 1}`
+      const mgmtAddr = `${mgmtNet}.${4 * i + 2}`
+      await ip(['addr', 'add', `${rootAddr}/30`, 'dev', rootLink])
+      await ip(['link', 'set', rootLink, 'up'])
+      await ip(['-n', ns, 'addr', 'add', `${mgmtAddr}/30`, 'dev', 'mgmt0'])
+      await ip(['-n', ns, 'link', 'set', 'mgmt0', 'up'])
+      return mgmtAddr
+    },
+    destroy,
+  }
+}
 
-  const mgmt = await freeMgmtNet()
+export async function createNetns(t: Teardown, names: readonly string[]): Promise<NetnsTopology> {
+  if (names.length === 0 || names.length > 60) throw new Error('createNetns: 1..60 sites')
+  const id = `fx${randomBytes(2).toString('hex')}`
+  const switchNs = `${id}-sw`
+  const namespaces = namespaceSet(t)
+  const mgmt = await freeMgmtNet(MGMT_PREFIX)
   const switchAddr = `${FABRIC_PREFIX}.1`
-  await ip(['netns', 'add', switchNs])
-  created.push(switchNs)
-  await ip(['-n', switchNs, 'link', 'set', 'lo', 'up'])
+  await namespaces.add(switchNs)
   await ip(['-n', switchNs, 'link', 'add', 'br0', 'type', 'bridge'])
   await ip(['-n', switchNs, 'addr', 'add', `${switchAddr}/24`, 'dev', 'br0'])
   await ip(['-n', switchNs, 'link', 'set', 'br0', 'up'])
@@ -118,9 +152,7 @@ export async function createNetns(t: Teardown, names: readonly string[]): Promis
   for (const [i, name] of names.entries()) {
     if (!/^[a-z0-9]{1,8}$/.test(name)) throw new Error(`createNetns: site name "${name}": a-z0-9, at most 8`)
     const ns = `${id}-${name}`
-    await ip(['netns', 'add', ns])
-    created.push(ns)
-    await ip(['-n', ns, 'link', 'set', 'lo', 'up'])
+    await namespaces.add(ns)
     // Fabric: a port on the switch, fab0 in the site.
     await ip([
       '-n',
@@ -141,15 +173,7 @@ export async function createNetns(t: Teardown, names: readonly string[]): Promis
     await ip(['-n', ns, 'addr', 'add', `${fabricAddr}/24`, 'dev', 'fab0'])
     await ip(['-n', ns, 'link', 'set', 'fab0', 'up'])
     // Management: root <-> site, a /30 of its own.
-    const rootLink = `${id}m${i}`
-    await ip(['link', 'add', rootLink, 'type', 'veth', 'peer', 'name', 'mgmt0', 'netns', ns])
-    rootLinks.push(rootLink)
-    const rootAddr = `${mgmt}.${4 * i + 1}`
-    const mgmtAddr = `${mgmt}.${4 * i + 2}`
-    await ip(['addr', 'add', `${rootAddr}/30`, 'dev', rootLink])
-    await ip(['link', 'set', rootLink, 'up'])
-    await ip(['-n', ns, 'addr', 'add', `${mgmtAddr}/30`, 'dev', 'mgmt0'])
-    await ip(['-n', ns, 'link', 'set', 'mgmt0', 'up'])
+    const mgmtAddr = await namespaces.mgmtLink(ns, `${id}m${i}`, mgmt, i)
     sites.push({ name, ns, fabricAddr, mgmtAddr })
   }
   const site = (name: string) => {
@@ -168,7 +192,7 @@ export async function createNetns(t: Teardown, names: readonly string[]): Promis
     heal: async (name) => {
       await ip(['-n', switchNs, 'link', 'set', `p-${site(name).name}`, 'up'])
     },
-    destroy,
+    destroy: namespaces.destroy,
   }
 }
 

@@ -19,13 +19,11 @@
  * Run as a program (`startUpnpResponder` does it in the lab): one JSON object per stdout
  * line: listening, search, mapped, renewed, deleted, expired, fault, bad.
  */
-import { execFile } from 'node:child_process'
-import { randomInt, randomUUID } from 'node:crypto'
+import { randomUUID } from 'node:crypto'
 import dgram from 'node:dgram'
 import http from 'node:http'
-import { fileURLToPath } from 'node:url'
-import type { Child } from '../../scripts/testnet/children.js'
 import type { NatLab } from './nat-lab.js'
+import { exitWhenDone, out, PortForwards, runAsProgram, startResponder } from './port-forwarding.js'
 
 const SSDP_GROUP = '239.255.255.250'
 const SSDP_PORT = 1900
@@ -35,25 +33,6 @@ const WAN_IP_CONNECTION_2 = 'urn:schemas-upnp-org:service:WANIPConnection:2'
 const MAX_LEASE_S = 604_800
 /** A SOAP request longer than this is refused (real ones are under 1 KiB). */
 const MAX_BODY_BYTES = 65_536
-/** The responder stops by itself after this (a test never needs it longer). */
-const RESPONDER_MAX_MS = 300_000
-
-interface Mapping {
-  readonly client: string
-  readonly internalPort: number
-  readonly externalPort: number
-  readonly handle: number
-  timer: NodeJS.Timeout
-}
-
-function nft(args: readonly string[]): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile('nft', [...args], { encoding: 'utf8' }, (err, stdout, stderr) => {
-      if (err) reject(new Error(`nft ${args.join(' ')}: ${stderr.trim() || err.message}`))
-      else resolve(stdout)
-    })
-  })
-}
 
 class Fault extends Error {
   constructor(
@@ -89,31 +68,8 @@ function description(uuid: string): string {
 }
 
 export function serve(lan: string, wan: string, wanIf: string): void {
-  const out = (o: Record<string, unknown>) =>
-    process.stdout.write(`${JSON.stringify({ at: Date.now(), ...o })}\n`)
   const uuid = randomUUID()
-  const mappings = new Map<number, Mapping>() // by external port (TCP only)
-
-  const remove = async (m: Mapping, why: 'deleted' | 'expired') => {
-    clearTimeout(m.timer)
-    mappings.delete(m.externalPort)
-    await nft(['delete', 'rule', 'ip', 'nat', 'prerouting', 'handle', String(m.handle)])
-    out({ event: why, client: m.client, internalPort: m.internalPort, externalPort: m.externalPort })
-  }
-  const arm = (m: Mapping, leaseS: number) => {
-    clearTimeout(m.timer)
-    m.timer = setTimeout(
-      () => void remove(m, 'expired').catch((e: Error) => out({ event: 'error', detail: e.message })),
-      leaseS * 1000,
-    )
-  }
-  const freePort = (wanted: number): number => {
-    if (wanted >= 1024 && !mappings.has(wanted)) return wanted
-    for (;;) {
-      const p = randomInt(20_000, 60_000)
-      if (!mappings.has(p)) return p
-    }
-  }
+  const mappings = new PortForwards(wanIf, (m) => m.externalPort) // by external port (TCP only)
 
   /** Adds (or, for the same client and port, renews) a mapping; `any`: another port if taken. */
   const add = async (args: Map<string, string>, from: string, any: boolean): Promise<number> => {
@@ -135,41 +91,14 @@ export function serve(lan: string, wan: string, wanIf: string): void {
     const existing = mappings.get(wanted)
     if (existing !== undefined) {
       if (existing.client === client && existing.internalPort === internalPort) {
-        arm(existing, leaseS)
+        mappings.arm(existing, leaseS)
         out({ event: 'renewed', client, internalPort, externalPort: wanted, leaseS })
         return wanted
       }
       if (!any) throw new Fault(718, 'ConflictInMappingEntry')
     }
-    const externalPort = freePort(wanted)
-    const added = await nft([
-      '--echo',
-      '--handle',
-      'add',
-      'rule',
-      'ip',
-      'nat',
-      'prerouting',
-      'iifname',
-      wanIf,
-      'tcp',
-      'dport',
-      String(externalPort),
-      'dnat',
-      'to',
-      `${client}:${internalPort}`,
-    ])
-    const h = /# handle (\d+)/.exec(added)
-    if (h?.[1] === undefined) throw new Error(`nft gave no rule handle: ${added}`)
-    const m: Mapping = {
-      client,
-      internalPort,
-      externalPort,
-      handle: Number(h[1]),
-      timer: setTimeout(() => undefined, 0),
-    }
-    mappings.set(externalPort, m)
-    arm(m, leaseS)
+    const externalPort = mappings.freePort(wanted)
+    await mappings.add(client, internalPort, externalPort, leaseS)
     out({ event: 'mapped', client, internalPort, externalPort, leaseS })
     return externalPort
   }
@@ -191,7 +120,7 @@ export function serve(lan: string, wan: string, wanIf: string): void {
         const m = protocol === 'TCP' ? mappings.get(Number(args.get('NewExternalPort'))) : undefined
         if (m === undefined) throw new Fault(714, 'NoSuchEntryInArray')
         if (m.client !== from) throw new Fault(606, 'Action not authorized')
-        await remove(m, 'deleted')
+        await mappings.remove(m, 'deleted')
         return reply('')
       }
       default:
@@ -266,39 +195,14 @@ export function serve(lan: string, wan: string, wanIf: string): void {
       out({ event: 'listening', address: lan, httpPort, location })
     })
   })
-  setTimeout(() => process.exit(0), RESPONDER_MAX_MS).unref()
-  process.once('SIGTERM', () => process.exit(0))
+  exitWhenDone()
 }
 
-export interface UpnpResponder {
-  readonly child: Child
-  /** Waits for the next event line (from `from`, a child mark) whose event is `event`. */
-  waitEvent(event: string, timeoutMs: number, from?: number): Promise<Record<string, unknown>>
-}
+export type { Responder as UpnpResponder } from './port-forwarding.js'
 
 /** Starts the responder on a lab router (its LAN address, DNAT from its WAN). */
-export async function startUpnpResponder(lab: NatLab, router: 'routerA' | 'routerB'): Promise<UpnpResponder> {
-  const lan = router === 'routerA' ? lab.addr.routerALan : lab.addr.routerBLan
-  const wan = router === 'routerA' ? lab.addr.routerAWan : lab.addr.routerBWan
-  const child = lab.spawn(router, {
-    name: `upnp-${router}`,
-    command: process.execPath,
-    args: ['--import', 'tsx', fileURLToPath(import.meta.url), lan, wan, 'wan0'],
-    stdout: true,
-  })
-  const waitEvent = async (event: string, timeoutMs: number, from = 0) => {
-    const line = await child.waitLine(new RegExp(`"event":"${event}"`), timeoutMs, from)
-    return JSON.parse(line.text) as Record<string, unknown>
-  }
-  await waitEvent('listening', 30_000)
-  return { child, waitEvent }
+export function startUpnpResponder(lab: NatLab, router: 'routerA' | 'routerB') {
+  return startResponder(lab, router, 'upnp', import.meta.url)
 }
 
-if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const [lan, wan, wanIf] = process.argv.slice(2)
-  if (lan === undefined || wan === undefined || wanIf === undefined) {
-    process.stderr.write('usage: upnp-responder LAN_ADDRESS WAN_ADDRESS WAN_IF\n')
-    process.exit(2)
-  }
-  serve(lan, wan, wanIf)
-}
+runAsProgram(import.meta.url, 'upnp-responder', serve)
