@@ -170,10 +170,14 @@ export class PrivateSwarm {
     const known = new Set<string>()
     for (const p of this.deps.directory.all()) for (const e of p.signedEndpoints) known.add(e)
     const links = this.deps.links()
-    for (const a of addresses) {
-      if (known.has(a) || this.ownEndpoints.has(a) || this.isOwn(a)) continue
-      links.probe(a)
+    // In random order: probes are bounded (link/dialer.ts), so made-up addresses a DHT node
+    // answered with must not always come first and take every probe of the round.
+    const candidates = addresses.filter((a) => !known.has(a) && !this.ownEndpoints.has(a) && !this.isOwn(a))
+    for (let i = candidates.length - 1; i > 0; i--) {
+      const j = Math.floor(Math.random() * (i + 1))
+      ;[candidates[i], candidates[j]] = [candidates[j] as string, candidates[i] as string]
     }
+    for (const a of candidates) links.probe(a)
   }
 
   /** Our own announce, seen from the DHT: our link port on a loopback or unspecified address. */
