@@ -57,6 +57,12 @@ export interface EmbeddedBrokerDeps {
 
 /** How long a TLS client has to finish its handshake (Node's default is 120 s). */
 const TLS_HANDSHAKE_TIMEOUT_MS = 10_000
+/**
+ * TLS handshakes in progress at once; past it the one waiting longest is cut (as the MQTT
+ * connections waiting for CONNECT are, embedded-gate.ts): a flood of idle or slow handshakes
+ * then delays a real client by its own handshake, and a handshake's CPU stays bounded.
+ */
+export const MAX_TLS_HANDSHAKES = 64
 
 type InstanceListener = (instance: Aedes | undefined) => void
 
@@ -68,6 +74,8 @@ export class EmbeddedBroker {
   private readonly sockets = new Set<net.Socket>()
   /** TCP sockets under TLS ones (and in handshake): destroyed on shut, never corked. */
   private readonly rawSockets = new Set<net.Socket>()
+  /** Raw sockets whose TLS handshake is in progress, by remote address:port, oldest first. */
+  private readonly handshaking = new Map<string, net.Socket>()
   private readonly listeners = new Set<InstanceListener>()
   private readonly log: Logger
   private readonly gate: ClientGate
@@ -229,13 +237,25 @@ export class EmbeddedBroker {
         noDelay: true,
       },
       (socket) => {
+        this.handshaking.delete(`${socket.remoteAddress}:${socket.remotePort}`)
         socket.setNoDelay(true)
         accept(socket)
       },
     )
     server.on('connection', (raw: net.Socket) => {
       this.rawSockets.add(raw)
-      raw.once('close', () => this.rawSockets.delete(raw))
+      const key = `${raw.remoteAddress}:${raw.remotePort}`
+      if (this.handshaking.size >= MAX_TLS_HANDSHAKES) {
+        const [oldKey, oldest] = this.handshaking.entries().next().value as [string, net.Socket]
+        this.handshaking.delete(oldKey)
+        this.gate.refuse('conn', 'tls_pending', oldKey)
+        oldest.destroy()
+      }
+      this.handshaking.set(key, raw)
+      raw.once('close', () => {
+        this.rawSockets.delete(raw)
+        if (this.handshaking.get(key) === raw) this.handshaking.delete(key)
+      })
     })
     server.on('tlsClientError', (err, socket) => {
       this.gate.refuse('conn', 'tls', `${socket.remoteAddress}:${socket.remotePort}`)

@@ -13,7 +13,11 @@ import { networkInterfaces, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test } from 'node:test'
 import mqtt, { type IClientOptions, type MqttClient, type Packet } from 'mqtt'
-import { type EmbeddedBrokerOptions, startEmbeddedBroker } from '../../../src/broker/embedded.js'
+import {
+  type EmbeddedBrokerOptions,
+  MAX_TLS_HANDSHAKES,
+  startEmbeddedBroker,
+} from '../../../src/broker/embedded.js'
 import {
   MAX_AUTH_IN_FLIGHT,
   MAX_AUTH_QUEUED,
@@ -400,6 +404,25 @@ test('TLS: a client trusting the CA connects over mqtts; plain MQTT and untrusti
   const untrusting = await tryConnect(t, broker.url, { username: 'dev', password: 'pw' })
   assert.equal(untrusting.connected, false, 'a client without the CA does not trust the server')
   await until(() => counters.get('broker.conn.refused.tls') >= 2, 'both TLS refusals counted')
+})
+
+test('hostile input: TLS handshakes that never finish are capped (oldest cut first, counted); a real TLS client still gets in', async (t) => {
+  const pki = makePki(tempDir(t))
+  const { broker, counters } = await start(t, {
+    users: [{ username: 'dev', passwordHash: hashPassword('pw', FAST) }],
+    tls: { certFile: pki.cert, keyFile: pki.key },
+  })
+  const idle: net.Socket[] = []
+  for (let i = 0; i < MAX_TLS_HANDSHAKES + 5; i++) idle.push(await rawSocket(t, broker.port))
+  await Promise.all(idle.slice(0, 5).map(closedBy))
+  await until(() => counters.get('broker.conn.refused.tls_pending') === 5, 'five handshakes cut')
+  assert.ok(
+    idle.slice(5).every((s) => !s.destroyed),
+    'the newer ones still wait',
+  )
+  const ok = await tryConnect(t, broker.url, { ca: readFileSync(pki.ca), username: 'dev', password: 'pw' })
+  assert.ok(ok.connected, 'error' in ok ? ok.error : '')
+  await closedBy(idle[5] as net.Socket)
 })
 
 test('TLS with requireClientCert: only clients with a certificate the CA signed get in', async (t) => {
