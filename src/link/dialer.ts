@@ -1,5 +1,6 @@
 import { connect as netConnect, type Socket } from 'node:net'
 import { type Endpoint, formatEndpoint, parseEndpoint } from '../endpoints.js'
+import { TokenBucket } from '../token-bucket.js'
 import { type Candidate, CandidateSet } from './candidates.js'
 import { type HandshakeOutcome, runInitiator } from './handshake-io.js'
 import type { LinkPartDeps } from './options.js'
@@ -83,8 +84,7 @@ export class Dialer {
   private readonly probes = new Map<string, Probe>()
   /** Probes in flight, and the probe budget (a token bucket: PROBE_BURST, PROBE_PER_SECOND). */
   private probing = 0
-  private probeTokens = PROBE_BURST
-  private probeTokensAt = Date.now()
+  private readonly probeBudget = new TokenBucket(PROBE_BURST, PROBE_PER_SECOND)
   private closed = false
 
   constructor(deps: DialerDeps) {
@@ -194,16 +194,10 @@ export class Dialer {
     if (p !== undefined && (p.attempt !== undefined || now < p.notBefore)) return
     const endpoint = this.parseEndpoints('probe', [address])[0]
     if (endpoint === undefined) return
-    this.probeTokens = Math.min(
-      PROBE_BURST,
-      this.probeTokens + ((now - this.probeTokensAt) * PROBE_PER_SECOND) / 1000,
-    )
-    this.probeTokensAt = now
-    if (this.probing >= MAX_CONCURRENT_PROBES || this.probeTokens < 1) {
+    if (this.probing >= MAX_CONCURRENT_PROBES || !this.probeBudget.take(now)) {
       this.deps.counters.inc('link.probe.deferred')
       return
     }
-    this.probeTokens -= 1
     if (p === undefined) {
       if (this.probes.size >= MAX_PROBED_ADDRESSES) {
         const oldest = this.probes.keys().next().value

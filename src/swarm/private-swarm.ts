@@ -10,6 +10,7 @@ import type { Counters } from '../metrics.js'
 import type { MemberInfo, PeerDirectory } from '../peers/directory.js'
 import type { PeerProfiles } from '../peers/profiles.js'
 import type { Router } from '../routing/router.js'
+import { TokenBucket } from '../token-bucket.js'
 import type { Invite } from './invite.js'
 import { Membership } from './membership.js'
 
@@ -48,7 +49,7 @@ export class PrivateSwarm {
   private ownEndpoints = new Set<string>()
   private ownPort = 0
   /** MEMBERS verifications left per peer (tellBudget). */
-  private readonly told = new Map<string, { tokens: number; at: number }>()
+  private readonly told = new Map<string, TokenBucket>()
 
   constructor(private readonly deps: PrivateSwarmDeps) {
     this.membership = new Membership({
@@ -145,20 +146,15 @@ export class PrivateSwarm {
     else this.membership.applyRevocation(item, peer)
   }
 
-  /** Takes one verification from `peer`'s MEMBERS budget (a token bucket); false when empty. */
+  /** Takes one verification from `peer`'s MEMBERS budget; false when it is spent. */
   private tellBudget(peer: string): boolean {
-    const now = Date.now()
     let b = this.told.get(peer)
     if (b === undefined) {
       if (this.told.size >= TOLD_PEERS_MAX) this.told.clear()
-      b = { tokens: TOLD_BURST, at: now }
+      b = new TokenBucket(TOLD_BURST, TOLD_PER_SECOND)
       this.told.set(peer, b)
     }
-    b.tokens = Math.min(TOLD_BURST, b.tokens + ((now - b.at) * TOLD_PER_SECOND) / 1000)
-    b.at = now
-    if (b.tokens < 1) return false
-    b.tokens -= 1
-    return true
+    return b.take()
   }
 
   /**
