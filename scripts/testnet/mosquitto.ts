@@ -62,23 +62,28 @@ export interface MosquittoOptions {
   readonly spawn?: (spec: ChildSpec) => Child
 }
 
-export interface MosquittoInstance {
+/** A broker process a test or the testnet started (Mosquitto, RabbitMQ). */
+export interface BrokerProcess {
   readonly name: string
+  /** The MQTT listener's port. */
   readonly port: number
   readonly url: string
   readonly dir: string
   /** The current run's process (pid, startedAt, lines). */
   readonly child: Child
-  /** Milliseconds from spawn to the port accepting, for the last (re)start. */
+  /** Milliseconds from spawn to the MQTT port accepting, for the last (re)start. */
   readonly startupMs: number
-  /** Graceful stop (SIGTERM; Mosquitto writes its db when persistence is on). Idempotent. */
+  /** Graceful stop (SIGTERM; the broker saves its store). Idempotent. */
   stop(): Promise<void>
-  /** stop() then start again on the same port with the same dir. */
+  /** stop() then start again on the same port(s) with the same dir. */
   restart(): Promise<void>
+  /** The broker's log so far (errors and warnings), for assertion messages. */
+  log(): string
+}
+
+export interface MosquittoInstance extends BrokerProcess {
   /** SIGKILL, no save. Idempotent. */
   kill(): Promise<void>
-  /** Mosquitto's stderr so far (errors and warnings), for assertion messages. */
-  log(): string
 }
 
 /** Spawn → port accepting, at the most. */

@@ -28,6 +28,7 @@ import os from 'node:os'
 import path from 'node:path'
 import mqtt from 'mqtt'
 import { Child } from './children.js'
+import type { BrokerProcess } from './mosquitto.js'
 import { freePorts, retryAddressInUse, tcpOpen } from './ports.js'
 import type { Teardown } from './teardown.js'
 import { waitFor } from './wait.js'
@@ -51,21 +52,7 @@ export interface RabbitMqVhost {
   readonly password: string
 }
 
-export interface RabbitMqInstance {
-  readonly name: string
-  /** The MQTT listener's port. */
-  readonly port: number
-  readonly url: string
-  readonly dir: string
-  readonly child: Child
-  /** Milliseconds from spawn to the MQTT port accepting, for the last (re)start. */
-  readonly startupMs: number
-  /** Graceful stop (SIGTERM; RabbitMQ keeps its retained store on disk). Idempotent. */
-  stop(): Promise<void>
-  /** stop() then start again on the same ports with the same dir. */
-  restart(): Promise<void>
-  /** The node's log so far, for assertion messages. */
-  log(): string
+export interface RabbitMqInstance extends BrokerProcess {
   /** A virtual host no one used yet from this instance (throws when all are taken). */
   vhost(): RabbitMqVhost
 }
