@@ -97,10 +97,15 @@ const PORT_ATTEMPTS = 3
 export function mosquittoPath(): string | undefined {
   const fromEnv = process.env.MOSQUITTO_BIN
   if (fromEnv) return isExecutable(fromEnv) ? fromEnv : undefined
-  const dirs = [...(process.env.PATH ?? '').split(path.delimiter), '/usr/sbin', '/usr/local/sbin']
+  return findExecutable('mosquitto', ['/usr/sbin', '/usr/local/sbin'])
+}
+
+/** `name` on the PATH, else in one of `extraDirs` (undefined when nowhere executable). */
+export function findExecutable(name: string, extraDirs: readonly string[]): string | undefined {
+  const dirs = [...(process.env.PATH ?? '').split(path.delimiter), ...extraDirs]
   return dirs
     .filter(Boolean)
-    .map((d) => path.join(d, 'mosquitto'))
+    .map((d) => path.join(d, name))
     .find(isExecutable)
 }
 
@@ -108,7 +113,7 @@ export function mosquittoAvailable(): boolean {
   return mosquittoPath() !== undefined
 }
 
-function isExecutable(p: string): boolean {
+export function isExecutable(p: string): boolean {
   try {
     accessSync(p, constants.X_OK)
     return true

@@ -23,12 +23,12 @@
  * election wait), a stop 2–4 s; `startupMs` holds the last start's.
  */
 import { createHash, randomBytes } from 'node:crypto'
-import { accessSync, constants, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import mqtt from 'mqtt'
 import { Child } from './children.js'
-import type { BrokerProcess } from './mosquitto.js'
+import { type BrokerProcess, findExecutable, isExecutable } from './mosquitto.js'
 import { freePorts, retryAddressInUse, tcpOpen } from './ports.js'
 import type { Teardown } from './teardown.js'
 import { waitFor } from './wait.js'
@@ -80,24 +80,11 @@ export function rabbitMqPath(): string | undefined {
 
 /** epmd (Erlang's port mapper), next to the Erlang install or on the PATH. */
 function epmdPath(): string | undefined {
-  const dirs = [...(process.env.PATH ?? '').split(path.delimiter), '/usr/bin', '/usr/lib/erlang/bin']
-  return dirs
-    .filter(Boolean)
-    .map((d) => path.join(d, 'epmd'))
-    .find(isExecutable)
+  return findExecutable('epmd', ['/usr/bin', '/usr/lib/erlang/bin'])
 }
 
 export function rabbitMqAvailable(): boolean {
   return rabbitMqPath() !== undefined && epmdPath() !== undefined
-}
-
-function isExecutable(p: string): boolean {
-  try {
-    accessSync(p, constants.X_OK)
-    return true
-  } catch {
-    return false
-  }
 }
 
 /** The node's config: the MQTT listener on loopback, anonymous MQTT clients, no AMQP listener. */
