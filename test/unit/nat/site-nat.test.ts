@@ -18,14 +18,7 @@ import {
 } from '../../../src/nat/port-mapping.js'
 import { SiteNat } from '../../../src/nat/site-nat.js'
 import { PeerDirectory } from '../../../src/peers/directory.js'
-
-async function until(what: string, cond: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = performance.now() + timeoutMs
-  while (!cond()) {
-    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 10))
-  }
-}
+import { waitFor } from '../../helpers/testnet.js'
 
 test('a NAT-PMP mapping lost at its expiry is withdrawn from the record and mapped again through UPnP-IGD', async (t) => {
   const identity = identityFromSeed(Buffer.alloc(32, 0x31))
@@ -78,10 +71,10 @@ test('a NAT-PMP mapping lost at its expiry is withdrawn from the record and mapp
   })
   t.after(() => nat.stop())
   await nat.start(7000)
-  await until('the NAT-PMP mapping advertised', () => advertised.length === 1)
+  await waitFor(() => advertised.length === 1, { what: 'the NAT-PMP mapping advertised' })
   assert.deepEqual(advertised[0], ['m 198.51.100.7:40000'])
   assert.deepEqual(upnpCalls, [], 'UPnP not asked while NAT-PMP maps')
-  await until('the mapping mapped again', () => advertised.length === 3)
+  await waitFor(() => advertised.length === 3, { what: 'the mapping mapped again' })
   assert.deepEqual(advertised[1], [], 'the lost endpoint withdrawn at once')
   assert.deepEqual(advertised[2], ['m 198.51.100.7:41000'])
   assert.deepEqual(upnpCalls, ['map 7000'], 'the link port mapped through UPnP')
@@ -109,6 +102,9 @@ test('a NatPmpPortMapper without an onLost hook keeps retrying past the expiry (
   })
   t.after(() => mapper.unmap())
   await mapper.map(7000, 2)
-  await until('three failed renewals', () => counters.get('nat.mapping.renew_failed') >= 3, 15_000)
+  await waitFor(() => counters.get('nat.mapping.renew_failed') >= 3, {
+    what: 'three failed renewals',
+    timeoutMs: 15_000,
+  })
   assert.equal(counters.get('nat.mapping.lost'), 0)
 })
